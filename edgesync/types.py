@@ -1,0 +1,174 @@
+"""Typed values that cross module and process boundaries.
+
+Services work with these, never with protobuf messages; edgesync.wire converts.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgesync.errors import InvalidInput
+
+EDGE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def check_edge_id(edge_id: str) -> str:
+    """Return edge_id if it is a safe identifier (it becomes part of paths and keys)."""
+    if not EDGE_ID_PATTERN.fullmatch(edge_id or "") or edge_id in {".", ".."}:
+        raise InvalidInput(f"invalid edge id {edge_id!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+    return edge_id
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One box in pixels of its frame."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    class_id: int
+    score: float = 1.0
+
+    def as_list(self) -> list[float]:
+        return [self.x1, self.y1, self.x2, self.y2, float(self.class_id), self.score]
+
+    @classmethod
+    def from_list(cls, values: list[float]) -> Detection:
+        x1, y1, x2, y2, c, s = values
+        return cls(float(x1), float(y1), float(x2), float(y2), int(c), float(s))
+
+
+def detections_to_array(dets: list[Detection]) -> np.ndarray:
+    """(N, 6) float array of x1, y1, x2, y2, class_id, score."""
+    if not dets:
+        return np.zeros((0, 6), dtype=np.float32)
+    return np.asarray([d.as_list() for d in dets], dtype=np.float32)
+
+
+@dataclass
+class Sample:
+    """A frame the edge uploads, with the student's view of it."""
+
+    sample_id: str
+    edge_id: str
+    capture_time: float
+    model_version: int
+    jpeg: bytes
+    detections: list[Detection] = field(default_factory=list)
+    score: float = 0.0
+    frame_index: int = -1
+
+
+@dataclass
+class StoredSample:
+    """A sample as the cloud keeps it: metadata, the JPEG, and teacher labels once labelled."""
+
+    sample_id: str
+    edge_id: str
+    capture_time: float
+    received_time: float
+    model_version: int
+    score: float
+    frame_index: int
+    student: list[Detection]
+    width: int
+    height: int
+    labels: list[Detection] | None = None  # teacher boxes; None until labelled
+    seq: int = 0  # arrival order per edge, assigned by the store
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    """Everything an edge needs to trust and load a model version."""
+
+    version: int
+    parent: int
+    sha256: str
+    size_bytes: int
+    arch: str
+    class_names: tuple[str, ...]
+    imgsz: int
+    created: float = field(default_factory=time.time)
+    metrics: dict[str, float] = field(default_factory=dict)
+    trained_on_since: float = 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "version": self.version,
+            "parent": self.parent,
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "arch": self.arch,
+            "class_names": list(self.class_names),
+            "imgsz": self.imgsz,
+            "created": self.created,
+            "metrics": dict(self.metrics),
+            "trained_on_since": self.trained_on_since,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> ModelManifest:
+        try:
+            return cls(
+                version=int(data["version"]),
+                parent=int(data.get("parent", 0)),
+                sha256=str(data["sha256"]),
+                size_bytes=int(data["size_bytes"]),
+                arch=str(data["arch"]),
+                class_names=tuple(data["class_names"]),
+                imgsz=int(data["imgsz"]),
+                created=float(data.get("created", 0.0)),
+                metrics={k: float(v) for k, v in data.get("metrics", {}).items()},
+                trained_on_since=float(data.get("trained_on_since", 0.0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"malformed model manifest: {exc}") from exc
+
+
+@dataclass
+class EdgeInfo:
+    """What the cloud knows about one edge."""
+
+    edge_id: str
+    class_names: list[str]
+    description: str = ""
+    registered: float = 0.0
+    last_heartbeat: float = 0.0
+    model_version: int = 0
+    frames: int = 0
+    queue_depth: int = 0
+    confidence_proxy: float = 0.0
+    uplink_bytes: int = 0
+    downlink_bytes: int = 0
+    samples_received: int = 0
+    samples_rejected: int = 0
+
+
+@dataclass
+class TrainingJob:
+    """A retraining job for one edge, queued by the training manager."""
+
+    job_id: str
+    edge_id: str
+    priority: float
+    created: float
+    base_version: int
+    reason: str = ""
+    status: str = "queued"  # queued | running | done | failed
+    started: float = 0.0
+    finished: float = 0.0
+    result_version: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, data: dict) -> TrainingJob:
+        return cls(**data)
