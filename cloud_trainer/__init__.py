@@ -1,0 +1,1 @@
+"""EdgeSync cloud process: ingest, teacher labelling, training manager, workers, registry and API."""

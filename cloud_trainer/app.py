@@ -1,0 +1,92 @@
+"""The cloud trainer process: gRPC front end, teacher labelling, training manager, workers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from cloud_trainer.ingest import Ingest
+from cloud_trainer.interceptor import ErrorMappingInterceptor
+from cloud_trainer.labeller import Labeller
+from cloud_trainer.manager import TrainingManager
+from cloud_trainer.registry import ModelRegistry
+from cloud_trainer.service import EdgeSyncService
+from cloud_trainer.state import StateStore, build_store
+from cloud_trainer.worker import TrainingWorker
+from edgesync.config import CloudConfig
+from edgesync.teachers import Teacher, build_teacher
+from edgesync.v1 import edgesync_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "edgesync.v1.EdgeSync"
+
+
+class CloudTrainer:
+    """Wires store, registry, teacher, manager, labeller, workers and the gRPC server together."""
+
+    def __init__(self, cfg: CloudConfig, teacher: Teacher | None = None, store: StateStore | None = None) -> None:
+        self.cfg = cfg
+        self.store = store or build_store(cfg.store)
+        self.registry = ModelRegistry(Path(cfg.data_dir) / "registry")
+        self.teacher = teacher or build_teacher(cfg.teacher)
+        self.manager = TrainingManager(self.store, self.registry, cfg.manager)
+        self.labeller = Labeller(
+            self.store, self.teacher, self.manager, cfg.labelling.batch_size, cfg.labelling.max_wait_s
+        )
+        self.workers = [
+            TrainingWorker(self.store, self.registry, cfg.training, worker_id=f"worker-{i}") for i in range(cfg.workers)
+        ]
+        self.ingest = Ingest(self.store, cfg.limits)
+        self.service = EdgeSyncService(self.store, self.registry, self.ingest, cfg.heartbeat_s)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._server: grpc.Server | None = None
+        self._health = health.HealthServicer()
+        self.port = 0
+
+    def start(self) -> int:
+        """Start serving; returns the bound port (useful with a :0 listen address)."""
+        limit = self.cfg.limits.max_message_bytes
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc"),
+            interceptors=[ErrorMappingInterceptor()],
+            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+        )
+        pb_grpc.add_EdgeSyncServicer_to_server(self.service, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        self.port = self._server.add_insecure_port(self.cfg.listen)
+        if not self.port:
+            raise OSError(f"cannot listen on {self.cfg.listen}")
+        self._spawn("labeller", self.labeller.run)
+        for worker in self.workers:
+            self._spawn(worker.worker_id, worker.run)
+        self._server.start()
+        for name in ("", SERVICE_NAME):
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("cloud trainer serving on port %d (%d workers)", self.port, len(self.workers))
+        return self.port
+
+    def _spawn(self, name: str, target) -> None:
+        thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, grace_s: float = 2.0) -> None:
+        """Stop serving and let background threads finish their current step."""
+        self._health.enter_graceful_shutdown()
+        self._stop.set()
+        if self._server is not None:
+            self._server.stop(grace_s).wait()
+        for thread in self._threads:
+            thread.join(timeout=grace_s)
+        self.store.close()
+
+    def wait(self) -> None:
+        if self._server is not None:
+            self._server.wait_for_termination()

@@ -1,0 +1,99 @@
+"""The training manager: decides when an edge needs retraining and how urgent it is.
+
+After each labelled batch it updates the edge's live accuracy proxy (the student's own
+uploaded detections scored against the teacher's labels of the same frames), and queues a
+job once enough new labelled samples have arrived. A job's priority is the room to gain
+(1 - live mAP50) weighted by staleness (how long since the edge last got a model), so the
+worker serves the edge that has fallen furthest for longest first, not the first to ask.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections import defaultdict
+
+from cloud_trainer.registry import ModelRegistry
+from cloud_trainer.state import StateStore
+from edgesync.config import ManagerConfig
+from edgesync.evaluation import map50
+from edgesync.types import StoredSample, TrainingJob, detections_to_array
+
+log = logging.getLogger(__name__)
+
+LIVE_ACCURACY_EMA = 0.3  # weight of the newest batch in the live accuracy proxy
+
+
+def job_priority(live_map50: float, staleness_s: float, new_samples: int, cfg: ManagerConfig) -> float:
+    """Predicted gain (1 - live accuracy) x staleness weight x how much new data there is."""
+    gain = 1.0 - min(max(live_map50, 0.0), 1.0)
+    staleness = 1.0 - math.pow(2.0, -max(staleness_s, 0.0) / cfg.staleness_half_s)
+    volume = min(1.0, new_samples / cfg.min_new_samples)
+    return gain * (0.5 + 0.5 * staleness) * volume
+
+
+class TrainingManager:
+    """Queues retraining jobs per edge from labelling progress, ranked by job_priority."""
+
+    def __init__(self, store: StateStore, registry: ModelRegistry, cfg: ManagerConfig) -> None:
+        self.store = store
+        self.registry = registry
+        self.cfg = cfg
+
+    def on_labelled(self, samples: list[StoredSample], now: float | None = None) -> list[TrainingJob]:
+        """Update accuracy proxies for the edges in this batch and queue jobs that are due."""
+        now = time.time() if now is None else now
+        by_edge: dict[str, list[StoredSample]] = defaultdict(list)
+        for s in samples:
+            by_edge[s.edge_id].append(s)
+        jobs = []
+        for edge_id, batch in by_edge.items():
+            self._update_live_accuracy(edge_id, batch)
+            job = self.maybe_queue(edge_id, now)
+            if job is not None:
+                jobs.append(job)
+        return jobs
+
+    def _update_live_accuracy(self, edge_id: str, batch: list[StoredSample]) -> None:
+        edge = self.store.get_edge(edge_id)
+        preds = [detections_to_array(s.student) for s in batch]
+        truth = [detections_to_array(s.labels or []) for s in batch]
+        batch_map = map50(preds, truth, max(1, len(edge.class_names)))
+        meta = self.store.get_meta(edge_id)
+        old = meta.get("live_map50")
+        live = batch_map if old is None else (1 - LIVE_ACCURACY_EMA) * old + LIVE_ACCURACY_EMA * batch_map
+        self.store.set_meta(edge_id, live_map50=live)
+
+    def maybe_queue(self, edge_id: str, now: float) -> TrainingJob | None:
+        """Queue (or re-rank) a job for edge_id if enough new labelled samples are waiting."""
+        meta = self.store.get_meta(edge_id)
+        covered = int(meta.get("last_queued_seq", 0))
+        new = self.store.count_samples(edge_id, labelled=True, min_seq=covered + 1)
+        queued = self.store.queued_job_for(edge_id)
+        last_model = meta.get("last_model_time", meta.get("first_seen", now))
+        priority = job_priority(meta.get("live_map50", 0.0), now - last_model, new, self.cfg)
+        if queued is not None:
+            queued.priority = priority
+            self.store.put_job(queued)
+            return None
+        if new < self.cfg.min_new_samples:
+            return None
+        if now - meta.get("last_job_time", 0.0) < self.cfg.min_interval_s:
+            return None
+        if any(j.status == "running" for j in self.store.list_jobs(edge_id=edge_id, status="running", limit=1)):
+            return None
+        newest = self.store.list_samples(edge_id, labelled=True, newest_first=True, limit=1)
+        job = TrainingJob(
+            job_id=f"{edge_id}-{uuid.uuid4().hex[:8]}",
+            edge_id=edge_id,
+            priority=priority,
+            created=now,
+            base_version=self.registry.latest_version(edge_id),
+            reason=f"{new} new labelled samples, live mAP50 {meta.get('live_map50', 0.0):.2f}",
+        )
+        self.store.put_job(job)
+        self.store.set_meta(edge_id, last_queued_seq=float(newest[0].seq if newest else covered), last_job_time=now)
+        log.info("queued job %s (%s, priority %.3f)", job.job_id, job.reason, priority)
+        return job

@@ -1,0 +1,100 @@
+"""The gRPC EdgeSync service: registration, heartbeats, sample upload, model subscription.
+
+Handlers speak typed values through edgesync.wire and raise EdgeSyncError; the interceptor
+maps errors to status codes. The service is stateless: everything lives in the store and
+the registry, so several front ends can serve the same fleet.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import grpc
+
+from cloud_trainer.ingest import Ingest
+from cloud_trainer.registry import ModelRegistry
+from cloud_trainer.state import StateStore
+from edgesync import wire
+from edgesync.errors import EdgeSyncError, UnknownEdge
+from edgesync.types import EdgeInfo, check_edge_id
+from edgesync.v1 import edgesync_pb2 as pb
+from edgesync.v1 import edgesync_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 256 * 1024
+# uplink and downlink bytes are counted by the cloud itself (ingest, SubscribeModels)
+HEARTBEAT_FIELDS = ("model_version", "frames", "queue_depth", "confidence_proxy")
+
+
+class EdgeSyncService(pb_grpc.EdgeSyncServicer):
+    """Implements edgesync.v1.EdgeSync over a state store and a model registry."""
+
+    def __init__(self, store: StateStore, registry: ModelRegistry, ingest: Ingest, heartbeat_s: float) -> None:
+        self.store = store
+        self.registry = registry
+        self.ingest = ingest
+        self.heartbeat_s = heartbeat_s
+        self.wait_slice_s = 1.0  # how often a subscription checks that its client is still there
+
+    def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.RegisterResponse:
+        edge_id = check_edge_id(request.edge_id)
+        now = time.time()
+        try:
+            info = self.store.get_edge(edge_id)
+            info.class_names = list(request.class_names) or info.class_names
+            info.description = request.description or info.description
+            info.model_version = int(request.model_version)
+            info.last_heartbeat = now
+        except UnknownEdge:
+            info = EdgeInfo(
+                edge_id=edge_id,
+                class_names=list(request.class_names),
+                description=request.description,
+                registered=now,
+                last_heartbeat=now,
+                model_version=int(request.model_version),
+            )
+            self.store.set_meta(edge_id, first_seen=now, last_model_time=now)
+        self.store.upsert_edge(info)
+        latest = self.registry.ensure_edge(edge_id)
+        log.info("edge %s registered (runs v%d, latest v%d)", edge_id, request.model_version, latest)
+        return pb.RegisterResponse(latest_model_version=latest, heartbeat_interval_s=self.heartbeat_s)
+
+    def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> pb.HeartbeatResponse:
+        edge_id = check_edge_id(request.edge_id)
+        fields = {name: getattr(request, name) for name in HEARTBEAT_FIELDS}
+        self.store.update_edge(edge_id, last_heartbeat=time.time(), **fields)
+        return pb.HeartbeatResponse(latest_model_version=self.registry.latest_version(edge_id))
+
+    def UploadSamples(self, request_iterator: Iterator[pb.Sample], context: grpc.ServicerContext):
+        """Acknowledge each sample in order; a bad sample is refused in its ack, the stream goes on."""
+        for message in request_iterator:
+            sample = wire.sample_from_pb(message)
+            try:
+                self.ingest.accept(sample)
+            except EdgeSyncError as exc:
+                log.warning("refused %s", exc)
+                yield pb.SampleAck(sample_id=sample.sample_id, accepted=False, error=str(exc))
+                continue
+            yield pb.SampleAck(sample_id=sample.sample_id, accepted=True)
+
+    def SubscribeModels(self, request: pb.SubscribeRequest, context: grpc.ServicerContext):
+        """Stream every version newer than the client's, as a manifest then weight chunks."""
+        edge_id = check_edge_id(request.edge_id)
+        self.store.get_edge(edge_id)
+        have = int(request.have_version)
+        while context.is_active():
+            manifest = self.registry.wait_for_newer(edge_id, have, timeout_s=self.wait_slice_s)
+            if manifest is None:
+                continue
+            manifest, data = self.registry.load(edge_id, manifest.version)
+            log.info("sending %s v%d (%d bytes)", edge_id, manifest.version, len(data))
+            yield pb.ModelChunk(manifest=wire.manifest_to_pb(manifest), last=not data)
+            for offset in range(0, len(data), CHUNK_BYTES):
+                end = offset + CHUNK_BYTES
+                yield pb.ModelChunk(data=data[offset:end], last=end >= len(data))
+            self.store.incr_edge(edge_id, "downlink_bytes", len(data))
+            have = manifest.version

@@ -1,0 +1,148 @@
+"""Fine-tuning a student with ultralytics on teacher-labelled frames.
+
+ultralytics does the training (augmentation, loss, optimiser, EMA); this module writes the
+frames in its dataset layout and hands it the student's current weights through a trainer
+subclass, the extension point ultralytics documents for custom models.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from edgesync import ultralytics_env
+from edgesync.config import TrainingConfig
+from edgesync.evaluation import map50
+from edgesync.student import StudentModel
+from edgesync.types import Detection, detections_to_array
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LabelledFrame:
+    """A frame with its teacher boxes, in pixels of that frame."""
+
+    image: np.ndarray
+    labels: list[Detection]
+    name: str
+
+
+def write_yolo_dataset(root: Path, train: list[LabelledFrame], val: list[LabelledFrame], names: list[str]) -> Path:
+    """Write images and YOLO txt labels under root; return the data.yaml ultralytics reads."""
+    if root.exists():
+        shutil.rmtree(root)
+    for split, frames in (("train", train), ("val", val)):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for frame in frames:
+            h, w = frame.image.shape[:2]
+            cv2.imwrite(str(root / "images" / split / f"{frame.name}.jpg"), frame.image)
+            lines = []
+            for d in frame.labels:
+                x1, x2 = np.clip([d.x1, d.x2], 0, w)
+                y1, y2 = np.clip([d.y1, d.y2], 0, h)
+                if x2 - x1 < 1 or y2 - y1 < 1:
+                    continue
+                cx, cy, bw, bh = (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h
+                lines.append(f"{d.class_id} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
+            (root / "labels" / split / f"{frame.name}.txt").write_text("\n".join(lines))
+    data = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(names))}
+    data_yaml = root / "data.yaml"
+    data_yaml.write_text(yaml.safe_dump(data))
+    return data_yaml
+
+
+def _trainer_starting_from(state: dict):
+    """A DetectionTrainer whose model starts from the given weights instead of random ones."""
+    ultralytics_env.configure()
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    class FineTuneTrainer(DetectionTrainer):
+        def get_model(self, cfg=None, weights=None, verbose=True):
+            model = super().get_model(cfg=cfg, weights=None, verbose=False)
+            model.load_state_dict(state, strict=True)
+            return model
+
+    return FineTuneTrainer
+
+
+def fine_tune(
+    student: StudentModel,
+    train: list[LabelledFrame],
+    val: list[LabelledFrame],
+    cfg: TrainingConfig,
+    workdir: Path,
+    epochs: int | None = None,
+    seed: int = 0,
+    on_epoch: Callable[[int, int], None] | None = None,
+    from_scratch: bool = False,
+) -> StudentModel:
+    """Train a copy of student on train (validating on val) and return the result as a new model.
+
+    ultralytics' own early stopping (patience) ends training when val fitness stops improving.
+    """
+    ultralytics_env.configure()
+    from ultralytics import YOLO
+
+    if not train:
+        raise ValueError("fine_tune needs at least one training frame")
+    data_yaml = write_yolo_dataset(workdir / "dataset", train, val or train[:1], student.class_names)
+    total = epochs or cfg.epochs
+    yolo = YOLO(student.arch, task="detect", verbose=False)
+    if on_epoch is not None:
+        yolo.add_callback("on_fit_epoch_end", lambda trainer: on_epoch(min(trainer.epoch + 1, total), total))
+    overrides = {
+        "data": str(data_yaml),
+        "epochs": total,
+        "imgsz": cfg.imgsz,
+        "batch": min(cfg.batch, max(2, len(train))),
+        "lr0": cfg.lr0,
+        "optimizer": cfg.optimizer,
+        "device": cfg.device,
+        "workers": cfg.workers,
+        "project": str(workdir),
+        "name": "train",
+        "exist_ok": True,
+        "plots": False,
+        "val": False,
+        "verbose": False,
+        "seed": seed,
+        "deterministic": False,
+        "amp": False,
+        "patience": max(3, total // 3),
+        "warmup_epochs": min(3.0, total / 5),
+        "close_mosaic": max(0, total // 3),
+    }
+    trainer = None if from_scratch else _trainer_starting_from(student.state_dict())
+    yolo.train(trainer=trainer, **overrides)
+    return StudentModel(
+        yolo.model.float().eval(),
+        student.class_names,
+        student.imgsz,
+        student.arch,
+        version=student.version,
+        conf=student.conf,
+        iou=student.iou,
+        device=student.device,
+    )
+
+
+def evaluate(student: StudentModel, frames: list[LabelledFrame], batch: int = 8) -> float:
+    """mAP50 of student on frames against their labels."""
+    if not frames:
+        return float("nan")
+    preds, truth = [], []
+    for i in range(0, len(frames), batch):
+        chunk = frames[i : i + batch]
+        for frame, pred in zip(chunk, student.predict([f.image for f in chunk]), strict=True):
+            preds.append(detections_to_array(pred.detections))
+            truth.append(detections_to_array(frame.labels))
+    return map50(preds, truth, len(student.class_names))

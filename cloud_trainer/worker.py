@@ -1,0 +1,140 @@
+"""The training worker: claims a job, fine-tunes the edge's student, validates, registers.
+
+A candidate is registered only if its mAP50 on held-out fresh teacher-labelled frames is not
+worse than the current model's (within the configured tolerance). Training data is the
+newest labelled samples (minus the held-out ones) plus a replay share of older samples,
+against forgetting the scenes seen before.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from cloud_trainer.registry import ModelRegistry
+from cloud_trainer.state import StateStore
+from cloud_trainer.training import LabelledFrame, evaluate, fine_tune
+from edgesync.config import TrainingConfig
+from edgesync.student import StudentModel
+from edgesync.types import StoredSample, TrainingJob
+
+log = logging.getLogger(__name__)
+
+
+def split_fresh(fresh: list[StoredSample], cfg: TrainingConfig) -> tuple[list[StoredSample], list[StoredSample]]:
+    """Interleave a held-out share through the fresh samples, so both sets span the same scene."""
+    fresh = sorted(fresh, key=lambda s: s.seq)
+    n_held = min(len(fresh) - 1, max(cfg.min_heldout, round(len(fresh) * cfg.heldout_fraction)))
+    if n_held <= 0:
+        return fresh, []
+    step = len(fresh) / n_held
+    held_idx = {min(len(fresh) - 1, int(i * step + step / 2)) for i in range(n_held)}
+    train = [s for i, s in enumerate(fresh) if i not in held_idx]
+    held = [s for i, s in enumerate(fresh) if i in held_idx]
+    return train, held
+
+
+class TrainingWorker:
+    """Runs training jobs from the store's queue, one at a time."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        registry: ModelRegistry,
+        cfg: TrainingConfig,
+        worker_id: str,
+        workdir: Path | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.cfg = cfg
+        self.worker_id = worker_id
+        self.workdir = workdir
+
+    # ------------------------------------------------------------ data
+
+    def _frames(self, samples: list[StoredSample]) -> list[LabelledFrame]:
+        frames = []
+        for s in samples:
+            jpeg = self.store.get_jpeg(s.edge_id, s.sample_id)
+            image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            if image is not None:
+                frames.append(LabelledFrame(image, list(s.labels or []), f"{s.seq:08d}"))
+        return frames
+
+    def select(self, job: TrainingJob) -> tuple[list[StoredSample], list[StoredSample], list[StoredSample]]:
+        """(fresh training samples, held-out samples, replay samples) for a job."""
+        fresh = self.store.list_samples(job.edge_id, labelled=True, newest_first=True, limit=self.cfg.max_fresh)
+        train, held = split_fresh(fresh, self.cfg)
+        oldest_fresh = min((s.seq for s in fresh), default=0)
+        n_replay = round(len(train) * self.cfg.replay_fraction)
+        older = [s for s in self.store.list_samples(job.edge_id, labelled=True, limit=None) if s.seq < oldest_fresh]
+        rng = random.Random(job.job_id)
+        replay = rng.sample(older, min(n_replay, len(older)))
+        return train, held, replay
+
+    # ------------------------------------------------------------ one job
+
+    def run_job(self, job: TrainingJob) -> TrainingJob:
+        """Train, validate and (if not worse) register; returns the finished job."""
+        started = time.time()
+        train, held, replay = self.select(job)
+        base_manifest, data = self.registry.load(job.edge_id, self.registry.latest_version(job.edge_id))
+        current = StudentModel.from_bytes(base_manifest, data, source=f"{job.edge_id} v{base_manifest.version}")
+        held_frames = self._frames(held)
+        train_frames = self._frames(train) + self._frames(replay)
+        workdir = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=self.workdir))
+        try:
+            candidate = fine_tune(current, train_frames, held_frames, self.cfg, workdir, seed=0)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        before = evaluate(current, held_frames)
+        after = evaluate(candidate, held_frames)
+        job.metrics = {
+            "map50_before": before,
+            "map50_after": after,
+            "gain": after - before,
+            "train_samples": float(len(train)),
+            "replay_samples": float(len(replay)),
+            "heldout_samples": float(len(held)),
+            "train_seconds": time.time() - started,
+        }
+        if after + self.cfg.tolerance >= before:
+            payload, _ = candidate.encode()
+            manifest = candidate.manifest(
+                payload,
+                parent=base_manifest.version,
+                metrics={"map50": after, "parent_map50": before},
+                trained_on_since=min((s.received_time for s in train), default=time.time()),
+            )
+            stored = self.registry.register(job.edge_id, payload, manifest)
+            job.result_version = stored.version
+            self.store.set_meta(job.edge_id, last_model_time=time.time())
+            log.info("job %s: v%d registered (mAP50 %.3f -> %.3f)", job.job_id, stored.version, before, after)
+        else:
+            log.info("job %s: candidate worse (mAP50 %.3f -> %.3f); not registered", job.job_id, before, after)
+        job.status = "done"
+        return job
+
+    def run(self, stop: threading.Event, poll_s: float = 1.0) -> None:
+        """Claim and run jobs until stop is set."""
+        while not stop.is_set():
+            job = self.store.claim_job(self.worker_id, timeout_s=poll_s)
+            if job is None:
+                continue
+            log.info("worker %s took job %s for %s", self.worker_id, job.job_id, job.edge_id)
+            try:
+                job = self.run_job(job)
+            except Exception as exc:
+                log.exception("job %s failed", job.job_id)
+                job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
+            job.finished = time.time()
+            self.store.update_job(job)

@@ -1,0 +1,143 @@
+"""Detection accuracy: mAP at IoU 0.5 over a set of frames.
+
+The cloud judges a candidate student against the current one with this, on fresh frames
+labelled by the teacher, and the dashboard plots it per edge. Boxes are (N, 6) arrays of
+``x1, y1, x2, y2, class_id, score`` in pixels (see ``edgesync.types.detections_to_array``).
+
+Matching follows VOC/COCO: within each frame and class, predictions are taken in descending
+score and each claims the unclaimed ground-truth box it overlaps most, if that IoU is at least
+the threshold; AP is the area under the all-point interpolated precision-recall curve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgesync.errors import InvalidInput
+
+IOU_THRESHOLD = 0.5
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of (N, 4+) and (M, 4+) xyxy boxes as an (N, M) float64 array.
+
+    Degenerate boxes (zero area) have IoU 0 with everything.
+    """
+    a = np.asarray(a, dtype=np.float64)[:, :4]
+    b = np.asarray(b, dtype=np.float64)[:, :4]
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), dtype=np.float64)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    wh = np.clip(np.minimum(a[:, None, 2:4], b[None, :, 2:4]) - np.maximum(a[:, None, 0:2], b[None, :, 0:2]), 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def match_frame(pred: np.ndarray, gt: np.ndarray, iou_threshold: float = IOU_THRESHOLD) -> np.ndarray:
+    """For one frame, a bool per prediction (in the given order): does it match a ground-truth box?
+
+    Greedy by descending score; a prediction matches only a box of its own class, and each
+    ground-truth box is matched at most once (a duplicate detection is a false positive).
+    """
+    tp = np.zeros(len(pred), dtype=bool)
+    if len(pred) == 0 or len(gt) == 0:
+        return tp
+    iou = box_iou(pred, gt)
+    iou[np.rint(pred[:, 4])[:, None] != np.rint(gt[:, 4])[None, :]] = -1.0
+    candidate = iou >= iou_threshold
+    has_candidate = candidate.any(axis=1)
+    if not has_candidate.any():
+        return tp
+    # No ground-truth box wanted by two predictions: the greedy pass would match each on its own.
+    if candidate.sum(axis=0).max() <= 1:
+        return has_candidate
+    claimed = np.zeros(len(gt), dtype=bool)
+    for i in np.argsort(-pred[:, 5], kind="stable"):
+        if not has_candidate[i]:
+            continue
+        row = np.where(claimed, -1.0, iou[i])
+        j = int(row.argmax())
+        if row[j] >= iou_threshold:
+            claimed[j] = True
+            tp[i] = True
+    return tp
+
+
+def average_precision(tp: np.ndarray, scores: np.ndarray, num_gt: int) -> float:
+    """All-point interpolated AP of one class from its predictions' match flags and scores.
+
+    Precision at each rank is replaced by the best precision at any later rank (the monotone
+    envelope); AP is the sum of that envelope over the ranks where recall rises.
+    """
+    if num_gt <= 0:
+        raise InvalidInput("average precision needs at least one ground-truth box")
+    if len(tp) == 0:
+        return 0.0
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    hits = np.asarray(tp, dtype=bool)[order]
+    tp_cum = np.cumsum(hits)
+    precision = tp_cum / np.arange(1, len(hits) + 1)
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    return float(envelope[hits].sum() / num_gt)
+
+
+def ap50_per_class(
+    predictions: Sequence[np.ndarray],
+    ground_truth: Sequence[np.ndarray],
+    num_classes: int,
+    iou_threshold: float = IOU_THRESHOLD,
+) -> dict[int, float]:
+    """AP per class over a set of frames, for the classes that have ground truth in the set."""
+    if len(predictions) != len(ground_truth):
+        raise InvalidInput(
+            f"{len(predictions)} prediction arrays but {len(ground_truth)} ground-truth arrays: one each per frame"
+        )
+    all_tp: list[np.ndarray] = []
+    all_pred: list[np.ndarray] = []
+    num_gt = np.zeros(num_classes, dtype=np.int64)
+    for index, (pred, gt) in enumerate(zip(predictions, ground_truth, strict=True)):
+        pred = _check_boxes(pred, num_classes, "prediction", index)
+        gt = _check_boxes(gt, num_classes, "ground truth", index)
+        num_gt += np.bincount(gt[:, 4].astype(np.int64), minlength=num_classes)
+        if len(pred):
+            all_tp.append(match_frame(pred, gt, iou_threshold))
+            all_pred.append(pred)
+    tp = np.concatenate(all_tp) if all_tp else np.zeros(0, dtype=bool)
+    pred_all = np.concatenate(all_pred) if all_pred else np.zeros((0, 6))
+    classes = pred_all[:, 4].astype(np.int64)
+    result: dict[int, float] = {}
+    for c in np.flatnonzero(num_gt):
+        mine = classes == c
+        result[int(c)] = average_precision(tp[mine], pred_all[mine, 5], int(num_gt[c]))
+    return result
+
+
+def map50(predictions: list[np.ndarray], ground_truth: list[np.ndarray], num_classes: int) -> float:
+    """mAP at IoU 0.5: the mean AP over the classes that have ground truth in this set of frames.
+
+    Predictions of classes absent from the ground truth do not enter the mean. If no class has
+    ground truth at all, there is nothing to find: the result is 1.0 when nothing was predicted
+    either and 0.0 when anything was (every prediction is then a false positive).
+    """
+    per_class = ap50_per_class(predictions, ground_truth, num_classes)
+    if not per_class:
+        return 0.0 if any(len(p) for p in predictions) else 1.0
+    return float(np.mean(list(per_class.values())))
+
+
+def _check_boxes(boxes: np.ndarray, num_classes: int, what: str, index: int) -> np.ndarray:
+    array = np.array(boxes, dtype=np.float64)  # a copy: class ids are rounded in place below
+    if array.size == 0:
+        return np.zeros((0, 6), dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != 6:
+        raise InvalidInput(f"{what} of frame {index}: expected an (N, 6) array, got shape {array.shape}")
+    classes = np.rint(array[:, 4])
+    if (classes < 0).any() or (classes >= num_classes).any():
+        bad = sorted({int(c) for c in classes if c < 0 or c >= num_classes})
+        raise InvalidInput(f"{what} of frame {index}: class ids {bad} outside 0..{num_classes - 1}")
+    array[:, 4] = classes
+    return array

