@@ -222,8 +222,21 @@ class CloudConfig(Strict):
 M = TypeVar("M", bound=BaseModel)
 
 
+def _env_value(raw: str) -> object:
+    """A list, mapping or null written as YAML; anything else stays the raw string.
+
+    pydantic turns strings into numbers and booleans where a field wants them, while a string
+    field must get the string: EDGESYNC_EDGE__SOURCE__URI=0 is camera "0", not the int 0.
+    """
+    try:
+        value = yaml.safe_load(raw) if raw else raw
+    except yaml.YAMLError:
+        return raw
+    return value if value is None or isinstance(value, list | dict) else raw
+
+
 def _env_overrides(prefix: str) -> dict:
-    """Nested dict from variables like PREFIX__A__B=value (values parsed as YAML scalars)."""
+    """Nested dict from variables like PREFIX__A__B=value (lists and mappings written as YAML)."""
     out: dict = {}
     for key, raw in os.environ.items():
         if not key.startswith(prefix + "__"):
@@ -232,7 +245,7 @@ def _env_overrides(prefix: str) -> dict:
         node = out
         for part in path[:-1]:
             node = node.setdefault(part, {})
-        node[path[-1]] = yaml.safe_load(raw) if raw else raw
+        node[path[-1]] = _env_value(raw)
     return out
 
 

@@ -1,0 +1,1 @@
+"""The edge process: capture -> detect -> sample -> upload; model updates -> hot swap."""

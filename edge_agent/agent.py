@@ -1,0 +1,247 @@
+"""The edge agent: capture -> detect -> sample -> queue, with upload, heartbeats and hot swap beside it.
+
+The frame loop never waits on the network: uploads, heartbeats and model downloads run on
+their own threads, talk to the loop through the spool and the hot-swap slot, and retry with
+backoff while the cloud is away.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from edge_agent.hotswap import HotSwapDetector
+from edge_agent.model_store import EdgeModelStore, load_safetensors_model
+from edge_agent.sink import JsonlSink
+from edge_agent.source import VideoSource
+from edge_agent.spool import SampleSpool
+from edge_agent.updates import UpdateListener
+from edge_agent.uploader import Uploader
+from edgesync.assets import resolve_video
+from edgesync.config import EdgeConfig
+from edgesync.drift import load_schedule
+from edgesync.errors import AssetError
+from edgesync.retry import Backoff
+from edgesync.sampling import FrameInfo, Selected, build_sampler
+from edgesync.student import StudentModel
+from edgesync.types import ModelManifest, Sample
+from edgesync.v1 import edgesync_pb2 as pb
+from edgesync.v1 import edgesync_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+CONFIDENCE_EMA = 0.05  # weight of the newest frame in the live confidence proxy
+
+
+@dataclass
+class EdgeStats:
+    """What the agent reports in heartbeats and at exit."""
+
+    frames: int = 0
+    samples_accepted: int = 0
+    samples_refused: int = 0
+    swaps: int = 0
+    confidence_proxy: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+class EdgeAgent:
+    """Runs one camera's frame loop against one cloud."""
+
+    def __init__(self, cfg: EdgeConfig, channel: grpc.Channel | None = None) -> None:
+        self.cfg = cfg
+        limit = cfg.limits.max_message_bytes
+        self.channel = channel or grpc.insecure_channel(
+            cfg.cloud.address,
+            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+        )
+        self.stub = pb_grpc.EdgeSyncStub(self.channel)
+        self.spool = SampleSpool.from_config(cfg.queue)
+        self.sampler = build_sampler(cfg.sampler)
+        self.model_store = EdgeModelStore(Path(cfg.model_dir) / cfg.edge_id)
+        self.model_kwargs = {"conf": cfg.student.conf, "iou": cfg.student.iou, "device": cfg.student.device}
+        self.detector: HotSwapDetector | None = None
+        self.stats = EdgeStats()
+        self.registered = threading.Event()
+        self._first_model = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.uploader = Uploader(self.stub, self.spool, cfg.cloud.retry)
+        self.listener = UpdateListener(
+            self.stub,
+            cfg.edge_id,
+            lambda: self.detector,
+            self.model_store,
+            cfg.cloud.retry,
+            self.model_kwargs,
+            have_version=lambda: self.detector.version if self.detector else 0,
+            on_first_model=self._adopt_first_model,
+        )
+
+    # ------------------------------------------------------------ model
+
+    def load_initial_model(self) -> StudentModel | None:
+        """The configured weights, else the newest model received before a restart, else None."""
+        weights = self.cfg.student.weights
+        if weights is not None:
+            if not Path(weights).is_file():
+                raise AssetError(f"student weights not found: {weights}")
+            if Path(weights).suffix == ".pt":
+                return StudentModel.from_pt(Path(weights), imgsz=320, **self.model_kwargs)
+            return load_safetensors_model(Path(weights), **self.model_kwargs)
+        return self.model_store.load_newest(**self.model_kwargs)
+
+    def _adopt_first_model(self, model: StudentModel, manifest: ModelManifest, size: int) -> None:
+        self.detector = HotSwapDetector(model)
+        self._first_model.set()
+
+    # ------------------------------------------------------------ background threads
+
+    def _link(self, stop: threading.Event) -> None:
+        """Register (retrying until the cloud answers), then send heartbeats."""
+        backoff = Backoff(self.cfg.cloud.retry)
+        timeout = self.cfg.cloud.timeout_s
+        while not stop.is_set() and not self.registered.is_set():
+            try:
+                names = self.detector.current.class_names if self.detector else []
+                reply = self.stub.Register(
+                    pb.RegisterRequest(
+                        edge_id=self.cfg.edge_id,
+                        model_version=self.detector.version if self.detector else 0,
+                        class_names=names,
+                        description=socket.gethostname(),
+                    ),
+                    timeout=timeout,
+                )
+                self.registered.set()
+                log.info("registered with %s; cloud holds v%d", self.cfg.cloud.address, reply.latest_model_version)
+            except grpc.RpcError as exc:
+                log.warning("cannot register with %s (%s); retrying", self.cfg.cloud.address, exc.code())
+                backoff.wait(stop)
+        self._spawn("uploader", self.uploader.run)
+        self._spawn("updates", self.listener.run)
+        while not stop.wait(self.cfg.cloud.heartbeat_s):
+            try:
+                self.stub.Heartbeat(self._heartbeat(), timeout=timeout)
+            except grpc.RpcError as exc:
+                log.debug("heartbeat failed: %s", exc.code())
+
+    def _heartbeat(self) -> pb.HeartbeatRequest:
+        return pb.HeartbeatRequest(
+            edge_id=self.cfg.edge_id,
+            model_version=self.detector.version if self.detector else 0,
+            frames=self.stats.frames,
+            queue_depth=self.spool.depth,
+            confidence_proxy=self.stats.confidence_proxy,
+            uplink_bytes=self.uploader.sent_bytes,
+            downlink_bytes=self.listener.received_bytes,
+        )
+
+    def _spawn(self, name: str, target) -> None:
+        thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # ------------------------------------------------------------ frame loop
+
+    def _enqueue(self, selected: Selected, frame_version: int) -> None:
+        info = selected.info
+        sample = Sample(
+            sample_id=f"{self.cfg.edge_id}-{int(self._run_started * 1000)}-{info.frame_index}",
+            edge_id=self.cfg.edge_id,
+            capture_time=self._capture_times.pop(info.frame_index, time.time()),
+            model_version=frame_version,
+            jpeg=selected.jpeg,
+            detections=selected.scaled_detections(),
+            score=selected.score,
+            frame_index=info.frame_index,
+        )
+        if self.spool.put(sample):
+            self.stats.samples_accepted += 1
+        else:
+            self.stats.samples_refused += 1
+
+    def run(self, model_wait_s: float = 300.0, drain_s: float = 0.0) -> EdgeStats:
+        """Process the source to its end (or until stop()); returns the run's statistics."""
+        self._run_started = time.time()
+        self._capture_times: dict[int, float] = {}
+        source_cfg = self.cfg.source
+        schedule = load_schedule(source_cfg.drift) if source_cfg.drift else None
+        source = VideoSource(
+            resolve_video(source_cfg.uri),
+            schedule=schedule,
+            seed=source_cfg.seed,
+            realtime=source_cfg.realtime,
+            loop=source_cfg.loop,
+            max_frames=source_cfg.max_frames,
+            fps=source_cfg.fps,
+        )
+        initial = self.load_initial_model()
+        if initial is not None:
+            initial.warmup()
+            self.detector = HotSwapDetector(initial)
+        self._spawn("link", self._link)
+        if self.detector is None:
+            log.info("no local model: waiting up to %.0f s for the cloud to send one", model_wait_s)
+            if not self._first_model.wait(model_wait_s):
+                self.stop()
+                raise AssetError(
+                    f"edge {self.cfg.edge_id} has no model: set student.weights, or run `edgesync bootstrap` "
+                    f"so the cloud at {self.cfg.cloud.address} can send one"
+                )
+        sink = JsonlSink(self.cfg.sink)
+        try:
+            self._loop(source, sink)
+            for selected in self.sampler.flush(float("inf")):
+                self._enqueue(selected, self.detector.version)
+            deadline = time.monotonic() + drain_s
+            while self.spool.depth and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            sink.close()
+            source.close()
+            self.stop()
+        return self.stats
+
+    def _loop(self, source: VideoSource, sink: JsonlSink) -> None:
+        assert self.detector is not None
+        for frame in source:
+            if self._stop.is_set():
+                break
+            event = self.detector.swap_if_ready()
+            if event is not None:
+                self.stats.swaps += 1
+                sink.swap(event, frame.t_s, frame.index)
+            start = time.perf_counter()
+            prediction = self.detector.predict(frame.image)
+            latency_ms = (time.perf_counter() - start) * 1000
+            version = self.detector.version
+            self._capture_times[frame.index] = frame.capture_time
+            info = FrameInfo(frame.t_s, frame.index, prediction.scores, tuple(prediction.detections))
+            for selected in self.sampler.offer(info, frame.image):
+                self._enqueue(selected, version)
+            self._prune_capture_times(frame.index)
+            sure = [d.score for d in prediction.detections]
+            mean_conf = sum(sure) / len(sure) if sure else 0.0
+            self.stats.confidence_proxy += CONFIDENCE_EMA * (mean_conf - self.stats.confidence_proxy)
+            self.stats.frames += 1
+            self.stats.latencies_ms.append(latency_ms)
+            sink.frame(frame, version, latency_ms, prediction.detections)
+
+    def _prune_capture_times(self, index: int) -> None:
+        horizon = index - 4 * max(1, int(self.cfg.sampler.window_s * 30))
+        for old in [k for k in self._capture_times if k < horizon]:
+            del self._capture_times[old]
+
+    def stop(self) -> None:
+        """Stop the loop and background threads."""
+        self._stop.set()
+        self.listener.close()
+        for thread in self._threads:
+            thread.join(timeout=2.0)

@@ -1,0 +1,58 @@
+"""Models the edge holds on disk: the ones it received, so a restart keeps the current model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from edgesync.errors import EdgeSyncError
+from edgesync.student import StudentModel
+from edgesync.types import ModelManifest
+
+log = logging.getLogger(__name__)
+
+
+class EdgeModelStore:
+    """<dir>/v000003.safetensors + v000003.json, written atomically; the newest valid one is loaded at start."""
+
+    def __init__(self, root: Path, keep: int = 3) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
+
+    def save(self, manifest: ModelManifest, data: bytes) -> Path:
+        stem = f"v{manifest.version:06d}"
+        for suffix, payload in ((".safetensors", data), (".json", json.dumps(manifest.to_json()).encode())):
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+            os.replace(tmp, self.root / f"{stem}{suffix}")
+        for old in sorted(self.root.glob("v*.json"))[: -self.keep]:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".safetensors").unlink(missing_ok=True)
+        return self.root / f"{stem}.safetensors"
+
+    def load_newest(self, **kw) -> StudentModel | None:
+        """The newest stored model that verifies; corrupt ones are skipped with a warning."""
+        for manifest_path in sorted(self.root.glob("v*.json"), reverse=True):
+            try:
+                model = load_safetensors_model(manifest_path.with_suffix(".safetensors"), **kw)
+            except (EdgeSyncError, OSError, ValueError) as exc:
+                log.warning("skipping stored model %s: %s", manifest_path.name, exc)
+                continue
+            return model
+        return None
+
+
+def load_safetensors_model(path: Path, **kw) -> StudentModel:
+    """Load weights.safetensors with its manifest (same stem .json, or manifest.json beside it)."""
+    path = Path(path)
+    candidates = [path.with_suffix(".json"), path.parent / "manifest.json"]
+    manifest_path = next((p for p in candidates if p.exists()), None)
+    if manifest_path is None:
+        raise EdgeSyncError(f"{path}: no manifest beside it (looked for {', '.join(map(str, candidates))})")
+    manifest = ModelManifest.from_json(json.loads(manifest_path.read_text()))
+    return StudentModel.from_bytes(manifest, path.read_bytes(), source=str(path), **kw)

@@ -1,0 +1,115 @@
+"""Receives model updates from the cloud, verifies them and stages them for hot swap, off the frame loop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import grpc
+
+from edge_agent.hotswap import HotSwapDetector
+from edge_agent.model_store import EdgeModelStore
+from edgesync import wire
+from edgesync.config import RetryConfig
+from edgesync.errors import EdgeSyncError, IntegrityError
+from edgesync.retry import Backoff
+from edgesync.student import StudentModel
+from edgesync.types import ModelManifest
+from edgesync.v1 import edgesync_pb2 as pb
+from edgesync.v1 import edgesync_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+def assemble(chunks) -> tuple[ModelManifest, bytes] | None:
+    """Read one update (manifest, then data chunks until last) from a chunk iterator; None at stream end."""
+    manifest: ModelManifest | None = None
+    parts: list[bytes] = []
+    for chunk in chunks:
+        if chunk.HasField("manifest"):
+            if manifest is not None:
+                raise IntegrityError(f"update v{manifest.version} was cut short by a new manifest")
+            manifest = wire.manifest_from_pb(chunk.manifest)
+        elif manifest is None:
+            raise IntegrityError("model data arrived before its manifest")
+        else:
+            parts.append(chunk.data)
+        if chunk.last:
+            return manifest, b"".join(parts)
+    if manifest is not None:
+        raise IntegrityError(f"update v{manifest.version} ended after {sum(map(len, parts))} bytes; truncated")
+    return None
+
+
+class UpdateListener:
+    """Subscribes to this edge's models; each verified model is saved, warmed and staged."""
+
+    def __init__(
+        self,
+        stub: pb_grpc.EdgeSyncStub,
+        edge_id: str,
+        detector_ref: Callable[[], HotSwapDetector | None],
+        model_store: EdgeModelStore,
+        retry: RetryConfig,
+        model_kwargs: dict,
+        have_version: Callable[[], int],
+        on_first_model: Callable[[StudentModel, ModelManifest, int], None] | None = None,
+    ) -> None:
+        self.stub = stub
+        self.edge_id = edge_id
+        self.detector_ref = detector_ref
+        self.model_store = model_store
+        self.backoff = Backoff(retry)
+        self.model_kwargs = model_kwargs
+        self.have_version = have_version
+        self.on_first_model = on_first_model
+        self.received_bytes = 0
+        self.rejected = 0
+        self._stream = None
+
+    def handle(self, manifest: ModelManifest, data: bytes) -> StudentModel | None:
+        """Verify, persist, warm and stage one update; a bad one is refused and the current model kept."""
+        self.received_bytes += len(data)
+        try:
+            model = StudentModel.from_bytes(manifest, data, source=f"update v{manifest.version}", **self.model_kwargs)
+        except EdgeSyncError as exc:
+            self.rejected += 1
+            log.error("refused model update v%d: %s; keeping the current model", manifest.version, exc)
+            return None
+        self.model_store.save(manifest, data)
+        model.warmup()
+        detector = self.detector_ref()
+        if detector is None and self.on_first_model is not None:
+            self.on_first_model(model, manifest, len(data))
+        elif detector is not None:
+            detector.offer(model, manifest.trained_on_since, len(data))
+        return model
+
+    def _listen_once(self, stop: threading.Event) -> None:
+        request = pb.SubscribeRequest(edge_id=self.edge_id, have_version=self.have_version())
+        self._stream = stream = self.stub.SubscribeModels(request)
+        while not stop.is_set():
+            update = assemble(stream)
+            if update is None:
+                return
+            self.backoff.reset()
+            self.handle(*update)
+
+    def close(self) -> None:
+        """Cancel the open subscription so run() returns promptly once stop is set."""
+        if self._stream is not None:
+            self._stream.cancel()
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self._listen_once(stop)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.CANCELLED:
+                    log.warning("model subscription failed (%s); retrying", exc.code())
+            except IntegrityError as exc:
+                self.rejected += 1
+                log.error("model update stream broken: %s; resubscribing", exc)
+            if not stop.is_set():
+                self.backoff.wait(stop)

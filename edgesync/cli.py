@@ -1,0 +1,177 @@
+"""The `edgesync` command: one console script, a subcommand per job.
+
+This module is the composition root: it loads config once and hands it to the process it
+starts. Process packages (edge_agent, cloud_trainer) are imported inside their commands, so
+`edgesync edge` never loads the cloud and the core never depends on either at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from edgesync.errors import EdgeSyncError
+
+app = typer.Typer(
+    help="EdgeSync: keep an edge detector accurate on drifting video by retraining it in the cloud.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+edge_app = typer.Typer(help="The edge agent: detect on a stream, upload the frames worth learning from.")
+cloud_app = typer.Typer(help="The cloud trainer: label uploads with the teacher, retrain, push models.")
+app.add_typer(edge_app, name="edge")
+app.add_typer(cloud_app, name="cloud")
+
+console = Console(stderr=True)
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file (see configs/).")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(name)s: %(message)s",
+        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
+    for noisy in ("ultralytics", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@edge_app.command("run")
+def edge_run(
+    config: ConfigOption = None,
+    cloud: Annotated[str | None, typer.Option(help="Cloud address host:port (overrides cloud.address).")] = None,
+    video: Annotated[str | None, typer.Option(help="File, rtsp:// or http:// URL, or camera index.")] = None,
+    drift: Annotated[Path | None, typer.Option(help="Drift schedule YAML applied to each frame.")] = None,
+    max_frames: Annotated[int | None, typer.Option(help="Stop after this many frames.")] = None,
+    drain_s: Annotated[float, typer.Option(help="At the end, wait this long for queued uploads.")] = 10.0,
+    verbose: Verbose = False,
+) -> None:
+    """Run the edge agent on a stream until it ends (Ctrl-C stops it; queued samples stay on disk)."""
+    _logging(verbose)
+    from edge_agent.agent import EdgeAgent
+    from edgesync.config import load_edge_config
+
+    cfg = load_edge_config(config)
+    updates: dict = {}
+    if cloud:
+        updates["cloud"] = cfg.cloud.model_copy(update={"address": cloud})
+    source = {k: v for k, v in {"uri": video, "drift": drift, "max_frames": max_frames}.items() if v is not None}
+    if source:
+        updates["source"] = cfg.source.model_copy(update=source)
+    cfg = cfg.model_copy(update=updates)
+    agent = EdgeAgent(cfg)
+    try:
+        stats = agent.run(drain_s=drain_s)
+    except KeyboardInterrupt:
+        agent.stop()
+        console.print("stopped; pending samples are kept in the spill directory")
+        return
+    console.print(
+        f"edge {cfg.edge_id}: {stats.frames} frames, {stats.samples_accepted} samples queued, "
+        f"{stats.swaps} model swaps, {agent.spool.depth} still pending"
+    )
+
+
+@cloud_app.command("serve")
+def cloud_serve(config: ConfigOption = None, verbose: Verbose = False) -> None:
+    """Serve gRPC, label uploads, and run the training manager and workers until interrupted."""
+    _logging(verbose)
+    from cloud_trainer.app import CloudTrainer
+    from edgesync.config import load_cloud_config
+
+    cfg = load_cloud_config(config)
+    trainer = CloudTrainer(cfg)
+    port = trainer.start()
+    console.print(f"cloud trainer listening on {cfg.listen.rsplit(':', 1)[0]}:{port} (store: {cfg.store.type})")
+    try:
+        trainer.wait()
+    except KeyboardInterrupt:
+        trainer.stop()
+
+
+@app.command()
+def bootstrap(
+    video: Annotated[str, typer.Option(help="Video file or asset name (vtest.avi) whose first minutes are clean.")],
+    config: ConfigOption = None,
+    seconds: Annotated[float, typer.Option(help="Train on frames from the first this-many seconds.")] = 60.0,
+    frames: Annotated[int, typer.Option(help="Frames to take, evenly spaced.")] = 240,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
+    imgsz: Annotated[int, typer.Option(help="Student input size in pixels.")] = 320,
+    arch: Annotated[str, typer.Option(help="ultralytics model YAML of the student.")] = "yolov8n.yaml",
+    force: Annotated[bool, typer.Option(help="Train even if a base model is registered.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Train the first student on teacher labels of a video's first clean minutes; register it as version 1."""
+    _logging(verbose)
+    from rich.progress import Progress
+
+    from cloud_trainer.bootstrap import BootstrapSettings, bootstrap_student
+    from cloud_trainer.registry import ModelRegistry
+    from edgesync.assets import resolve_video
+    from edgesync.config import load_cloud_config
+    from edgesync.teachers import build_teacher
+
+    cfg = load_cloud_config(config)
+    registry = ModelRegistry(Path(cfg.data_dir) / "registry")
+    existing = registry.latest(None)
+    if existing is not None and not force:
+        console.print(f"base model v{existing.version} already registered in {registry.root}; use --force to retrain")
+        return
+    settings = BootstrapSettings(seconds=seconds, frames=frames, epochs=epochs, imgsz=imgsz, arch=arch)
+    path = resolve_video(video)
+    teacher = build_teacher(cfg.teacher)
+    with Progress(console=console) as progress:
+        labelling = progress.add_task("teacher labels", total=frames)
+        training = progress.add_task("training", total=epochs)
+        manifest = bootstrap_student(
+            path,
+            teacher,
+            registry,
+            cfg.training,
+            settings,
+            on_label=lambda n: progress.advance(labelling, n),
+            on_epoch=lambda e, total: progress.update(training, completed=e, total=total),
+        )
+    console.print(
+        f"registered base v{manifest.version}: mAP50 {manifest.metrics.get('map50', 0):.3f} on held-out frames, "
+        f"{manifest.size_bytes / 1e6:.1f} MB, in {registry.root}"
+    )
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where the run's files and summary.json go.")] = Path("runs/demo"),
+    drift: Annotated[Path, typer.Option(help="Drift schedule for the stream.")] = Path("configs/drift/demo.yaml"),
+    edge_config: Annotated[Path, typer.Option(help="Edge config.")] = Path("configs/demo/edge.yaml"),
+    cloud_config: Annotated[Path, typer.Option(help="Cloud config.")] = Path("configs/demo/cloud.yaml"),
+    window_s: Annotated[float, typer.Option(help="Accuracy window in stream seconds.")] = 15.0,
+    verbose: Verbose = False,
+) -> None:
+    """Bootstrap if needed, start a cloud and an edge on localhost, stream vtest.avi through drift, report accuracy."""
+    _logging(verbose)
+    from edgesync.demo import DemoSettings, run_demo
+
+    run_demo(DemoSettings(out=out, drift=drift, edge_config=edge_config, cloud_config=cloud_config, window_s=window_s))
+
+
+def main() -> None:
+    """Entry point: EdgeSync errors become one clear line and exit code 1, never a traceback."""
+    try:
+        app()
+    except EdgeSyncError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

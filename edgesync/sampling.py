@@ -1,0 +1,522 @@
+"""Which frames the edge uploads: score every frame, keep the best under an upload budget.
+
+EdgeSync (arXiv 2406.03001) filters samples by *inference results* and *timeliness*. A frame is
+worth labelling when the student is unsure about it (borderline box confidences) or when the
+student suddenly sees fewer confident boxes than it recently did (a collapse under drift). A
+frame is worth more the fresher it is, and much less once a scene change has made it stale.
+
+Everything here is a pure function of its inputs. Time is passed in (capture seconds of the
+stream) and never read from a clock, so the live edge and a virtual-time benchmark run the same
+code. One sliding-window limiter, shared by every sampler, enforces the upload budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from edgesync.config import SamplerConfig
+from edgesync.errors import ConfigError, InvalidInput
+from edgesync.types import Detection
+
+log = logging.getLogger(__name__)
+
+LN2 = math.log(2.0)
+
+
+# ---------------------------------------------------------------- inputs and outputs
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """What the sampler knows about one frame besides its pixels.
+
+    scores are the student's box confidences at a LOW threshold (e.g. every box >= 0.05), so
+    borderline boxes are visible. detections (the student's boxes at its deployed threshold) are
+    carried through untouched so the caller can build the upload from a `Selected`.
+    """
+
+    t_s: float
+    frame_index: int
+    scores: np.ndarray
+    detections: tuple[Detection, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.t_s):
+            raise InvalidInput(f"frame {self.frame_index}: capture time t_s={self.t_s!r} is not finite")
+        scores = np.asarray(self.scores, dtype=np.float64)
+        if scores.ndim != 1:
+            raise InvalidInput(
+                f"frame {self.frame_index}: scores must be a 1-D array of box confidences, got shape {scores.shape}"
+            )
+        if scores.size and not (np.all(np.isfinite(scores)) and scores.min() >= 0 and scores.max() <= 1):
+            raise InvalidInput(f"frame {self.frame_index}: box confidences must lie in [0, 1]")
+        object.__setattr__(self, "scores", scores)
+        object.__setattr__(self, "detections", tuple(self.detections))
+
+
+@dataclass(frozen=True)
+class Selected:
+    """A frame released for upload: its JPEG and why it was chosen."""
+
+    info: FrameInfo
+    score: float  # inference score in [0, 1]
+    priority: float  # score x timeliness at release time
+    jpeg: bytes
+    width: int  # of the encoded image
+    height: int
+    scale: float  # encoded size / original size (<= 1); multiply box coordinates by it
+    released_s: float  # the budget clock: stream time at which the frame was released
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.jpeg)
+
+    def scaled_detections(self) -> list[Detection]:
+        """The frame's detections in pixels of the encoded image."""
+        s = self.scale
+        return [Detection(d.x1 * s, d.y1 * s, d.x2 * s, d.y2 * s, d.class_id, d.score) for d in self.info.detections]
+
+
+@dataclass
+class SamplerStats:
+    """Counters a dashboard shows for the sampler."""
+
+    frames_scored: int = 0
+    selected: int = 0
+    skipped_budget: int = 0  # frames chosen on merit but refused by the upload budget
+    bytes_selected: int = 0
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def binary_entropy(p: np.ndarray) -> np.ndarray:
+    """Entropy in bits of a Bernoulli(p): 1 at p=0.5, 0 at p in {0, 1}."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
+    return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+
+
+def count_sure(scores: np.ndarray, cfg: SamplerConfig) -> int:
+    """Boxes the student is sure about (confidence >= conf_high)."""
+    return int(np.count_nonzero(np.asarray(scores) >= cfg.conf_high))
+
+
+def uncertainty_score(scores: np.ndarray, cfg: SamplerConfig) -> float:
+    """How unsure the student is about a frame, in [0, 1].
+
+    Only borderline boxes (conf_low <= confidence < conf_high) count: below conf_low is
+    background noise, above conf_high the student is sure. The score is the mean binary entropy
+    of the `uncertainty_top_k` most uncertain boxes, missing boxes counting as certain (0), so
+    more borderline boxes mean a higher score, up to k of them.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    borderline = scores[(scores >= cfg.conf_low) & (scores < cfg.conf_high)]
+    if borderline.size == 0:
+        return 0.0
+    k = cfg.uncertainty_top_k
+    top = np.sort(binary_entropy(borderline))[::-1][:k]
+    return float(min(1.0, top.sum() / k))
+
+
+def collapse_score(num_sure: int, expected_sure: float) -> float:
+    """Share of the recently expected sure boxes the student no longer sees, in [0, 1].
+
+    max(0, 1 - sure/expected), with the expectation floored at one box: a scene that averages
+    under one sure box cannot lose a meaningful fraction of it, so an empty frame there is not a
+    collapse.
+    """
+    deficit = expected_sure - num_sure
+    if deficit <= 0:
+        return 0.0
+    return float(min(1.0, deficit / max(expected_sure, 1.0)))
+
+
+def inference_score(scores: np.ndarray, cfg: SamplerConfig, expected_sure: float) -> float:
+    """How much the cloud could learn from a frame, in [0, 1], from the student's output alone.
+
+    Noisy-or of uncertainty (borderline boxes) and collapse (fewer sure boxes than the running
+    average `expected_sure`): either signal alone can make a frame informative, and there are
+    no weights to tune.
+    """
+    a = uncertainty_score(scores, cfg)
+    b = collapse_score(count_sure(scores, cfg), expected_sure)
+    return 1.0 - (1.0 - a) * (1.0 - b)
+
+
+def timeliness(t_s: float, now_s: float, cfg: SamplerConfig, scene_change_s: float | None = None) -> float:
+    """Weight of a frame captured at t_s as seen at now_s: halves every timeliness_half_life_s.
+
+    A frame captured before the last scene change shows a scene that no longer exists, so its
+    weight is further multiplied by stale_weight.
+    """
+    age = max(0.0, now_s - t_s)
+    weight = math.exp(-LN2 * age / cfg.timeliness_half_life_s)
+    if scene_change_s is not None and t_s < scene_change_s:
+        weight *= cfg.stale_weight
+    return weight
+
+
+# ---------------------------------------------------------------- encoding and budget
+
+
+class Encoded(NamedTuple):
+    jpeg: bytes
+    width: int
+    height: int
+    scale: float
+
+
+def encode_jpeg(frame: np.ndarray, quality: int, max_side: int) -> Encoded:
+    """JPEG of frame, downscaled (never upscaled) so its longest side is at most max_side."""
+    height, width = frame.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise InvalidInput(f"could not JPEG-encode a frame of shape {frame.shape}")
+    out_h, out_w = frame.shape[:2]
+    return Encoded(buf.tobytes(), out_w, out_h, out_w / width)
+
+
+def check_frame(frame: np.ndarray) -> None:
+    """Raise InvalidInput unless frame is a non-empty uint8 grey, BGR or BGRA image."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.size == 0:
+        raise InvalidInput(
+            f"frame must be a non-empty uint8 numpy array, got {type(frame).__name__} {getattr(frame, 'dtype', '')}"
+        )
+    if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3, 4))):
+        raise InvalidInput(f"frame must be HxW or HxWxC (C in 1, 3, 4), got shape {frame.shape}")
+
+
+def window_budget(cfg: SamplerConfig) -> tuple[int, float]:
+    """(samples, bytes) allowed in any window_s interval: floor(rate x window), at least 1 sample."""
+    return max(1, math.floor(cfg.max_samples_per_s * cfg.window_s)), cfg.max_bytes_per_s * cfg.window_s
+
+
+class UploadBudget:
+    """Sliding-window cap: in every interval (t - window_s, t] at most max_count releases and
+    max_bytes bytes.
+
+    Stronger than a token bucket (which lets up to two windows' worth through one interval):
+    unused budget never carries over, and the cap holds for every interval, not only aligned
+    ones. Proof: when admitting at t, every earlier release inside (t - window_s, t] is counted,
+    and release times never decrease (a time earlier than the last is moved up to it).
+    """
+
+    def __init__(self, window_s: float, max_count: int, max_bytes: float) -> None:
+        self.window_s = window_s
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self._log: deque[tuple[float, int]] = deque()
+        self._bytes = 0
+        self._last_s = -math.inf
+
+    @classmethod
+    def from_config(cls, cfg: SamplerConfig) -> UploadBudget:
+        count, nbytes = window_budget(cfg)
+        return cls(cfg.window_s, count, nbytes)
+
+    def _advance(self, now_s: float) -> float:
+        now_s = max(now_s, self._last_s)
+        while self._log and now_s - self._log[0][0] >= self.window_s:
+            self._bytes -= self._log.popleft()[1]
+        return now_s
+
+    def fits(self, now_s: float, nbytes: int) -> bool:
+        """Whether one more release of nbytes at now_s stays within the budget."""
+        now_s = self._advance(now_s)
+        return len(self._log) < self.max_count and self._bytes + nbytes <= self.max_bytes
+
+    def take(self, now_s: float, nbytes: int) -> float | None:
+        """Record a release if it fits; returns its (monotonic) release time, or None if refused."""
+        if not self.fits(now_s, nbytes):
+            return None
+        now_s = self._last_s = max(now_s, self._last_s)
+        self._log.append((now_s, nbytes))
+        self._bytes += nbytes
+        return now_s
+
+
+# ---------------------------------------------------------------- samplers
+
+
+def _check_config(cfg: SamplerConfig) -> None:
+    if cfg.conf_low >= cfg.conf_high:
+        raise ConfigError(f"sampler: conf_low ({cfg.conf_low}) must be below conf_high ({cfg.conf_high})")
+
+
+class Sampler(ABC):
+    """Decides which frames to upload. Feed every frame to offer(), in capture order.
+
+    Both methods return the frames released for upload now (possibly none, possibly frames
+    offered earlier). The base class keeps what every policy needs: the scoring state (running
+    average of sure boxes, last scene change), the upload budget and the counters.
+    """
+
+    def __init__(self, cfg: SamplerConfig) -> None:
+        _check_config(cfg)
+        self.cfg = cfg
+        self.stats = SamplerStats()
+        self.budget = UploadBudget.from_config(cfg)
+        self.window_count, self.window_bytes = window_budget(cfg)
+        self._expected_sure: float | None = None
+        self._last_t: float | None = None
+        self._scene_change_s: float | None = None
+
+    @abstractmethod
+    def offer(self, info: FrameInfo, frame: np.ndarray) -> list[Selected]:
+        """Consider one frame (captured at info.t_s); return frames released for upload now."""
+
+    @abstractmethod
+    def flush(self, now_s: float) -> list[Selected]:
+        """Release whatever is still held (end of stream, shutdown)."""
+
+    @property
+    def expected_sure(self) -> float:
+        """Running average of sure boxes per frame (half-life timeliness_half_life_s)."""
+        return self._expected_sure or 0.0
+
+    @property
+    def scene_change_s(self) -> float | None:
+        return self._scene_change_s
+
+    def mark_scene_change(self, t_s: float) -> None:
+        """Frames captured before t_s now show a stale scene (see timeliness)."""
+        if self._scene_change_s is None or t_s > self._scene_change_s:
+            self._scene_change_s = t_s
+
+    def _observe(self, info: FrameInfo) -> float:
+        """Score a frame against the running average, then fold the frame into the average."""
+        if self._last_t is not None and info.t_s < self._last_t:
+            raise InvalidInput(
+                f"frame {info.frame_index}: capture time {info.t_s} is before the previous frame's "
+                f"{self._last_t}; offer frames in capture order"
+            )
+        sure = count_sure(info.scores, self.cfg)
+        if self._expected_sure is None:
+            self._expected_sure = float(sure)
+        score = inference_score(info.scores, self.cfg, self._expected_sure)
+        if self._last_t is not None:
+            dt = info.t_s - self._last_t
+            rate = 1.0 - math.exp(-LN2 * dt / self.cfg.timeliness_half_life_s)
+            self._expected_sure += rate * (sure - self._expected_sure)
+        self._last_t = info.t_s
+        self.stats.frames_scored += 1
+        return score
+
+    def _priority(self, t_s: float, score: float, now_s: float) -> float:
+        return score * timeliness(t_s, now_s, self.cfg, self._scene_change_s)
+
+    def _encode(self, frame: np.ndarray) -> Encoded:
+        return encode_jpeg(frame, self.cfg.jpeg_quality, self.cfg.max_side)
+
+    def _release(self, info: FrameInfo, score: float, enc: Encoded, now_s: float) -> Selected | None:
+        """Spend budget on one frame; None (counted) when the budget refuses it."""
+        released_s = self.budget.take(now_s, len(enc.jpeg))
+        if released_s is None:
+            self.stats.skipped_budget += 1
+            if len(enc.jpeg) > self.window_bytes:
+                log.warning(
+                    "frame %d: JPEG of %d bytes exceeds the whole per-window byte budget (%d); "
+                    "raise sampler.max_bytes_per_s or lower max_side/jpeg_quality",
+                    info.frame_index,
+                    len(enc.jpeg),
+                    self.window_bytes,
+                )
+            return None
+        self.stats.selected += 1
+        self.stats.bytes_selected += len(enc.jpeg)
+        return Selected(
+            info=info,
+            score=score,
+            priority=self._priority(info.t_s, score, released_s),
+            jpeg=enc.jpeg,
+            width=enc.width,
+            height=enc.height,
+            scale=enc.scale,
+            released_s=released_s,
+        )
+
+
+@dataclass
+class _Candidate:
+    info: FrameInfo
+    score: float
+    encoded: Encoded
+
+
+@dataclass
+class _Fallback:
+    info: FrameInfo
+    frame: np.ndarray = field(repr=False)
+
+
+class EdgeSyncSampler(Sampler):
+    """Per window of window_s seconds, upload the k most valuable frames (k = sample budget),
+    no two closer than min_gap_s = window_s / (2k).
+
+    Value = inference_score x timeliness at release time. The window is cut into 2k slots of
+    min_gap_s; each slot keeps only its best frame, and only a frame that becomes its slot's
+    best is JPEG-encoded (so at most 2k candidates are held). When the window closes, the
+    subset of at most k candidates with the largest total value and pairwise spacing of at
+    least min_gap_s is chosen exactly (a small dynamic programme), then released best first
+    while the budget allows, in capture order. One slot per gap (not k candidates in all) is
+    what makes the spacing cost nothing when the window is informative throughout: every other
+    slot is always a valid choice, so a full window still fills its budget, while a burst of
+    near-identical frames takes one pick per gap instead of the whole budget.
+
+    A window where no frame is informative (score 0) sends only its freshest frame: the cloud
+    keeps a trickle of clean replay data (which keeps fine-tuning from forgetting the normal
+    scene) without spending the budget on frames that teach nothing new. Frames with score 0
+    are never sent from a window that has an informative frame.
+    """
+
+    def __init__(self, cfg: SamplerConfig) -> None:
+        super().__init__(cfg)
+        self.k = self.window_count
+        self.min_gap_s = cfg.window_s / (2 * self.k)
+        self._origin: float | None = None
+        self._window: int | None = None
+        self._slots: dict[int, _Candidate] = {}  # slot index -> best frame in that slot
+        self._fallback: _Fallback | None = None
+        self._last_selected_t: float | None = None
+
+    def _window_start(self, index: int) -> float:
+        assert self._origin is not None
+        return self._origin + index * self.cfg.window_s
+
+    def offer(self, info: FrameInfo, frame: np.ndarray) -> list[Selected]:
+        check_frame(frame)
+        score = self._observe(info)
+        if self._origin is None:
+            self._origin = info.t_s
+        index = math.floor((info.t_s - self._origin) / self.cfg.window_s)
+        released: list[Selected] = []
+        if self._window is not None and index != self._window:
+            released = self._close(self._window_start(self._window + 1))
+        self._window = index
+        if self._last_selected_t is not None and info.t_s - self._last_selected_t < self.min_gap_s:
+            return released  # too close to a frame already uploaded
+        if score <= 0.0:
+            self._fallback = _Fallback(info, frame.copy())
+            return released
+        start = self._window_start(index)
+        end = start + self.cfg.window_s
+        slot = min(2 * self.k - 1, max(0, math.floor((info.t_s - start) / self.min_gap_s)))
+        held = self._slots.get(slot)
+        if held is None or self._priority(info.t_s, score, end) > self._priority(held.info.t_s, held.score, end):
+            self._slots[slot] = _Candidate(info, score, self._encode(frame))
+        return released
+
+    def flush(self, now_s: float) -> list[Selected]:
+        if self._window is None:
+            return []
+        released = self._close(now_s)
+        self._window = None  # the next frame opens a fresh window on the same grid
+        return released
+
+    def _choose(self, cands: list[_Candidate], now_s: float) -> list[_Candidate]:
+        """The at most k candidates (capture order) of largest total priority, min_gap_s apart."""
+        n, k = len(cands), self.k
+        values = [self._priority(c.info.t_s, c.score, now_s) for c in cands]
+        # prev[i]: last candidate far enough before i to be chosen together with it (-1: none).
+        prev = []
+        for i, c in enumerate(cands):
+            j = i - 1
+            while j >= 0 and c.info.t_s - cands[j].info.t_s < self.min_gap_s:
+                j -= 1
+            prev.append(j)
+        # best[i + 1][m]: best total using candidates[0..i] with at most m picks.
+        best = [[0.0] * (k + 1) for _ in range(n + 1)]
+        for i in range(n):
+            for m in range(1, k + 1):
+                take = values[i] + best[prev[i] + 1][m - 1]
+                best[i + 1][m] = max(best[i][m], take)
+        chosen, i, m = [], n - 1, k
+        while i >= 0 and m > 0:
+            if best[i + 1][m] == best[i][m]:
+                i -= 1
+            else:
+                chosen.append(cands[i])
+                i, m = prev[i], m - 1
+        return chosen[::-1]
+
+    def _close(self, now_s: float) -> list[Selected]:
+        """Release the window's chosen candidates (or its fallback frame) under the budget."""
+        out: list[Selected] = []
+        if self._slots:
+            cands = [self._slots[s] for s in sorted(self._slots)]
+            chosen = self._choose(cands, now_s)
+            chosen.sort(key=lambda c: (-self._priority(c.info.t_s, c.score, now_s), -c.info.t_s))
+            for cand in chosen:
+                selected = self._release(cand.info, cand.score, cand.encoded, now_s)
+                if selected is not None:
+                    out.append(selected)
+        elif self._fallback is not None:
+            fb = self._fallback
+            selected = self._release(fb.info, 0.0, self._encode(fb.frame), now_s)
+            if selected is not None:
+                out.append(selected)
+        self._slots = {}
+        self._fallback = None
+        out.sort(key=lambda s: s.info.t_s)
+        if out:
+            self._last_selected_t = out[-1].info.t_s
+        return out
+
+
+class UniformSampler(Sampler):
+    """The traditional baseline: evenly spaced frames (window_s / k apart) under the same
+    budget, ignoring scores (they are still computed, for reporting)."""
+
+    def __init__(self, cfg: SamplerConfig) -> None:
+        super().__init__(cfg)
+        self.spacing_s = cfg.window_s / self.window_count
+        self._last_release_t: float | None = None
+        self._refused_bytes = 0  # size of the last frame the byte budget refused
+
+    def offer(self, info: FrameInfo, frame: np.ndarray) -> list[Selected]:
+        check_frame(frame)
+        score = self._observe(info)
+        t = info.t_s
+        if self._last_release_t is not None and t - self._last_release_t < self.spacing_s:
+            return []
+        # Do not encode a frame the budget cannot take (the last refused size is the estimate).
+        if not self.budget.fits(t, min(self._refused_bytes, int(self.budget.max_bytes))):
+            return []
+        enc = self._encode(frame)
+        selected = self._release(info, score, enc, t)
+        if selected is None:
+            self._refused_bytes = len(enc.jpeg)
+            return []
+        self._refused_bytes = 0
+        self._last_release_t = t
+        return [selected]
+
+    def flush(self, now_s: float) -> list[Selected]:
+        return []  # releases as it goes; nothing is held
+
+
+SAMPLERS: dict[str, type[Sampler]] = {
+    "edgesync": EdgeSyncSampler,
+    "uniform": UniformSampler,
+}
+
+
+def build_sampler(cfg: SamplerConfig) -> Sampler:
+    """The sampler named by cfg.type."""
+    try:
+        cls = SAMPLERS[cfg.type]
+    except KeyError:
+        raise ConfigError(f"sampler.type: unknown sampler {cfg.type!r}; known: {sorted(SAMPLERS)}") from None
+    return cls(cfg)
