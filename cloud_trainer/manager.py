@@ -74,9 +74,8 @@ class TrainingManager:
         queued = self.store.queued_job_for(edge_id)
         last_model = meta.get("last_model_time", meta.get("first_seen", now))
         priority = job_priority(meta.get("live_map50", 0.0), now - last_model, new, self.cfg)
-        if queued is not None:
-            queued.priority = priority
-            self.store.put_job(queued)
+        if queued is not None:  # re-rank it; a worker may have claimed it meanwhile, then nothing changes
+            self.store.reprioritize_job(queued.job_id, priority)
             return None
         if new < self.cfg.min_new_samples:
             return None

@@ -58,8 +58,10 @@ class EdgeSyncService(pb_grpc.EdgeSyncServicer):
                 model_version=int(request.model_version),
             )
             self.store.set_meta(edge_id, first_seen=now, last_model_time=now)
-        self.store.upsert_edge(info)
         latest = self.registry.ensure_edge(edge_id)
+        if not info.class_names and latest:  # an edge without a model yet predicts what its first model will
+            info.class_names = list(self.registry.manifest(edge_id, latest).class_names)
+        self.store.upsert_edge(info)
         log.info("edge %s registered (runs v%d, latest v%d)", edge_id, request.model_version, latest)
         return pb.RegisterResponse(latest_model_version=latest, heartbeat_interval_s=self.heartbeat_s)
 

@@ -96,6 +96,10 @@ class TrainingWorker:
             candidate = fine_tune(current, train_frames, held_frames, self.cfg, workdir, seed=0)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+        if not any(f.labels for f in held_frames):
+            job.status, job.error = "done", "held-out frames have no teacher boxes: cannot validate, not registered"
+            log.warning("job %s: %s", job.job_id, job.error)
+            return job
         before = evaluate(current, held_frames)
         after = evaluate(candidate, held_frames)
         job.metrics = {
@@ -113,7 +117,7 @@ class TrainingWorker:
                 payload,
                 parent=base_manifest.version,
                 metrics={"map50": after, "parent_map50": before},
-                trained_on_since=min((s.received_time for s in train), default=time.time()),
+                trained_until=max((s.received_time for s in train), default=time.time()),
             )
             stored = self.registry.register(job.edge_id, payload, manifest)
             job.result_version = stored.version

@@ -46,10 +46,10 @@ class HotSwapDetector:
     def predict(self, image: np.ndarray) -> Prediction:
         return self.current.predict([image])[0]
 
-    def offer(self, model: StudentModel, trained_on_since: float = 0.0, size_bytes: int = 0) -> None:
+    def offer(self, model: StudentModel, trained_until: float = 0.0, size_bytes: int = 0) -> None:
         """Stage a ready (loaded, warmed) model; the frame loop swaps it in at the next frame boundary."""
         with self._lock:
-            self._staged = (model, trained_on_since, size_bytes)
+            self._staged = (model, trained_until, size_bytes)
 
     def swap_if_ready(self) -> SwapEvent | None:
         """Install the staged model if there is one (call between frames)."""

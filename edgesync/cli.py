@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from edgesync.errors import EdgeSyncError
 
@@ -58,10 +59,11 @@ def edge_run(
 ) -> None:
     """Run the edge agent on a stream until it ends (Ctrl-C stops it; queued samples stay on disk)."""
     _logging(verbose)
-    from edge_agent.agent import EdgeAgent
     from edgesync.config import load_edge_config
 
-    cfg = load_edge_config(config)
+    cfg = load_edge_config(config)  # before the heavy imports, so a config error is instant
+    from edge_agent.agent import EdgeAgent
+
     updates: dict = {}
     if cloud:
         updates["cloud"] = cfg.cloud.model_copy(update={"address": cloud})
@@ -86,10 +88,11 @@ def edge_run(
 def cloud_serve(config: ConfigOption = None, verbose: Verbose = False) -> None:
     """Serve gRPC, label uploads, and run the training manager and workers until interrupted."""
     _logging(verbose)
-    from cloud_trainer.app import CloudTrainer
     from edgesync.config import load_cloud_config
 
     cfg = load_cloud_config(config)
+    from cloud_trainer.app import CloudTrainer
+
     trainer = CloudTrainer(cfg)
     port = trainer.start()
     console.print(f"cloud trainer listening on {cfg.listen.rsplit(':', 1)[0]}:{port} (store: {cfg.store.type})")
@@ -169,7 +172,7 @@ def main() -> None:
     try:
         app()
     except EdgeSyncError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)  # unwrapped, literal
         sys.exit(1)
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from edgesync.errors import ConfigError
+from edgesync.errors import ConfigError, InvalidInput
 from edgesync.types import check_edge_id
 
 
@@ -116,8 +116,10 @@ class EdgeConfig(Strict):
     @field_validator("edge_id")
     @classmethod
     def _edge_id(cls, value: str) -> str:
-        check_edge_id(value)
-        return value
+        try:
+            return check_edge_id(value)
+        except InvalidInput as exc:  # a ValueError lets pydantic report it with the file and key
+            raise ValueError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- cloud

@@ -8,7 +8,6 @@ architecture comes from ultralytics' own model YAMLs.
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +22,6 @@ from edgesync.weights import decode_state_dict, encode_state_dict, sha256_hex
 DEFAULT_ARCH = "yolov8n.yaml"
 ARCH_PATTERN = re.compile(r"^yolo[a-z0-9.-]*\.yaml$")
 SCORE_FLOOR = 0.05  # boxes down to this confidence feed the sampler's uncertainty score
-
-_torch_threads_lock = threading.Lock()
 
 
 @dataclass
@@ -64,9 +61,9 @@ class StudentModel:
         device: str = "cpu",
     ) -> None:
         ultralytics_env.configure()
-        from ultralytics import YOLO
+        from ultralytics.models.yolo.detect import DetectionPredictor
 
-        self.arch = arch
+        self.arch = check_arch(arch)
         self.class_names = list(class_names)
         self.imgsz = imgsz
         self.version = version
@@ -76,8 +73,18 @@ class StudentModel:
         model.names = dict(enumerate(self.class_names))
         model.eval()
         self.model = model
-        self._yolo = YOLO(check_arch(arch), task="detect", verbose=False)
-        self._yolo.model = model
+        # ultralytics' own predictor (what YOLO.predict uses) over this module: letterbox, NMS, scaling
+        self._predictor = DetectionPredictor(
+            overrides={
+                "imgsz": imgsz,
+                "conf": min(SCORE_FLOOR, conf),
+                "iou": iou,
+                "device": device,
+                "verbose": False,
+                "save": False,
+            }
+        )
+        self._predictor.setup_model(model=model, verbose=False)
 
     # ------------------------------------------------------------ construction
 
@@ -127,14 +134,7 @@ class StudentModel:
 
     def predict(self, frames: list[np.ndarray]) -> list[Prediction]:
         """Run the detector on BGR frames; boxes are in pixels of each frame."""
-        results = self._yolo.predict(
-            frames,
-            imgsz=self.imgsz,
-            conf=min(SCORE_FLOOR, self.conf),
-            iou=self.iou,
-            device=self.device,
-            verbose=False,
-        )
+        results = self._predictor(source=frames, stream=False)
         out = []
         for r in results:
             data = r.boxes.data.cpu().numpy() if r.boxes is not None else np.zeros((0, 6), np.float32)

@@ -95,7 +95,7 @@ class ModelManifest:
     imgsz: int
     created: float = field(default_factory=time.time)
     metrics: dict[str, float] = field(default_factory=dict)
-    trained_on_since: float = 0.0
+    trained_until: float = 0.0  # arrival time of the newest sample it was trained on
 
     def to_json(self) -> dict:
         return {
@@ -108,7 +108,7 @@ class ModelManifest:
             "imgsz": self.imgsz,
             "created": self.created,
             "metrics": dict(self.metrics),
-            "trained_on_since": self.trained_on_since,
+            "trained_until": self.trained_until,
         }
 
     @classmethod
@@ -124,7 +124,7 @@ class ModelManifest:
                 imgsz=int(data["imgsz"]),
                 created=float(data.get("created", 0.0)),
                 metrics={k: float(v) for k, v in data.get("metrics", {}).items()},
-                trained_on_since=float(data.get("trained_on_since", 0.0)),
+                trained_until=float(data.get("trained_until", 0.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"malformed model manifest: {exc}") from exc

@@ -68,7 +68,7 @@ def manifest_to_pb(m: ModelManifest) -> pb.ModelManifest:
         imgsz=m.imgsz,
         created=m.created,
         metrics=dict(m.metrics),
-        trained_on_since=m.trained_on_since,
+        trained_until=m.trained_until,
     )
 
 
@@ -83,5 +83,5 @@ def manifest_from_pb(m: pb.ModelManifest) -> ModelManifest:
         imgsz=int(m.imgsz),
         created=float(m.created),
         metrics={k: float(v) for k, v in m.metrics.items()},
-        trained_on_since=float(m.trained_on_since),
+        trained_until=float(m.trained_until),
     )

@@ -122,6 +122,10 @@ class StateStore(ABC):
         """Insert or replace a job by job_id; a job with status "queued" becomes claimable."""
 
     @abstractmethod
+    def reprioritize_job(self, job_id: str, priority: float) -> bool:
+        """Change a job's priority only while it is still queued; False if it was claimed or finished."""
+
+    @abstractmethod
     def claim_job(self, worker_id: str, timeout_s: float) -> TrainingJob | None:
         """Atomically take the best queued job, mark it running with a start time, and return it.
 

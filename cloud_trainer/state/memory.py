@@ -171,6 +171,14 @@ class MemoryStore(StateStore):
         with self._lock:
             self._write_job(job)
 
+    def reprioritize_job(self, job_id: str, priority: float) -> bool:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.status != "queued":
+                return False
+            job.priority = priority
+            return True
+
     def update_job(self, job: TrainingJob) -> None:
         with self._lock:
             if job.job_id not in self._jobs:

@@ -435,6 +435,26 @@ class RedisStore(StateStore):
         self._write_job(job, must_exist=False)
 
     @_available
+    def reprioritize_job(self, job_id: str, priority: float) -> bool:
+        key = self._k("job", job_id)
+        changed = False
+
+        def write(pipe: Pipeline) -> None:
+            nonlocal changed
+            raw = pipe.get(key)  # WATCHed: a claim in between makes EXEC fail and this rerun
+            job = _job_from(raw) if raw is not None else None
+            changed = job is not None and job.status == "queued"
+            if not changed:
+                return
+            job.priority = priority
+            pipe.multi()
+            pipe.set(key, _job_json(job))
+            pipe.zadd(self._k("jobs", "queued"), {_queue_member(job): -priority})
+
+        self._r.transaction(write, key)
+        return changed
+
+    @_available
     def update_job(self, job: TrainingJob) -> None:
         self._write_job(job, must_exist=True)
 

@@ -105,7 +105,7 @@ class SubscribeRequest(_message.Message):
     def __init__(self, edge_id: _Optional[str] = ..., have_version: _Optional[int] = ...) -> None: ...
 
 class ModelManifest(_message.Message):
-    __slots__ = ("version", "parent", "sha256", "size_bytes", "arch", "class_names", "imgsz", "created", "metrics", "trained_on_since")
+    __slots__ = ("version", "parent", "sha256", "size_bytes", "arch", "class_names", "imgsz", "created", "metrics", "trained_until")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -122,7 +122,7 @@ class ModelManifest(_message.Message):
     IMGSZ_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
-    TRAINED_ON_SINCE_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_UNTIL_FIELD_NUMBER: _ClassVar[int]
     version: int
     parent: int
     sha256: str
@@ -132,8 +132,8 @@ class ModelManifest(_message.Message):
     imgsz: int
     created: float
     metrics: _containers.ScalarMap[str, float]
-    trained_on_since: float
-    def __init__(self, version: _Optional[int] = ..., parent: _Optional[int] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., arch: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., imgsz: _Optional[int] = ..., created: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., trained_on_since: _Optional[float] = ...) -> None: ...
+    trained_until: float
+    def __init__(self, version: _Optional[int] = ..., parent: _Optional[int] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., arch: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., imgsz: _Optional[int] = ..., created: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., trained_until: _Optional[float] = ...) -> None: ...
 
 class ModelChunk(_message.Message):
     __slots__ = ("manifest", "data", "last")

@@ -50,9 +50,7 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def make_job(
-    job_id: str, priority: float = 1.0, created: float = 1000.0, edge_id: str = "cam-a"
-) -> TrainingJob:
+def make_job(job_id: str, priority: float = 1.0, created: float = 1000.0, edge_id: str = "cam-a") -> TrainingJob:
     return TrainingJob(job_id=job_id, edge_id=edge_id, priority=priority, created=created, base_version=1)
 
 
@@ -197,6 +195,18 @@ def test_claim_job_takes_highest_priority_then_oldest(store: StateStore) -> None
 
     order = [store.claim_job("w1", 0.0) for _ in range(4)]
     assert [j.job_id if j else None for j in order] == ["high-old", "high-new", "low", None]
+
+
+def test_reprioritize_reorders_queued_jobs_but_never_requeues_a_claimed_one(store: StateStore) -> None:
+    store.put_job(make_job("a", priority=1.0, created=10.0))
+    store.put_job(make_job("b", priority=2.0, created=20.0))
+    assert store.reprioritize_job("a", 3.0)
+    claimed = store.claim_job("w1", 0.0)
+    assert claimed is not None and claimed.job_id == "a"
+    assert not store.reprioritize_job("a", 9.0), "a running job must stay running"
+    assert store.get_job("a").status == "running"
+    assert [j.job_id for j in filter(None, [store.claim_job("w1", 0.0), store.claim_job("w1", 0.0)])] == ["b"]
+    assert not store.reprioritize_job("missing", 1.0)
 
 
 def test_claimed_job_is_running_with_a_start_time(store: StateStore) -> None:

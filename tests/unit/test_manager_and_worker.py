@@ -1,0 +1,261 @@
+"""Training manager (when to queue, how to rank) and the worker's fresh/held-out split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cloud_trainer.manager import TrainingManager, job_priority
+from cloud_trainer.registry import ModelRegistry
+from cloud_trainer.state import MemoryStore
+from cloud_trainer.worker import split_fresh
+from edgesync.config import ManagerConfig, TrainingConfig
+from edgesync.types import Detection, EdgeInfo, ModelManifest, StoredSample
+from edgesync.weights import sha256_hex
+
+CLASSES = ["person", "car"]
+T0 = 1_700_000_000.0
+BOX = Detection(10.0, 10.0, 50.0, 80.0, 0, 0.9)
+
+
+def stored(edge_id: str, i: int, seq: int = 0) -> StoredSample:
+    return StoredSample(
+        sample_id=f"s{i:05d}",
+        edge_id=edge_id,
+        capture_time=T0 + i,
+        received_time=T0 + i,
+        model_version=1,
+        score=0.5,
+        frame_index=i,
+        student=[],
+        width=64,
+        height=48,
+        seq=seq,
+    )
+
+
+# ---------------------------------------------------------------- job priority
+
+CFG = ManagerConfig(min_new_samples=40, staleness_half_s=60.0)
+
+
+@pytest.mark.parametrize("staleness_s", [0.0, 30.0, 600.0])
+def test_priority_rises_as_live_accuracy_falls(staleness_s: float) -> None:
+    values = [job_priority(acc, staleness_s, 40, CFG) for acc in (1.0, 0.8, 0.5, 0.2, 0.0)]
+    assert values == sorted(values)
+    assert values[0] == 0.0  # a perfect edge has nothing to gain
+    assert values[-1] > values[0]
+
+
+@pytest.mark.parametrize("live_map50", [0.0, 0.3, 0.9])
+def test_priority_rises_with_staleness(live_map50: float) -> None:
+    values = [job_priority(live_map50, s, 40, CFG) for s in (0.0, 10.0, 60.0, 300.0, 3600.0)]
+    assert all(a < b for a, b in zip(values, values[1:], strict=False))
+
+
+def test_priority_rises_with_new_samples_up_to_the_threshold() -> None:
+    values = [job_priority(0.5, 60.0, n, CFG) for n in (0, 10, 20, 40)]
+    assert all(a < b for a, b in zip(values, values[1:], strict=False))
+    assert job_priority(0.5, 60.0, 400, CFG) == values[-1]
+
+
+@settings(database=None)
+@given(
+    acc=st.floats(-1.0, 2.0),
+    staleness=st.floats(-100.0, 1e6),
+    new=st.integers(0, 10_000),
+)
+def test_priority_stays_between_zero_and_one(acc: float, staleness: float, new: int) -> None:
+    assert 0.0 <= job_priority(acc, staleness, new, CFG) <= 1.0
+
+
+@settings(database=None)
+@given(
+    acc=st.floats(0.0, 1.0),
+    more_acc=st.floats(0.0, 1.0),
+    stale=st.floats(0.0, 1e4),
+    more_stale=st.floats(0.0, 1e4),
+)
+def test_priority_is_monotone_in_gain_and_staleness(
+    acc: float, more_acc: float, stale: float, more_stale: float
+) -> None:
+    low_acc, high_acc = sorted((acc, more_acc))
+    fresh, old = sorted((stale, more_stale))
+    assert job_priority(low_acc, fresh, 40, CFG) >= job_priority(high_acc, fresh, 40, CFG)
+    assert job_priority(low_acc, old, 40, CFG) >= job_priority(low_acc, fresh, 40, CFG)
+
+
+# ---------------------------------------------------------------- training manager
+
+
+class Cloud:
+    """A memory store, a real registry with one model for cam-1, and a manager over them."""
+
+    def __init__(self, root: Path, min_new_samples: int = 5) -> None:
+        self.store = MemoryStore()
+        self.registry = ModelRegistry(root / "registry")
+        self.manager = TrainingManager(self.store, self.registry, ManagerConfig(min_new_samples=min_new_samples))
+        self.count = 0
+        data = b"weights"
+        self.registry.register(
+            "cam-1",
+            data,
+            ModelManifest(1, 0, sha256_hex(data), len(data), "yolov8n.yaml", tuple(CLASSES), 64),
+        )
+
+    def register_edge(self, edge_id: str) -> None:
+        self.store.upsert_edge(EdgeInfo(edge_id, CLASSES, registered=T0))
+        self.store.set_meta(edge_id, first_seen=T0, last_model_time=T0)
+
+    def label(self, edge_id: str, n: int, *, student_right: bool = False, now: float = T0 + 10):
+        """Upload n samples, label each with one teacher box, report the batch to the manager."""
+        batch = []
+        for _ in range(n):
+            self.count += 1
+            sample = stored(edge_id, self.count)
+            sample.student = [BOX] if student_right else []
+            assert self.store.add_sample(sample, b"jpeg")
+            self.store.set_labels(edge_id, sample.sample_id, [BOX])
+            sample.labels = [BOX]
+            batch.append(sample)
+        return self.manager.on_labelled(batch, now=now)
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> Cloud:
+    cloud = Cloud(tmp_path)
+    cloud.register_edge("cam-1")
+    return cloud
+
+
+def test_no_job_before_enough_labelled_samples(cloud: Cloud) -> None:
+    assert cloud.label("cam-1", 2) == []
+    assert cloud.label("cam-1", 2) == []
+    assert cloud.store.list_jobs() == []
+
+
+def test_job_is_queued_once_enough_labelled_samples_arrive(cloud: Cloud) -> None:
+    cloud.label("cam-1", 3)
+    jobs = cloud.label("cam-1", 2)
+    assert len(jobs) == 1
+    job = jobs[0]
+    assert job.edge_id == "cam-1" and job.status == "queued"
+    assert job.base_version == 1  # the registry's current model for the edge
+    assert job.priority > 0
+    assert cloud.store.queued_job_for("cam-1") == job
+
+
+def test_more_samples_re_rank_the_queued_job_instead_of_queuing_another(cloud: Cloud) -> None:
+    (job,) = cloud.label("cam-1", 5, now=T0 + 10)
+    assert cloud.label("cam-1", 5, now=T0 + 600) == []  # much staler now
+    queued = cloud.store.list_jobs(status="queued")
+    assert [j.job_id for j in queued] == [job.job_id]
+    assert queued[0].priority > job.priority
+
+
+def test_queued_job_falls_in_rank_when_the_edge_becomes_accurate(cloud: Cloud) -> None:
+    (job,) = cloud.label("cam-1", 5)
+    for _ in range(5):
+        cloud.label("cam-1", 5, student_right=True)  # the student now agrees with the teacher
+    queued = cloud.store.queued_job_for("cam-1")
+    assert queued is not None and queued.job_id == job.job_id
+    assert queued.priority < job.priority
+
+
+def test_no_second_job_while_one_runs_and_a_new_one_after_it_finishes(cloud: Cloud) -> None:
+    cloud.label("cam-1", 5)
+    running = cloud.store.claim_job("worker-1", timeout_s=0)
+    assert running is not None
+    assert cloud.label("cam-1", 5) == []  # enough new samples, but a job is running
+    running.status = "done"
+    cloud.store.update_job(running)
+    (second,) = cloud.label("cam-1", 1)
+    assert second.job_id != running.job_id
+
+
+def test_samples_covered_by_a_queued_job_do_not_count_again(cloud: Cloud) -> None:
+    cloud.label("cam-1", 5)
+    job = cloud.store.claim_job("worker-1", timeout_s=0)
+    job.status = "done"
+    cloud.store.update_job(job)
+    assert cloud.label("cam-1", 4) == []  # 4 new since the job, 5 needed
+    assert len(cloud.label("cam-1", 1)) == 1
+
+
+def test_each_edge_is_judged_on_its_own_samples(cloud: Cloud) -> None:
+    cloud.register_edge("cam-2")
+    cloud.label("cam-2", 3)
+    jobs = cloud.label("cam-1", 5)
+    assert [j.edge_id for j in jobs] == ["cam-1"]
+    assert cloud.store.queued_job_for("cam-2") is None
+
+
+def test_live_accuracy_proxy_tracks_student_against_teacher(cloud: Cloud) -> None:
+    cloud.label("cam-1", 2)
+    assert cloud.store.get_meta("cam-1")["live_map50"] == 0.0
+    cloud.label("cam-1", 2, student_right=True)
+    assert 0.0 < cloud.store.get_meta("cam-1")["live_map50"] < 1.0
+
+
+# ---------------------------------------------------------------- fresh / held-out split
+
+
+def fresh(n: int) -> list[StoredSample]:
+    return [stored("cam-1", i, seq=i + 1) for i in range(n)]
+
+
+def test_split_sizes_follow_the_held_out_fraction() -> None:
+    train, held = split_fresh(fresh(50), TrainingConfig(heldout_fraction=0.2, min_heldout=4))
+    assert (len(train), len(held)) == (40, 10)
+
+
+def test_split_holds_out_at_least_the_minimum() -> None:
+    train, held = split_fresh(fresh(10), TrainingConfig(heldout_fraction=0.2, min_heldout=4))
+    assert (len(train), len(held)) == (6, 4)
+
+
+def test_held_out_samples_are_interleaved_through_the_fresh_ones() -> None:
+    samples = fresh(40)
+    train, held = split_fresh(samples, TrainingConfig(heldout_fraction=0.2, min_heldout=4))
+    held_seqs = [s.seq for s in held]
+    assert held_seqs[0] <= 10 and held_seqs[-1] > 30  # spans the whole period, not its newest end
+    gaps = [b - a for a, b in zip(held_seqs, held_seqs[1:], strict=False)]
+    assert max(gaps) <= 6  # spread evenly (every 5th sample)
+
+
+def test_split_is_by_arrival_order_whatever_the_input_order() -> None:
+    samples = fresh(20)
+    cfg = TrainingConfig(heldout_fraction=0.25, min_heldout=1)
+    train, held = split_fresh(list(reversed(samples)), cfg)
+    assert [s.seq for s in train] == sorted(s.seq for s in train)
+    assert (train, held) == split_fresh(samples, cfg)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+def test_split_never_holds_out_every_sample(n: int) -> None:
+    train, held = split_fresh(fresh(n), TrainingConfig(heldout_fraction=0.5, min_heldout=10))
+    assert len(train) >= 1
+    assert len(train) + len(held) == n
+
+
+def test_split_of_nothing_is_empty() -> None:
+    assert split_fresh([], TrainingConfig()) == ([], [])
+
+
+@settings(max_examples=200, deadline=None, database=None)  # no .hypothesis/ in the repo
+@given(
+    n=st.integers(0, 300),
+    fraction=st.floats(0.01, 0.99),
+    min_heldout=st.integers(1, 50),
+)
+def test_split_partitions_the_fresh_samples(n: int, fraction: float, min_heldout: int) -> None:
+    samples = fresh(n)
+    train, held = split_fresh(samples, TrainingConfig(heldout_fraction=fraction, min_heldout=min_heldout))
+    seqs = sorted(s.seq for s in train + held)
+    assert seqs == [s.seq for s in samples]  # every sample once, none twice
+    if n:
+        assert train
+        assert len(held) == min(n - 1, max(min_heldout, round(n * fraction)))
