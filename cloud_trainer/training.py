@@ -118,7 +118,9 @@ def fine_tune(
         "deterministic": False,
         "amp": False,
         "patience": max(3, total // 3),
-        "warmup_epochs": min(3.0, total / 5),
+        # warm-up ramps the learning rate (and a 0.1 bias rate) up from zero for random weights;
+        # a fine-tune starts from trained weights, where that bias kick only undoes them
+        "warmup_epochs": min(3.0, total / 5) if from_scratch else 0.0,
         "close_mosaic": max(0, total // 3),
     }
     trainer = None if from_scratch else _trainer_starting_from(student.state_dict())
