@@ -98,7 +98,7 @@ def bootstrap_student(
     with tempfile.TemporaryDirectory(prefix="edgesync-bootstrap-") as tmp:
         trained = fine_tune(
             student, train, val, cfg, Path(tmp), epochs=settings.epochs, on_epoch=on_epoch, from_scratch=True
-        )
+        ).model
     score = evaluate(trained, val)
     data, _ = trained.encode()
     manifest = trained.manifest(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
-from cloud_trainer.manager import TrainingManager
 from cloud_trainer.state import StateStore
 from edgesync.teachers import Teacher
 from edgesync.types import Detection, StoredSample
@@ -27,6 +27,12 @@ def map_to_edge_classes(labels: list[Detection], teacher_names: list[str], edge_
     return out
 
 
+class LabelListener(Protocol):
+    """Whoever decides what labelled samples lead to (the training manager, or a benchmark baseline)."""
+
+    def on_labelled(self, samples: list[StoredSample]) -> Any: ...
+
+
 class Labeller:
     """Takes unlabelled samples from the store in batches, labels them with the teacher, tells the manager."""
 
@@ -34,13 +40,13 @@ class Labeller:
         self,
         store: StateStore,
         teacher: Teacher,
-        manager: TrainingManager,
+        listener: LabelListener,
         batch_size: int,
         max_wait_s: float,
     ) -> None:
         self.store = store
         self.teacher = teacher
-        self.manager = manager
+        self.listener = listener
         self.batch_size = batch_size
         self.max_wait_s = max_wait_s
         self.labelled = 0
@@ -62,7 +68,7 @@ class Labeller:
             s.labels = map_to_edge_classes(boxes, self.teacher.class_names, edge.class_names)
             self.store.set_labels(s.edge_id, s.sample_id, s.labels)
         self.labelled += len(kept)
-        self.manager.on_labelled(kept)
+        self.listener.on_labelled(kept)
         return kept
 
     def run(self, stop: threading.Event) -> None:

@@ -14,6 +14,7 @@ import math
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import StateStore
@@ -37,14 +38,21 @@ def job_priority(live_map50: float, staleness_s: float, new_samples: int, cfg: M
 class TrainingManager:
     """Queues retraining jobs per edge from labelling progress, ranked by job_priority."""
 
-    def __init__(self, store: StateStore, registry: ModelRegistry, cfg: ManagerConfig) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        registry: ModelRegistry,
+        cfg: ManagerConfig,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.registry = registry
         self.cfg = cfg
+        self.clock = clock  # the benchmark passes its virtual clock
 
     def on_labelled(self, samples: list[StoredSample], now: float | None = None) -> list[TrainingJob]:
         """Update accuracy proxies for the edges in this batch and queue jobs that are due."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         by_edge: dict[str, list[StoredSample]] = defaultdict(list)
         for s in samples:
             by_edge[s.edge_id].append(s)

@@ -27,6 +27,19 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class FineTuneResult:
+    """The trained model and how much work it took (the benchmark's cost model charges for it)."""
+
+    model: StudentModel
+    epochs: int  # epochs actually run (early stopping may end sooner)
+    images: int  # training images per epoch
+
+    @property
+    def image_epochs(self) -> int:
+        return self.epochs * self.images
+
+
+@dataclass
 class LabelledFrame:
     """A frame with its teacher boxes, in pixels of that frame."""
 
@@ -84,7 +97,7 @@ def fine_tune(
     seed: int = 0,
     on_epoch: Callable[[int, int], None] | None = None,
     from_scratch: bool = False,
-) -> StudentModel:
+) -> FineTuneResult:
     """Train a copy of student on train (validating on val) and return the result as a new model.
 
     ultralytics' own early stopping (patience) ends training when val fitness stops improving.
@@ -97,8 +110,15 @@ def fine_tune(
     data_yaml = write_yolo_dataset(workdir / "dataset", train, val or train[:1], student.class_names)
     total = epochs or cfg.epochs
     yolo = YOLO(student.arch, task="detect", verbose=False)
-    if on_epoch is not None:
-        yolo.add_callback("on_fit_epoch_end", lambda trainer: on_epoch(min(trainer.epoch + 1, total), total))
+    epochs_run = 0
+
+    def epoch_done(trainer) -> None:
+        nonlocal epochs_run
+        epochs_run = max(epochs_run, min(trainer.epoch + 1, total))
+        if on_epoch is not None:
+            on_epoch(epochs_run, total)
+
+    yolo.add_callback("on_train_epoch_end", epoch_done)
     overrides = {
         "data": str(data_yaml),
         "epochs": total,
@@ -125,7 +145,7 @@ def fine_tune(
     }
     trainer = None if from_scratch else _trainer_starting_from(student.state_dict())
     yolo.train(trainer=trainer, **overrides)
-    return StudentModel(
+    model = StudentModel(
         yolo.model.float().eval(),
         student.class_names,
         student.imgsz,
@@ -135,6 +155,7 @@ def fine_tune(
         iou=student.iou,
         device=student.device,
     )
+    return FineTuneResult(model, epochs_run, len(train))
 
 
 def evaluate(student: StudentModel, frames: list[LabelledFrame], batch: int = 8) -> float:

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -52,12 +53,14 @@ class TrainingWorker:
         cfg: TrainingConfig,
         worker_id: str,
         workdir: Path | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.registry = registry
         self.cfg = cfg
         self.worker_id = worker_id
         self.workdir = workdir
+        self.clock = clock  # the benchmark passes its virtual clock
 
     # ------------------------------------------------------------ data
 
@@ -85,7 +88,7 @@ class TrainingWorker:
 
     def run_job(self, job: TrainingJob) -> TrainingJob:
         """Train, validate and (if not worse) register; returns the finished job."""
-        started = time.time()
+        started = time.monotonic()
         train, held, replay = self.select(job)
         base_manifest, data = self.registry.load(job.edge_id, self.registry.latest_version(job.edge_id))
         current = StudentModel.from_bytes(base_manifest, data, source=f"{job.edge_id} v{base_manifest.version}")
@@ -93,13 +96,14 @@ class TrainingWorker:
         train_frames = self._frames(train) + self._frames(replay)
         workdir = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=self.workdir))
         try:
-            candidate = fine_tune(current, train_frames, held_frames, self.cfg, workdir, seed=0)
+            result = fine_tune(current, train_frames, held_frames, self.cfg, workdir, seed=0)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         if not any(f.labels for f in held_frames):
             job.status, job.error = "done", "held-out frames have no teacher boxes: cannot validate, not registered"
             log.warning("job %s: %s", job.job_id, job.error)
             return job
+        candidate = result.model
         before = evaluate(current, held_frames)
         after = evaluate(candidate, held_frames)
         job.metrics = {
@@ -109,7 +113,9 @@ class TrainingWorker:
             "train_samples": float(len(train)),
             "replay_samples": float(len(replay)),
             "heldout_samples": float(len(held)),
-            "train_seconds": time.time() - started,
+            "epochs": float(result.epochs),
+            "image_epochs": float(result.image_epochs),
+            "train_seconds": time.monotonic() - started,
         }
         if after + self.cfg.tolerance >= before:
             payload, _ = candidate.encode()
@@ -117,11 +123,11 @@ class TrainingWorker:
                 payload,
                 parent=base_manifest.version,
                 metrics={"map50": after, "parent_map50": before},
-                trained_until=max((s.received_time for s in train), default=time.time()),
+                trained_until=max((s.received_time for s in train), default=self.clock()),
             )
             stored = self.registry.register(job.edge_id, payload, manifest)
             job.result_version = stored.version
-            self.store.set_meta(job.edge_id, last_model_time=time.time())
+            self.store.set_meta(job.edge_id, last_model_time=self.clock())
             log.info("job %s: v%d registered (mAP50 %.3f -> %.3f)", job.job_id, stored.version, before, after)
         else:
             log.info("job %s: candidate worse (mAP50 %.3f -> %.3f); not registered", job.job_id, before, after)
@@ -140,5 +146,5 @@ class TrainingWorker:
             except Exception as exc:
                 log.exception("job %s failed", job.job_id)
                 job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
-            job.finished = time.time()
+            job.finished = self.clock()
             self.store.update_job(job)

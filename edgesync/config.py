@@ -79,7 +79,7 @@ class StudentConfig(Strict):
 class SamplerConfig(Strict):
     """How the edge scores frames and what it may upload (see edgesync.sampling)."""
 
-    type: Literal["edgesync", "uniform"] = "edgesync"
+    type: Literal["edgesync", "uniform", "adaptive"] = "edgesync"
     max_samples_per_s: float = Field(1.0, gt=0)
     max_bytes_per_s: float = Field(120_000, gt=0)
     window_s: float = Field(10.0, gt=0)  # the sampler picks the best frames per window

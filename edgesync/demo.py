@@ -8,7 +8,6 @@ The edge and cloud only ever see the drifted frames.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,7 +20,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -34,8 +32,8 @@ from edgesync.config import load_cloud_config, load_edge_config
 from edgesync.drift import load_schedule
 from edgesync.errors import EdgeSyncError
 from edgesync.evaluation import map50
-from edgesync.teachers import Teacher, build_teacher
-from edgesync.types import detections_to_array
+from edgesync.ground_truth import clean_ground_truth
+from edgesync.teachers import build_teacher
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
@@ -70,36 +68,6 @@ class Window:
             "model_version": self.model_version,
             "frames": len(self.preds),
         }
-
-
-def clean_ground_truth(video: str, teacher: Teacher, cache_dir: Path) -> list[np.ndarray]:
-    """Teacher boxes on every clean frame of video, cached by video and teacher."""
-    stat = Path(video).stat()
-    key = hashlib.sha256(f"{Path(video).resolve()}:{stat.st_size}:{teacher.name}:{teacher.class_names}".encode())
-    cache = cache_dir / f"clean-gt-{key.hexdigest()[:16]}.npz"
-    if cache.exists():
-        with np.load(cache) as data:
-            return [data[f"f{i}"] for i in range(len(data.files))]
-    capture = cv2.VideoCapture(video)
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    truth: list[np.ndarray] = []
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("teacher on clean frames (ground truth, cached)", total=total or None)
-        batch: list[np.ndarray] = []
-        while True:
-            ok, image = capture.read()
-            if ok:
-                batch.append(image)
-            if batch and (len(batch) == 8 or not ok):
-                truth.extend(detections_to_array(d) for d in teacher.label(batch))
-                progress.advance(task, len(batch))
-                batch = []
-            if not ok:
-                break
-    capture.release()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(cache, **{f"f{i}": t for i, t in enumerate(truth)})
-    return truth
 
 
 def _free_port() -> int:
@@ -160,7 +128,14 @@ def run_demo(settings: DemoSettings) -> dict:
     base = ensure_bootstrap(settings, env)
 
     teacher = build_teacher(cloud_cfg.teacher)
-    truth = clean_ground_truth(video, teacher, settings.bootstrap_dir / "cache")
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("teacher on clean frames (ground truth, cached)", total=None)
+        truth = clean_ground_truth(
+            video,
+            teacher,
+            settings.bootstrap_dir / "cache",
+            progress=lambda n, total: progress.update(task, completed=n, total=total),
+        )
     num_classes = len(teacher.class_names)
     del teacher
 

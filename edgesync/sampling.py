@@ -507,9 +507,32 @@ class UniformSampler(Sampler):
         return []  # releases as it goes; nothing is held
 
 
+class AdaptiveRateSampler(UniformSampler):
+    """Shoggoth-style adaptive frame sampling (DAC'23): evenly spaced frames at a rate that follows
+    how hard the scene is for the student (a running mean of the inference score), between a
+    quarter of the budget and all of it. It never exceeds the same upload budget.
+    """
+
+    MIN_RATE_SHARE = 0.25
+    SCORE_EMA = 0.1  # per frame
+
+    def __init__(self, cfg: SamplerConfig) -> None:
+        super().__init__(cfg)
+        self.base_spacing_s = self.spacing_s
+        self.difficulty = 1.0  # start at full rate until the scene is known
+
+    def offer(self, info: FrameInfo, frame: np.ndarray) -> list[Selected]:
+        score = inference_score(info.scores, self.cfg, self.expected_sure)
+        self.difficulty += self.SCORE_EMA * (score - self.difficulty)
+        share = self.MIN_RATE_SHARE + (1 - self.MIN_RATE_SHARE) * self.difficulty
+        self.spacing_s = self.base_spacing_s / share
+        return super().offer(info, frame)
+
+
 SAMPLERS: dict[str, type[Sampler]] = {
     "edgesync": EdgeSyncSampler,
     "uniform": UniformSampler,
+    "adaptive": AdaptiveRateSampler,
 }
 
 

@@ -78,9 +78,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.fail(
-            f"these tests need Redis: nothing answers at 127.0.0.1:6379 and no redis-server; {START_HINT}"
-        )
+        pytest.fail(f"these tests need Redis: nothing answers at 127.0.0.1:6379 and no redis-server; {START_HINT}")
     proc, url = _start_redis(binary, tmp_path_factory.mktemp("redis"))
     try:
         yield url

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgesync import ultralytics_env
-from edgesync.assets import fall_detector_weights, resolve_video, ssd_model_files, vtest_path
+from edgesync.assets import resolve_video, ssd_model_files, vtest_path
 from edgesync.config import SSDTeacherConfig, UltralyticsTeacherConfig
 from edgesync.errors import AssetError, ConfigError, InvalidInput, SourceError
 from edgesync.teachers import Teacher, build_teacher
@@ -174,7 +174,6 @@ def test_offline_model_files_are_found_in_their_packages():
     graph, text_graph = ssd_model_files()
     assert graph.name == "frozen_inference_graph.pb" and graph.stat().st_size > 1_000_000
     assert text_graph.suffix == ".pbtxt"
-    assert fall_detector_weights().name == "best.pt"
 
 
 def test_resolve_video_keeps_files_camera_indexes_and_urls(tmp_path):

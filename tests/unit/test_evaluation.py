@@ -167,9 +167,7 @@ def voc_reference_map50(predictions, ground_truth, num_classes):
         mrec, mpre = [0.0, *rec, 1.0], [0.0, *prec, 0.0]
         for i in range(len(mpre) - 2, -1, -1):
             mpre[i] = max(mpre[i], mpre[i + 1])
-        aps.append(
-            sum((mrec[i] - mrec[i - 1]) * mpre[i] for i in range(1, len(mrec)) if mrec[i] != mrec[i - 1])
-        )
+        aps.append(sum((mrec[i] - mrec[i - 1]) * mpre[i] for i in range(1, len(mrec)) if mrec[i] != mrec[i - 1]))
     return float(np.mean(aps)) if aps else None
 
 

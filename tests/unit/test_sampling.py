@@ -213,6 +213,8 @@ def test_budgets_honoured_over_a_long_stream(kind: str, bound: str) -> None:
     assert sampler.stats.selected == len(selected)
     assert sampler.stats.bytes_selected == sum(s.nbytes for s in selected)
     assert sampler.stats.frames_scored == int(seconds * FPS)
+    if kind == "adaptive":
+        return  # it spends less on easy scenes by design; see the adaptive-rate test
     # The budget is used, not just respected.
     max_count, max_bytes = window_budget(c)
     windows = seconds / window_s
@@ -298,3 +300,12 @@ def test_bad_inputs_are_refused_with_a_message_that_names_them() -> None:
     sampler.offer(info(5, []), FRAMES[0])
     with pytest.raises(InvalidInput, match="capture order"):
         sampler.offer(info(4, []), FRAMES[0])
+
+
+def test_adaptive_sampler_uploads_more_when_the_student_struggles() -> None:
+    c = cfg(type="adaptive", max_samples_per_s=1.0, window_s=10.0)
+    easy = run(build_sampler(c), [(info(i, CONFIDENT), FRAMES[0]) for i in range(int(120 * FPS))])
+    hard = run(build_sampler(c), [(info(i, BORDERLINE), FRAMES[0]) for i in range(int(120 * FPS))])
+    max_count, _ = window_budget(c)
+    assert len(hard) > 1.5 * len(easy)
+    assert len(hard) <= max_count * 12 + 1
