@@ -86,8 +86,11 @@ class TrainingWorker:
 
     # ------------------------------------------------------------ one job
 
-    def run_job(self, job: TrainingJob) -> TrainingJob:
-        """Train, validate and (if not worse) register; returns the finished job."""
+    def run_job(self, job: TrainingJob, max_epochs: int | None = None) -> TrainingJob:
+        """Train, validate and (if not worse) register; returns the finished job.
+
+        max_epochs caps the configured epochs (a training budget running out).
+        """
         started = time.monotonic()
         train, held, replay = self.select(job)
         base_manifest, data = self.registry.load(job.edge_id, self.registry.latest_version(job.edge_id))
@@ -96,7 +99,8 @@ class TrainingWorker:
         train_frames = self._frames(train) + self._frames(replay)
         workdir = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=self.workdir))
         try:
-            result = fine_tune(current, train_frames, held_frames, self.cfg, workdir, seed=0)
+            epochs = min(self.cfg.epochs, max_epochs or self.cfg.epochs)
+            result = fine_tune(current, train_frames, held_frames, self.cfg, workdir, epochs=epochs, seed=0)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         if not any(f.labels for f in held_frames):

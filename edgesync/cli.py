@@ -27,8 +27,13 @@ app = typer.Typer(
 )
 edge_app = typer.Typer(help="The edge agent: detect on a stream, upload the frames worth learning from.")
 cloud_app = typer.Typer(help="The cloud trainer: label uploads with the teacher, retrain, push models.")
+bench_app = typer.Typer(
+    help="Benchmarks: strategies under drift in virtual time (default), or the edge frame loop (`bench edge`).",
+    invoke_without_command=True,
+)
 app.add_typer(edge_app, name="edge")
 app.add_typer(cloud_app, name="cloud")
+app.add_typer(bench_app, name="bench")
 
 console = Console(stderr=True)
 
@@ -167,6 +172,60 @@ def demo(
     from edgesync.demo import DemoSettings, run_demo
 
     run_demo(DemoSettings(out=out, drift=drift, edge_config=edge_config, cloud_config=cloud_config, window_s=window_s))
+
+
+@bench_app.callback()
+def bench(
+    ctx: typer.Context,
+    video: Annotated[str, typer.Option(help="Video file or asset name (vtest.avi).")] = "vtest.avi",
+    drift: Annotated[Path, typer.Option(help="Drift schedule YAML.")] = Path("configs/drift/dev.yaml"),
+    strategies: Annotated[str, typer.Option(help="Comma-separated: static,uniform,shoggoth,edgesync.")] = (
+        "static,uniform,shoggoth,edgesync"
+    ),
+    seed: Annotated[int, typer.Option(help="Drift noise seed; the same seed gives the same numbers.")] = 0,
+    out: Annotated[Path, typer.Option(help="Writes results.json, results.md and accuracy.png here.")] = Path(
+        "runs/bench"
+    ),
+    student: Annotated[Path | None, typer.Option(help="Start from this model instead of bootstrapping.")] = None,
+    config: ConfigOption = None,
+    gpu_speedup: Annotated[float, typer.Option(help="Cloud GPU speed over this CPU, for virtual costs.")] = 1.0,
+    uplink_kbps: Annotated[float, typer.Option(help="Uplink bandwidth, kbit/s.")] = 2000.0,
+    downlink_kbps: Annotated[float, typer.Option(help="Downlink bandwidth, kbit/s.")] = 10000.0,
+    rtt_ms: Annotated[float, typer.Option(help="Round-trip time, ms.")] = 50.0,
+    train_budget_share: Annotated[
+        float, typer.Option(help="Training budget: GPU-seconds (at speed-up 1) per stream second.")
+    ] = 0.4,
+    max_seconds: Annotated[float | None, typer.Option(help="Stop the stream after this many seconds.")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Replay a video through a drift schedule in virtual time and compare retraining strategies."""
+    if ctx.invoked_subcommand is not None:
+        return
+    _logging(verbose)
+    for noisy in ("cloud_trainer", "edgesync.teachers", "edgesync.drift"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    from edgesync.config import load_cloud_config
+    from edgesync_bench.runner import BenchRequest, run_bench
+
+    cloud = load_cloud_config(config) if config is not None else None
+    request = BenchRequest(
+        video=video,
+        drift=drift,
+        strategies=[s.strip() for s in strategies.split(",") if s.strip()],
+        seed=seed,
+        out=out,
+        student=student,
+        cloud=cloud,
+        gpu_speedup=gpu_speedup,
+        uplink_kbit_s=uplink_kbps,
+        downlink_kbit_s=downlink_kbps,
+        rtt_ms=rtt_ms,
+        train_budget_share=train_budget_share,
+        max_seconds=max_seconds,
+    )
+    results = run_bench(request)
+    console.print((out / "results.md").read_text())
+    console.print(f"results in {out} ({results['wall_s']:.0f} s)")
 
 
 def main() -> None:

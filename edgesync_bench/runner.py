@@ -1,0 +1,184 @@
+"""`edgesync bench`: set up the stream once, run each strategy, write the results."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cloud_trainer.bootstrap import BootstrapSettings, bootstrap_student
+from cloud_trainer.registry import ModelRegistry
+from edge_agent.model_store import load_safetensors_model
+from edgesync.assets import edgesync_home, resolve_video
+from edgesync.config import CloudConfig, SamplerConfig
+from edgesync.drift import DriftSchedule, load_schedule
+from edgesync.errors import ConfigError
+from edgesync.ground_truth import clean_ground_truth, read_video
+from edgesync.student import StudentModel
+from edgesync.teachers import build_teacher
+from edgesync_bench.costs import CostModel
+from edgesync_bench.metrics import summarise
+from edgesync_bench.report import write_report
+from edgesync_bench.simulation import BenchKnobs, CachingTeacher, PredictionCache, Simulation, StreamSetup
+from edgesync_bench.strategies import get_strategies
+
+log = logging.getLogger(__name__)
+console = Console(stderr=True)
+
+
+@dataclass
+class BenchRequest:
+    """What `edgesync bench` was asked to do."""
+
+    video: str
+    drift: Path
+    strategies: list[str]
+    seed: int = 0
+    out: Path = Path("runs/bench")
+    student: Path | None = None
+    cloud: CloudConfig | None = None  # teacher and training recipe; defaults when None
+    gpu_speedup: float = 1.0
+    uplink_kbit_s: float = 2000.0
+    downlink_kbit_s: float = 10000.0
+    rtt_ms: float = 50.0
+    train_budget_share: float = 0.4  # GPU-seconds (at speedup 1) per stream second
+    max_samples_per_s: float = 1.0
+    max_bytes_per_s: float = 60_000.0
+    window_s: float = 10.0
+    max_seconds: float | None = None  # stop the stream early (tests)
+    bootstrap: BootstrapSettings | None = None
+    cache_dir: Path | None = None
+
+
+def _bootstrap_key(video: str, settings: BootstrapSettings, teacher_name: str, classes: list[str]) -> str:
+    stat = Path(video).stat()
+    text = f"{Path(video).resolve()}:{stat.st_size}:{settings}:{teacher_name}:{classes}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _load_student(path: Path) -> tuple:
+    if path.suffix == ".pt":
+        model = StudentModel.from_pt(path, imgsz=320, version=1)
+    else:
+        model = load_safetensors_model(path)
+    data, _ = model.encode()
+    return model.manifest(data, version=1), data
+
+
+def _first_clean_seconds(schedule: DriftSchedule) -> float:
+    first = schedule.segments[0]
+    if first.label != "clean":
+        raise ConfigError(
+            "the drift schedule must start with a clean segment to bootstrap the student on "
+            f"(it starts with {first.label!r}); or pass --student"
+        )
+    return first.until_s
+
+
+def run_bench(req: BenchRequest) -> dict:
+    """Run every requested strategy on the same stream and budgets; returns and writes the results."""
+    started = time.monotonic()
+    strategies = get_strategies(req.strategies)
+    schedule = load_schedule(req.drift)
+    video = resolve_video(req.video)
+    cloud = req.cloud or CloudConfig()
+    cache_dir = req.cache_dir or edgesync_home() / "bench"
+    teacher = CachingTeacher(build_teacher(cloud.teacher))
+    frames, fps = read_video(video)
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("teacher on clean frames (ground truth, cached)", total=len(frames))
+        truth = clean_ground_truth(
+            video, teacher.inner, cache_dir, frames, lambda n, total: progress.update(task, completed=n)
+        )
+
+    if req.student is not None:
+        base_manifest, base_weights = _load_student(req.student)
+        eval_from = 0.0
+    else:
+        settings = req.bootstrap or BootstrapSettings()
+        settings.seconds = _first_clean_seconds(schedule)
+        key = _bootstrap_key(video, settings, teacher.name, list(teacher.class_names))
+        registry = ModelRegistry(cache_dir / "students" / key)
+        if registry.latest(None) is None:
+            console.print(f"bootstrapping the student on the first {settings.seconds:.0f} s (cached as {key})")
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task("bootstrap training", total=settings.epochs)
+                bootstrap_student(
+                    video,
+                    teacher.inner,
+                    registry,
+                    cloud.training,
+                    settings,
+                    on_epoch=lambda e, total: progress.update(task, completed=e),
+                )
+        base_manifest, base_weights = registry.load(None, registry.latest_version(None))
+        eval_from = settings.seconds
+
+    duration = schedule.duration_s if req.max_seconds is None else min(schedule.duration_s, req.max_seconds)
+    setup = StreamSetup(
+        frames=frames,
+        fps=fps,
+        schedule=schedule,
+        seed=req.seed,
+        truth=truth,
+        base_manifest=base_manifest,
+        base_weights=base_weights,
+        eval_from_s=eval_from,
+        duration_s=duration,
+        num_classes=len(base_manifest.class_names),
+    )
+    costs = CostModel(gpu_speedup=req.gpu_speedup)
+    knobs = BenchKnobs(
+        sampler=SamplerConfig(max_samples_per_s=req.max_samples_per_s, max_bytes_per_s=req.max_bytes_per_s),
+        training=cloud.training.model_copy(update={"imgsz": base_manifest.imgsz}),
+        costs=costs,
+        uplink_kbit_s=req.uplink_kbit_s,
+        downlink_kbit_s=req.downlink_kbit_s,
+        rtt_s=req.rtt_ms / 1000,
+        train_budget_s=req.train_budget_share * duration,
+    )
+    predictions = PredictionCache()
+    results: dict = {
+        "video": str(req.video),
+        "drift": str(req.drift),
+        "seed": req.seed,
+        "duration_s": duration,
+        "gpu_speedup": req.gpu_speedup,
+        "fps": fps,
+        "evaluated_from_s": eval_from,
+        "budgets": {
+            "max_samples_per_s": req.max_samples_per_s,
+            "max_bytes_per_s": req.max_bytes_per_s,
+            "train_budget_gpu_s": knobs.train_budget_s,
+            "uplink_kbit_s": req.uplink_kbit_s,
+            "downlink_kbit_s": req.downlink_kbit_s,
+            "rtt_ms": req.rtt_ms,
+        },
+        "costs": costs.as_dict(),
+        "segments": [{"name": s.name, "until_s": s.until_s} for s in schedule.segments],
+        "strategies": {},
+    }
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console) as progress:
+        for strategy in strategies:
+            task = progress.add_task(f"{strategy.name:<9}", total=setup.total_frames)
+            sim = Simulation(strategy, setup, knobs, teacher, predictions, req.out / "work" / strategy.name)
+            run = sim.run(on_frame=lambda i, task=task: progress.update(task, completed=i + 1))
+            summary = summarise(run, schedule, eval_from, req.window_s, setup.num_classes)
+            results["strategies"][strategy.name] = summary
+            progress.console.print(
+                f"{strategy.name:<9} mAP50 {summary['map50_mean'] or 0:.3f}  updates {summary['updates']}  "
+                f"uplink {summary['uplink_bytes'] / 1e6:.1f} MB  training {summary['train_gpu_s']:.0f} GPU-s"
+            )
+    results["wall_s"] = round(time.monotonic() - started, 1)
+    req.out.mkdir(parents=True, exist_ok=True)
+    (req.out / "results.json").write_text(json.dumps(results, indent=2))
+    write_report(results, req.out)
+    return results

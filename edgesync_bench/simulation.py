@@ -1,0 +1,358 @@
+"""One strategy over one drifting stream, in virtual time.
+
+Frames arrive at the video's frame rate. The simulated edge runs the real student on the
+drifted frame and the real sampler; selected samples cross a simulated uplink into the real
+cloud code (Ingest, MemoryStore, Labeller with the real teacher, the strategy's trigger,
+TrainingWorker with ultralytics, ModelRegistry). Each piece of cloud work is done for real
+when its virtual start time comes, and its result becomes visible at start + its cost in the
+cost model, so the outcome depends on the seed, not on how fast this machine is.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cloud_trainer.ingest import Ingest
+from cloud_trainer.labeller import Labeller
+from cloud_trainer.registry import ModelRegistry
+from cloud_trainer.state import MemoryStore
+from cloud_trainer.worker import TrainingWorker
+from edgesync.config import LimitsConfig, SamplerConfig, TrainingConfig
+from edgesync.drift import DriftApplier, DriftSchedule
+from edgesync.sampling import FrameInfo, build_sampler
+from edgesync.student import Prediction, StudentModel
+from edgesync.teachers import Teacher
+from edgesync.types import EdgeInfo, ModelManifest, Sample, detections_to_array
+from edgesync_bench.costs import CostModel, Link
+from edgesync_bench.strategies import Strategy, Trigger
+
+log = logging.getLogger(__name__)
+
+EDGE_ID = "bench-cam"
+
+
+class VirtualClock:
+    """The simulation's time; cloud code reads it where it would read the wall clock."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class StreamSetup:
+    """Everything strategies share: footage, schedule, ground truth, the starting student."""
+
+    frames: list[np.ndarray]  # the clean video, in memory
+    fps: float
+    schedule: DriftSchedule
+    seed: int
+    truth: list[np.ndarray]  # teacher boxes on each clean video frame
+    base_manifest: ModelManifest
+    base_weights: bytes
+    eval_from_s: float  # frames before this (the bootstrap's clean segment) are not scored
+    duration_s: float
+    num_classes: int
+
+    @property
+    def total_frames(self) -> int:
+        return int(math.floor(self.duration_s * self.fps))
+
+
+@dataclass
+class BenchKnobs:
+    """Budgets and links, equal for every strategy."""
+
+    sampler: SamplerConfig
+    training: TrainingConfig
+    costs: CostModel
+    uplink_kbit_s: float = 2000.0
+    downlink_kbit_s: float = 10000.0
+    rtt_s: float = 0.05
+    train_budget_s: float = 180.0  # GPU-seconds at speedup 1 over the stream
+
+
+@dataclass
+class FrameResult:
+    t_s: float
+    segment: str
+    model_version: int
+    pred: np.ndarray
+    truth: np.ndarray
+
+
+@dataclass
+class UpdateResult:
+    version: int
+    deployed_at: float
+    trained_until: float
+    delay_s: float  # deploy time minus the arrival of the newest sample it was trained on
+    bytes: int
+
+
+@dataclass
+class StrategyRun:
+    """What one strategy did and how well the edge detected meanwhile."""
+
+    name: str
+    frames: list[FrameResult] = field(default_factory=list)
+    updates: list[UpdateResult] = field(default_factory=list)
+    arrivals: list[tuple[float, float]] = field(default_factory=list)  # (capture t, arrival t) per sample
+    uplink_bytes: int = 0
+    downlink_bytes: int = 0
+    samples: int = 0
+    jobs: list[dict] = field(default_factory=list)
+    train_iterations: int = 0
+    train_gpu_s: float = 0.0  # at speedup 1
+
+
+class PredictionCache:
+    """Student predictions by (model sha256, frame index): strategies running the same model share them."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, int], Prediction] = {}
+
+    def get(self, sha: str, index: int) -> Prediction | None:
+        return self._cache.get((sha, index))
+
+    def put(self, sha: str, index: int, prediction: Prediction) -> None:
+        self._cache[(sha, index)] = prediction
+
+
+class CachingTeacher(Teacher):
+    """The real teacher, remembering its answers per frame content (strategies upload the same frames)."""
+
+    def __init__(self, teacher: Teacher) -> None:
+        self.inner = teacher
+        self.name = teacher.name
+        self.class_names = teacher.class_names
+        self._cache: dict[bytes, list] = {}
+
+    def label(self, frames: list[np.ndarray]) -> list:
+        import hashlib
+
+        keys = [hashlib.sha1(f.tobytes()).digest() for f in frames]
+        missing = [i for i, k in enumerate(keys) if k not in self._cache]
+        if missing:
+            for i, boxes in zip(missing, self.inner.label([frames[i] for i in missing]), strict=True):
+                self._cache[keys[i]] = boxes
+        return [list(self._cache[k]) for k in keys]
+
+
+class Simulation:
+    """Runs one strategy over the stream; see the module docstring."""
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        setup: StreamSetup,
+        knobs: BenchKnobs,
+        teacher: Teacher,
+        predictions: PredictionCache,
+        workdir: Path,
+    ) -> None:
+        self.strategy = strategy
+        self.setup = setup
+        self.knobs = knobs
+        self.predictions = predictions
+        self.workdir = workdir
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        workdir.mkdir(parents=True)
+        self.clock = VirtualClock()
+        self.store = MemoryStore()
+        self.registry = ModelRegistry(workdir / "registry")
+        self.registry.register(EDGE_ID, setup.base_weights, setup.base_manifest)
+        names = list(setup.base_manifest.class_names)
+        self.store.upsert_edge(EdgeInfo(edge_id=EDGE_ID, class_names=names, model_version=1))
+        self.store.set_meta(EDGE_ID, first_seen=0.0, last_model_time=0.0)
+        self.training = knobs.training.model_copy(update=strategy.training)
+        self.ingest = Ingest(self.store, LimitsConfig(), clock=self.clock)
+        self.trigger: Trigger | None = None
+        if strategy.trigger is not None:
+            self.trigger = strategy.trigger(self.store, self.registry, EDGE_ID, self.clock)
+        self.labeller = Labeller(self.store, teacher, self.trigger or _NoListener(), batch_size=1, max_wait_s=0)
+        self.worker = TrainingWorker(
+            self.store, self.registry, self.training, "bench-worker", workdir=workdir, clock=self.clock
+        )
+        sampler_cfg = knobs.sampler.model_copy(update={"type": strategy.sampler or knobs.sampler.type})
+        self.sampler = build_sampler(sampler_cfg) if strategy.sampler else None
+        self.drift = DriftApplier(setup.schedule, setup.seed)
+        self.uplink = Link(knobs.uplink_kbit_s, knobs.rtt_s)
+        self.downlink = Link(knobs.downlink_kbit_s, knobs.rtt_s)
+        self.deployed = StudentModel.from_bytes(setup.base_manifest, setup.base_weights, source="base model")
+        self.deployed_sha = setup.base_manifest.sha256
+        self._events: list = []
+        self._order = itertools.count()
+        self._teacher_free_at = 0.0
+        self._worker_free_at = 0.0
+        self._training_job = False
+        self.run_result = StrategyRun(strategy.name)
+
+    # ------------------------------------------------------------ events
+
+    def _push(self, t: float, kind: str, payload) -> None:
+        heapq.heappush(self._events, (t, next(self._order), kind, payload))
+
+    def _advance(self, until: float) -> None:
+        """Handle every cloud event due by until, in time order."""
+        while True:
+            self._maybe_start_job(min(until, max(self._worker_free_at, self.clock.now)))
+            if not self._events or self._events[0][0] > until:
+                break
+            t, _, kind, payload = heapq.heappop(self._events)
+            self.clock.now = t
+            getattr(self, f"_on_{kind}")(t, payload)
+        self.clock.now = until
+
+    def _on_arrive(self, t: float, sample: Sample) -> None:
+        if self.ingest.accept(sample):
+            start = max(t, self._teacher_free_at)
+            self._teacher_free_at = start + self.knobs.costs.teacher(1)
+            self._push(self._teacher_free_at, "label", sample.sample_id)
+
+    def _on_label(self, t: float, sample_id: str) -> None:
+        batch = self.store.take_unlabelled(1, timeout_s=0)
+        if batch:
+            self.labeller.label_batch(batch)
+
+    def _on_job_done(self, t: float, job) -> None:
+        self._training_job = False
+        self.store.update_job(job)
+        if job.result_version:
+            self.store.set_meta(EDGE_ID, last_model_time=t)
+            manifest, data = self.registry.load(EDGE_ID, job.result_version)
+            self._push(self.downlink.send(t, len(data)), "deploy", (manifest, data))
+
+    def _on_deploy(self, t: float, update: tuple[ModelManifest, bytes]) -> None:
+        manifest, data = update
+        if manifest.version <= self.deployed.version:
+            return
+        self.deployed = StudentModel.from_bytes(manifest, data, source=f"update v{manifest.version}")
+        self.deployed_sha = manifest.sha256
+        self.run_result.updates.append(
+            UpdateResult(manifest.version, t, manifest.trained_until, t - manifest.trained_until, len(data))
+        )
+
+    def _maybe_start_job(self, t: float) -> None:
+        if self._training_job or self._worker_free_at > t:
+            return
+        costs = self.knobs.costs
+        remaining = self.knobs.train_budget_s - self.run_result.train_gpu_s
+        if remaining <= costs.job_overhead_s:
+            return
+        job = self.store.claim_job("bench-worker", timeout_s=0)
+        if job is None:
+            return
+        self.clock.now = t
+        train, held, replay = self.worker.select(job)
+        images = max(1, len(train) + len(replay))
+        epochs = costs.epochs_within(remaining, images, len(held), self.training.imgsz)
+        if epochs < 1:
+            job.status, job.error = "failed", "training budget spent"
+            self.store.update_job(job)
+            return
+        job = self.worker.run_job(job, max_epochs=epochs)
+        image_epochs = job.metrics.get("image_epochs", 0.0)
+        duration = costs.training(image_epochs, int(job.metrics.get("heldout_samples", 0)), self.training.imgsz)
+        self.run_result.train_gpu_s += duration * costs.gpu_speedup
+        self.run_result.train_iterations += int(
+            job.metrics.get("epochs", 0) * math.ceil(images / min(self.training.batch, images))
+        )
+        job.finished = t + duration
+        self.run_result.jobs.append(
+            {"job_id": job.job_id, "started": t, "finished": t + duration, "version": job.result_version}
+            | {k: round(v, 4) for k, v in job.metrics.items()}
+        )
+        self._worker_free_at = t + duration
+        self._training_job = True
+        self._push(t + duration, "job_done", job)
+
+    # ------------------------------------------------------------ the stream
+
+    def _predict(self, index: int, image: Callable[[], np.ndarray]) -> Prediction:
+        cached = self.predictions.get(self.deployed_sha, index)
+        if cached is None:
+            cached = self.deployed.predict([image()])[0]
+            self.predictions.put(self.deployed_sha, index, cached)
+        return cached
+
+    def run(self, on_frame: Callable[[int], None] | None = None) -> StrategyRun:
+        setup = self.setup
+        result = self.run_result
+        n_video = len(setup.frames)
+        for i in range(setup.total_frames):
+            t = i / setup.fps
+            self._advance(t)
+            if self.trigger is not None:
+                self.trigger.on_tick(t)
+            video_index = i % n_video
+            image = _LazyDriftedFrame(self.drift, setup.frames[video_index], t, i)
+            prediction = self._predict(i, image)
+            segment = self.drift.condition_at(t)
+            if t >= setup.eval_from_s:
+                result.frames.append(
+                    FrameResult(
+                        t,
+                        segment,
+                        self.deployed.version,
+                        detections_to_array(prediction.detections),
+                        setup.truth[video_index],
+                    )
+                )
+            if self.sampler is not None:
+                info = FrameInfo(t, i, prediction.scores, tuple(prediction.detections))
+                for selected in self.sampler.offer(info, image()):
+                    self._send(selected, t)
+            if on_frame is not None:
+                on_frame(i)
+        result.uplink_bytes = self.uplink.bytes_sent
+        result.downlink_bytes = self.downlink.bytes_sent
+        return result
+
+    def _send(self, selected, t: float) -> None:
+        info = selected.info
+        sample = Sample(
+            sample_id=f"s{info.frame_index:07d}",
+            edge_id=EDGE_ID,
+            capture_time=info.t_s,
+            model_version=self.deployed.version,
+            jpeg=selected.jpeg,
+            detections=selected.scaled_detections(),
+            score=selected.score,
+            frame_index=info.frame_index,
+        )
+        arrival = self.uplink.send(max(t, selected.released_s), selected.nbytes)
+        self.run_result.samples += 1
+        self.run_result.arrivals.append((info.t_s, arrival))
+        self._push(arrival, "arrive", sample)
+
+
+class _LazyDriftedFrame:
+    """The drifted frame, computed on first use (a cached prediction may make it unnecessary)."""
+
+    def __init__(self, drift: DriftApplier, clean: np.ndarray, t: float, index: int) -> None:
+        self.args = (drift, clean, t, index)
+        self.image: np.ndarray | None = None
+
+    def __call__(self) -> np.ndarray:
+        if self.image is None:
+            drift, clean, t, index = self.args
+            self.image = drift.apply(clean, t, index)
+        return self.image
+
+
+class _NoListener:
+    def on_labelled(self, samples) -> None:
+        return None

@@ -1,0 +1,143 @@
+"""Benchmark strategies as plug-ins: what the edge uploads, when the cloud trains, and how.
+
+Every strategy gets the same upload budget (samples/s and bytes/s) and the same training
+budget (GPU-seconds); they differ in which frames they spend it on and when.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cloud_trainer.manager import TrainingManager
+from cloud_trainer.registry import ModelRegistry
+from cloud_trainer.state import StateStore
+from edgesync.config import ManagerConfig
+from edgesync.types import StoredSample, TrainingJob
+
+
+class Trigger:
+    """Decides when a retraining job is queued for the edge."""
+
+    def __init__(self, store: StateStore, registry: ModelRegistry, edge_id: str, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.registry = registry
+        self.edge_id = edge_id
+        self.clock = clock
+
+    def on_labelled(self, samples: list[StoredSample]) -> None:
+        """Called after each labelled batch."""
+
+    def on_tick(self, now: float) -> None:
+        """Called as virtual time passes (at least once a second)."""
+
+    def _queue(self, reason: str) -> TrainingJob | None:
+        busy = self.store.queued_job_for(self.edge_id) or self.store.list_jobs(
+            edge_id=self.edge_id, status="running", limit=1
+        )
+        if busy:
+            return None
+        newest = self.store.list_samples(self.edge_id, labelled=True, newest_first=True, limit=1)
+        if not newest:
+            return None
+        job = TrainingJob(
+            job_id=f"{self.edge_id}-{uuid.uuid4().hex[:8]}",
+            edge_id=self.edge_id,
+            priority=1.0,
+            created=self.clock(),
+            base_version=self.registry.latest_version(self.edge_id),
+            reason=reason,
+        )
+        self.store.put_job(job)
+        self.store.set_meta(self.edge_id, last_queued_seq=float(newest[0].seq))
+        return job
+
+    def _new_labelled(self) -> int:
+        covered = int(self.store.get_meta(self.edge_id).get("last_queued_seq", 0))
+        return self.store.count_samples(self.edge_id, labelled=True, min_seq=covered + 1)
+
+
+class ManagerTrigger(Trigger):
+    """EdgeSync: the training manager (live accuracy proxy, staleness, priority)."""
+
+    def __init__(self, *args, manager_cfg: ManagerConfig) -> None:
+        super().__init__(*args)
+        self.manager = TrainingManager(self.store, self.registry, manager_cfg, clock=self.clock)
+
+    def on_labelled(self, samples: list[StoredSample]) -> None:
+        self.manager.on_labelled(samples)
+
+
+class PeriodicTrigger(Trigger):
+    """Traditional retraining: every period_s, on whatever arrived since the last round."""
+
+    def __init__(self, *args, period_s: float) -> None:
+        super().__init__(*args)
+        self.period_s = period_s
+        self.next_at = period_s
+
+    def on_tick(self, now: float) -> None:
+        while now >= self.next_at:
+            self.next_at += self.period_s
+            if self._new_labelled():
+                self._queue(f"periodic retraining every {self.period_s:.0f} s")
+
+
+class CountTrigger(Trigger):
+    """Online small-batch training: a short round as soon as `every` new labelled samples are in."""
+
+    def __init__(self, *args, every: int) -> None:
+        super().__init__(*args)
+        self.every = every
+
+    def on_labelled(self, samples: list[StoredSample]) -> None:
+        if self._new_labelled() >= self.every:
+            self._queue(f"{self.every} new labelled samples")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A named recipe: sampler type (None: never uploads), training overrides, and a trigger."""
+
+    name: str
+    description: str
+    sampler: str | None
+    training: dict = field(default_factory=dict)
+    trigger: Callable[..., Trigger] | None = None
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "static": Strategy("static", "the bootstrapped student, never updated", sampler=None),
+    "uniform": Strategy(
+        "uniform",
+        "periodic retraining (AMS/Ekya-style baseline): every 60 s, 10 epochs on uniformly sampled frames",
+        sampler="uniform",
+        training={"epochs": 10, "max_fresh": 60, "replay_fraction": 0.0, "tolerance": 1.0},
+        trigger=lambda *a: PeriodicTrigger(*a, period_s=60.0),
+    ),
+    "shoggoth": Strategy(
+        "shoggoth",
+        "Shoggoth-style adaptive-rate sampling and small-batch online training (3 epochs per 15 samples)",
+        sampler="adaptive",
+        training={"epochs": 3, "max_fresh": 15, "replay_fraction": 0.5, "min_heldout": 2, "tolerance": 1.0},
+        trigger=lambda *a: CountTrigger(*a, every=15),
+    ),
+    "edgesync": Strategy(
+        "edgesync",
+        "timeliness x inference-result sampling, training manager, validated updates",
+        sampler="edgesync",
+        training={"epochs": 10, "max_fresh": 80, "replay_fraction": 0.5, "tolerance": 0.0},
+        trigger=lambda *a: ManagerTrigger(*a, manager_cfg=ManagerConfig(min_new_samples=30)),
+    ),
+}
+
+
+def get_strategies(names: list[str]) -> list[Strategy]:
+    """Strategies by name, in the order given; unknown names are an error that lists the known ones."""
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown:
+        from edgesync.errors import ConfigError
+
+        raise ConfigError(f"unknown strategy {', '.join(unknown)}; known: {', '.join(STRATEGIES)}")
+    return [STRATEGIES[n] for n in names]
