@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -93,7 +92,7 @@ class TrainingManager:
             return None
         newest = self.store.list_samples(edge_id, labelled=True, newest_first=True, limit=1)
         job = TrainingJob(
-            job_id=f"{edge_id}-{uuid.uuid4().hex[:8]}",
+            job_id=f"{edge_id}-s{newest[0].seq if newest else covered:07d}",  # unique: each job needs new samples
             edge_id=edge_id,
             priority=priority,
             created=now,

@@ -31,11 +31,18 @@ log = logging.getLogger(__name__)
 
 
 def split_fresh(fresh: list[StoredSample], cfg: TrainingConfig) -> tuple[list[StoredSample], list[StoredSample]]:
-    """Interleave a held-out share through the fresh samples, so both sets span the same scene."""
+    """Split fresh samples into training and held-out ones.
+
+    "newest" holds out the most recent arrivals: the candidate must beat the current model on what
+    the camera sees now, not on a mix with a scene that has passed. "interleaved" spreads the
+    held-out share evenly through the window instead.
+    """
     fresh = sorted(fresh, key=lambda s: s.seq)
     n_held = min(len(fresh) - 1, max(cfg.min_heldout, round(len(fresh) * cfg.heldout_fraction)))
     if n_held <= 0:
         return fresh, []
+    if cfg.heldout == "newest":
+        return fresh[:-n_held], fresh[-n_held:]
     step = len(fresh) / n_held
     held_idx = {min(len(fresh) - 1, int(i * step + step / 2)) for i in range(n_held)}
     train = [s for i, s in enumerate(fresh) if i not in held_idx]
@@ -97,16 +104,17 @@ class TrainingWorker:
         current = StudentModel.from_bytes(base_manifest, data, source=f"{job.edge_id} v{base_manifest.version}")
         held_frames = self._frames(held)
         train_frames = self._frames(train) + self._frames(replay)
+        if not any(f.labels for f in held_frames):  # an empty ground truth cannot tell two models apart
+            job.status, job.error = "done", "held-out frames have no teacher boxes: cannot validate; not trained"
+            job.metrics = {"train_samples": float(len(train)), "heldout_samples": float(len(held))}
+            log.warning("job %s: %s", job.job_id, job.error)
+            return job
         workdir = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=self.workdir))
         try:
             epochs = min(self.cfg.epochs, max_epochs or self.cfg.epochs)
             result = fine_tune(current, train_frames, held_frames, self.cfg, workdir, epochs=epochs, seed=0)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        if not any(f.labels for f in held_frames):
-            job.status, job.error = "done", "held-out frames have no teacher boxes: cannot validate, not registered"
-            log.warning("job %s: %s", job.job_id, job.error)
-            return job
         candidate = result.model
         before = evaluate(current, held_frames)
         after = evaluate(candidate, held_frames)

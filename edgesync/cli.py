@@ -228,6 +228,32 @@ def bench(
     console.print(f"results in {out} ({results['wall_s']:.0f} s)")
 
 
+@bench_app.command("edge")
+def bench_edge(
+    video: Annotated[str, typer.Option(help="Video file or asset name (vtest.avi).")] = "vtest.avi",
+    frames: Annotated[int, typer.Option(help="Frames per pass (the first N of the video).", min=1)] = 300,
+    swaps: Annotated[int, typer.Option(help="Model updates swapped in during each swap pass.", min=0)] = 3,
+    student: Annotated[
+        Path | None, typer.Option(help="Student weights (.safetensors with manifest, or .pt); default: fresh yolov8n.")
+    ] = None,
+    imgsz: Annotated[int, typer.Option(help="Inference size of a fresh or .pt student.", min=32)] = 320,
+    repeats: Annotated[int, typer.Option(help="Interleaved repeats of each pass; medians are reported.", min=1)] = 2,
+    out: Annotated[Path | None, typer.Option(help="Write edge.json here.")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Time the edge agent's frame loop (decode, detect, sample, queue) against a bare predict loop,
+    and its per-frame latency while models are swapped in."""
+    _logging(verbose)
+    from edgesync_bench.edge_loop import run_edge_bench, summary_table
+
+    result = run_edge_bench(
+        video=video, frames=frames, swaps=swaps, student=student, imgsz=imgsz, repeats=repeats, out=out
+    )
+    console.print(summary_table(result))
+    if out is not None:
+        console.print(f"results in {out / 'edge.json'}")
+
+
 def main() -> None:
     """Entry point: EdgeSync errors become one clear line and exit code 1, never a traceback."""
     try:

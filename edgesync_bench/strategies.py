@@ -6,7 +6,7 @@ budget (GPU-seconds); they differ in which frames they spend it on and when.
 
 from __future__ import annotations
 
-import uuid
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,6 +25,8 @@ class Trigger:
         self.registry = registry
         self.edge_id = edge_id
         self.clock = clock
+        # job ids seed the worker's replay choice, so they must repeat run to run (no uuid4)
+        self._job_numbers = itertools.count(1)
 
     def on_labelled(self, samples: list[StoredSample]) -> None:
         """Called after each labelled batch."""
@@ -42,7 +44,7 @@ class Trigger:
         if not newest:
             return None
         job = TrainingJob(
-            job_id=f"{self.edge_id}-{uuid.uuid4().hex[:8]}",
+            job_id=f"{self.edge_id}-job{next(self._job_numbers):04d}",
             edge_id=self.edge_id,
             priority=1.0,
             created=self.clock(),

@@ -1,0 +1,398 @@
+"""`edgesync bench edge`: what the edge agent's frame loop costs over a bare detector loop.
+
+Three kinds of pass over the same first N frames of a video, interleaved and repeated so
+machine noise hits them alike (medians are reported):
+
+- bare: cv2 decode + StudentModel.predict, nothing else;
+- agent: the agent's frame loop driven directly with the real pieces, step for step as in
+  EdgeAgent._loop: VideoSource (realtime off), HotSwapDetector.swap_if_ready + predict,
+  FrameInfo -> the configured sampler -> Sample -> SampleSpool.put (journalled in a temp dir),
+  the confidence proxy and the per-frame JsonlSink. EdgeAgent itself is not run because it
+  needs a cloud to register with; its uploader, heartbeats and listener threads are idle
+  while the cloud is away, so the loop is what they would leave on the CPU;
+- swap: the agent pass while a background thread receives model updates every N frames
+  through the real UpdateListener.handle (verify with StudentModel.from_bytes, save to the
+  edge's model store, warm up, offer), so swaps and the loading that precedes them compete
+  with the loop as they do on a device.
+
+Per-frame latency is the loop body after the frame is decoded (swap check, detect, sample,
+queue, sink): steady from the agent passes, "swap" from the swap passes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import queue
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from rich.table import Table
+
+from edge_agent.agent import CONFIDENCE_EMA
+from edge_agent.hotswap import HotSwapDetector
+from edge_agent.model_store import EdgeModelStore, load_safetensors_model
+from edge_agent.sink import JsonlSink
+from edge_agent.source import VideoSource, open_capture
+from edge_agent.spool import SampleSpool
+from edge_agent.updates import UpdateListener
+from edgesync.assets import resolve_video
+from edgesync.config import QueueConfig, RetryConfig, SamplerConfig
+from edgesync.errors import AssetError, InvalidInput, SourceError
+from edgesync.sampling import FrameInfo, Selected, build_sampler
+from edgesync.student import StudentModel
+from edgesync.types import ModelManifest, Sample
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLASSES = ["person", "car"]
+EDGE_ID = "bench-edge"
+WARMUP_FRAMES = 10
+MAX_SWAP_PASS_FACTOR = 10  # a pass with swaps stops at this many times its frames, swapped or not
+
+
+@dataclass
+class _Pass:
+    """One timed pass: how many frames, how long, and each frame's loop-body latency."""
+
+    frames: int
+    seconds: float
+    latencies_ms: list[float] = field(default_factory=list)
+    swaps: int = 0
+    swap_frame_ms: list[float] = field(default_factory=list)
+    samples_queued: int = 0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def load_student(path: Path | None, imgsz: int) -> StudentModel:
+    """The student to time: path (.safetensors with its manifest, or an ultralytics .pt), else a
+    fresh yolov8n with random weights (same compute as a trained one) at imgsz, version 1."""
+    if path is None:
+        return StudentModel.fresh(DEFAULT_CLASSES, imgsz, version=1)
+    path = Path(path)
+    if not path.is_file():
+        raise AssetError(f"student weights not found: {path}")
+    if path.suffix == ".pt":
+        return StudentModel.from_pt(path, imgsz=imgsz, version=1)
+    return load_safetensors_model(path)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 2) if values else 0.0
+
+
+def machine_info() -> dict:
+    """What the numbers depend on: cores, torch threads, library versions, load at the start."""
+
+    def pkg(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "ultralytics": pkg("ultralytics"),
+        "opencv": cv2.__version__,
+    }
+
+
+def _bare_pass(video: str, model: StudentModel, frames: int) -> _Pass:
+    """cv2 decode + StudentModel.predict over the first frames of video."""
+    capture = open_capture(video)
+    latencies: list[float] = []
+    try:
+        started = time.perf_counter()
+        while len(latencies) < frames:
+            ok, image = capture.read()
+            if not ok or image is None:
+                break
+            start = time.perf_counter()
+            model.predict([image])
+            latencies.append((time.perf_counter() - start) * 1000)
+        seconds = time.perf_counter() - started
+    finally:
+        capture.release()
+    if not latencies:
+        raise SourceError(f"video source {video!r} has no readable frames")
+    return _Pass(len(latencies), seconds, latencies)
+
+
+class _UpdateFeeder:
+    """A background thread that hands model updates to the real UpdateListener.handle on request."""
+
+    def __init__(self, detector: HotSwapDetector, data: bytes, manifests: list[ModelManifest], store_dir: Path):
+        # handle() verifies, stores, warms and stages a model; it never touches the network,
+        # so the listener needs no stub (its subscription loop is not run here).
+        self.listener = UpdateListener(
+            None,  # type: ignore[arg-type]
+            EDGE_ID,
+            lambda: detector,
+            EdgeModelStore(store_dir),
+            RetryConfig(),
+            {},
+            have_version=lambda: detector.version,
+        )
+        self.data = data
+        self.manifests = list(manifests)
+        self.requests: queue.Queue[ModelManifest | None] = queue.Queue()
+        self.busy = threading.Event()  # an update is being loaded
+        self.staged = 0  # updates verified, warmed and offered to the detector
+        self.thread = threading.Thread(target=self._run, name="bench-updates", daemon=True)
+        self.thread.start()
+
+    def ready(self) -> bool:
+        """Whether another update can be delivered now (one left, none still loading)."""
+        return bool(self.manifests) and not self.busy.is_set()
+
+    def settled(self, swaps: int) -> bool:
+        """Whether every update was delivered, loaded and (if it verified) swapped in."""
+        return not self.manifests and not self.busy.is_set() and swaps >= self.staged
+
+    def request(self) -> None:
+        """Deliver the next update (as if it had just arrived from the cloud)."""
+        self.busy.set()
+        self.requests.put(self.manifests.pop(0))
+
+    def _run(self) -> None:
+        while (manifest := self.requests.get()) is not None:
+            try:
+                if self.listener.handle(manifest, self.data) is not None:
+                    self.staged += 1
+            finally:
+                self.busy.clear()
+
+    def close(self) -> None:
+        self.requests.put(None)
+        self.thread.join()
+
+
+def _agent_pass(
+    video: str,
+    model: StudentModel,
+    frames: int,
+    workdir: Path,
+    sampler_cfg: SamplerConfig,
+    updates: tuple[bytes, list[ModelManifest]] | None = None,
+) -> _Pass:
+    """The agent's per-frame steps (EdgeAgent._loop) over the first frames of video.
+
+    With updates, the next model update is delivered every frames / (updates + 1) frames, or
+    later if the previous one is still loading; the delivery itself is outside the timed loop
+    body, the loading and warm-up on the feeder thread compete with it. So that every update
+    is swapped in however slow loading is, such a pass goes on past `frames` (replaying the
+    video if need be, up to MAX_SWAP_PASS_FACTOR times as many) until the last one is.
+    """
+    workdir.mkdir(parents=True)
+    detector = HotSwapDetector(model)
+    sampler = build_sampler(sampler_cfg)
+    spool = SampleSpool.from_config(QueueConfig(spill_dir=workdir / "spool"))
+    source = VideoSource(video, realtime=False, loop=updates is not None, max_frames=frames * MAX_SWAP_PASS_FACTOR)
+    sink = JsonlSink(workdir / "frames.jsonl")
+    feeder = None
+    every = next_update = frames
+    run_started = time.time()
+    capture_times: dict[int, float] = {}
+    result = _Pass(0, 0.0)
+    confidence_proxy = 0.0
+
+    def enqueue(selected: Selected, frame_version: int) -> None:
+        info = selected.info
+        sample = Sample(
+            sample_id=f"{EDGE_ID}-{int(run_started * 1000)}-{info.frame_index}",
+            edge_id=EDGE_ID,
+            capture_time=capture_times.pop(info.frame_index, time.time()),
+            model_version=frame_version,
+            jpeg=selected.jpeg,
+            detections=selected.scaled_detections(),
+            score=selected.score,
+            frame_index=info.frame_index,
+        )
+        if spool.put(sample):
+            result.samples_queued += 1
+
+    try:
+        if updates is not None:
+            data, manifests = updates
+            feeder = _UpdateFeeder(detector, data, manifests, workdir / "models")
+            every = next_update = max(1, frames // (len(manifests) + 1))
+        started = time.perf_counter()
+        for frame in source:
+            if feeder is not None and frame.index >= next_update and feeder.ready():
+                feeder.request()
+                next_update = frame.index + every
+            start = time.perf_counter()
+            event = detector.swap_if_ready()
+            if event is not None:
+                sink.swap(event, frame.t_s, frame.index)
+            predict_start = time.perf_counter()
+            prediction = detector.predict(frame.image)
+            latency_ms = (time.perf_counter() - predict_start) * 1000
+            frame_version = detector.version
+            capture_times[frame.index] = frame.capture_time
+            info = FrameInfo(frame.t_s, frame.index, prediction.scores, tuple(prediction.detections))
+            for selected in sampler.offer(info, frame.image):
+                enqueue(selected, frame_version)
+            for old in [k for k in capture_times if k < frame.index - 4 * max(1, int(sampler_cfg.window_s * 30))]:
+                del capture_times[old]
+            sure = [d.score for d in prediction.detections]
+            mean_conf = sum(sure) / len(sure) if sure else 0.0
+            confidence_proxy += CONFIDENCE_EMA * (mean_conf - confidence_proxy)
+            sink.frame(frame, frame_version, latency_ms, prediction.detections)
+            body_ms = (time.perf_counter() - start) * 1000
+            result.latencies_ms.append(body_ms)
+            if event is not None:
+                result.swaps += 1
+                result.swap_frame_ms.append(round(body_ms, 2))
+            if frame.index + 1 >= frames and (feeder is None or feeder.settled(result.swaps)):
+                break
+        result.seconds = time.perf_counter() - started
+        result.frames = len(result.latencies_ms)
+        for selected in sampler.flush(float("inf")):  # end of stream, as the agent does (untimed)
+            enqueue(selected, detector.version)
+    finally:
+        if feeder is not None:
+            feeder.close()
+        sink.close()
+        source.close()
+    return result
+
+
+def run_edge_bench(
+    video: str = "vtest.avi",
+    frames: int = 300,
+    swaps: int = 3,
+    student: Path | None = None,
+    imgsz: int = 320,
+    repeats: int = 2,
+    sampler: SamplerConfig | None = None,
+    out: Path | None = None,
+) -> dict:
+    """Time the agent's frame loop against a bare predict loop, and latency with and without swaps.
+
+    Each repeat runs bare, agent and swap passes in turn over the same first `frames` frames;
+    fps are medians over repeats, latency percentiles pool every pass of a kind. imgsz applies
+    to a fresh or .pt student (a .safetensors one keeps its manifest's). With out, writes
+    out/edge.json. Returns the same dict.
+    """
+    if frames < 1 or repeats < 1 or swaps < 0:
+        raise InvalidInput(f"frames ({frames}) and repeats ({repeats}) must be positive, swaps ({swaps}) >= 0")
+    started = time.monotonic()
+    machine = machine_info()
+    path = resolve_video(video)
+    sampler_cfg = sampler or SamplerConfig()
+    model = load_student(student, imgsz)
+    data, _ = model.encode()
+    manifests = [model.manifest(data, version=model.version + k + 1) for k in range(swaps)]
+    model.warmup()
+    _bare_pass(path, model, min(frames, WARMUP_FRAMES))  # decoder and predictor warm, file cached
+
+    bare: list[_Pass] = []
+    agent: list[_Pass] = []
+    swapped: list[_Pass] = []
+    with tempfile.TemporaryDirectory(prefix="edgesync-bench-edge-") as tmp:
+        for r in range(repeats):
+            bare.append(_bare_pass(path, model, frames))
+            agent.append(_agent_pass(path, model, frames, Path(tmp) / f"agent-{r}", sampler_cfg))
+            swapped.append(
+                _agent_pass(path, model, frames, Path(tmp) / f"swap-{r}", sampler_cfg, updates=(data, manifests))
+            )
+            log.info(
+                "repeat %d/%d: bare %.1f fps, agent %.1f fps, with swaps %.1f fps (%d swaps)",
+                r + 1,
+                repeats,
+                bare[-1].fps,
+                agent[-1].fps,
+                swapped[-1].fps,
+                swapped[-1].swaps,
+            )
+
+    bare_fps = statistics.median(p.fps for p in bare)
+    agent_fps = statistics.median(p.fps for p in agent)
+    steady = [ms for p in agent for ms in p.latencies_ms]
+    during = [ms for p in swapped for ms in p.latencies_ms]
+    result = {
+        "video": str(video),
+        "frames": agent[0].frames,
+        "repeats": repeats,
+        "imgsz": model.imgsz,
+        "arch": model.arch,
+        "student": str(student) if student is not None else "fresh (random weights)",
+        "sampler": sampler_cfg.type,
+        "bare_fps": round(bare_fps, 2),
+        "agent_fps": round(agent_fps, 2),
+        "ratio": round(agent_fps / bare_fps, 3) if bare_fps > 0 else 0.0,
+        "swap_fps": round(statistics.median(p.fps for p in swapped), 2),
+        "bare_fps_runs": [round(p.fps, 2) for p in bare],
+        "agent_fps_runs": [round(p.fps, 2) for p in agent],
+        "p50_ms_bare": _percentile([ms for p in bare for ms in p.latencies_ms], 50),
+        "p99_ms_bare": _percentile([ms for p in bare for ms in p.latencies_ms], 99),
+        "p50_ms_steady": _percentile(steady, 50),
+        "p99_ms_steady": _percentile(steady, 99),
+        "max_ms_steady": _percentile(steady, 100),
+        "p50_ms_swap": _percentile(during, 50),
+        "p99_ms_swap": _percentile(during, 99),
+        "max_ms_swap": _percentile(during, 100),
+        "swap_pass_frames": [p.frames for p in swapped],
+        "swaps": sum(p.swaps for p in swapped),
+        "swaps_requested": swaps * repeats,
+        "swap_frame_ms": [ms for p in swapped for ms in p.swap_frame_ms],
+        "samples_queued": sum(p.samples_queued for p in agent),
+        "machine": machine,
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "edge.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def summary_table(result: dict) -> Table:
+    """A short table of a run_edge_bench result, for the terminal."""
+    m = result["machine"]
+    table = Table(
+        title=f"edge frame loop: {result['frames']} frames at {result['imgsz']} px, "
+        f"{m['cpu_count']} CPUs, {m['torch_threads']} torch threads",
+        title_justify="left",
+    )
+    for name in ("", "fps", "p50 ms", "p99 ms", "max ms"):
+        table.add_column(name, justify="left" if not name else "right")
+    table.add_row(
+        "bare predict", f"{result['bare_fps']:.1f}", f"{result['p50_ms_bare']:.1f}", f"{result['p99_ms_bare']:.1f}", ""
+    )
+    table.add_row(
+        "agent loop",
+        f"{result['agent_fps']:.1f}",
+        f"{result['p50_ms_steady']:.1f}",
+        f"{result['p99_ms_steady']:.1f}",
+        f"{result['max_ms_steady']:.1f}",
+    )
+    table.add_row(
+        f"agent, {result['swaps']}/{result['swaps_requested']} swaps",
+        f"{result['swap_fps']:.1f}",
+        f"{result['p50_ms_swap']:.1f}",
+        f"{result['p99_ms_swap']:.1f}",
+        f"{result['max_ms_swap']:.1f}",
+    )
+    table.caption = f"agent / bare fps: {result['ratio']:.2f} (medians of {result['repeats']} interleaved repeats)"
+    return table

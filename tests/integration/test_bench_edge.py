@@ -1,0 +1,78 @@
+"""`edgesync bench edge` on real footage with a tiny real student: the numbers are there and sane."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgesync.cli import app
+from edgesync.errors import InvalidInput
+from edgesync.student import StudentModel
+from edgesync_bench.edge_loop import run_edge_bench
+
+pytestmark = pytest.mark.integration
+
+FRAMES = 60
+SWAPS = 2
+IMGSZ = 64
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("bench-edge")
+    run_edge_bench("vtest.avi", frames=FRAMES, swaps=SWAPS, imgsz=IMGSZ, repeats=1, out=out)
+    return json.loads((out / "edge.json").read_text())
+
+
+def test_edge_json_holds_fps_ratio_latencies_and_machine_info(result: dict) -> None:
+    for key in ("agent_fps", "bare_fps", "ratio", "p50_ms_steady", "p99_ms_steady", "p50_ms_swap", "p99_ms_swap"):
+        assert isinstance(result[key], float), key
+    assert result["frames"] == FRAMES
+    assert result["imgsz"] == IMGSZ
+    assert result["machine"]["cpu_count"] >= 1
+    assert result["machine"]["torch_threads"] >= 1
+
+
+def test_agent_and_bare_loops_both_run_and_ratio_is_their_quotient(result: dict) -> None:
+    assert result["agent_fps"] > 0 and result["bare_fps"] > 0
+    assert result["ratio"] == pytest.approx(result["agent_fps"] / result["bare_fps"], rel=0.01)
+
+
+def test_latency_percentiles_are_positive_and_ordered(result: dict) -> None:
+    for kind in ("steady", "swap"):
+        assert 0 < result[f"p50_ms_{kind}"] <= result[f"p99_ms_{kind}"] <= result[f"max_ms_{kind}"]
+
+
+def test_every_requested_model_update_is_swapped_in(result: dict) -> None:
+    assert result["swaps_requested"] == SWAPS
+    assert result["swaps"] == SWAPS
+    assert len(result["swap_frame_ms"]) == SWAPS
+    assert all(n >= FRAMES for n in result["swap_pass_frames"])
+
+
+def test_a_safetensors_student_keeps_its_own_size_and_version(tmp_path: Path) -> None:
+    student = StudentModel.fresh(["person", "car"], 96)
+    data, _ = student.encode()
+    (tmp_path / "weights.safetensors").write_bytes(data)
+    (tmp_path / "manifest.json").write_text(json.dumps(student.manifest(data, version=7).to_json()))
+    result = run_edge_bench(
+        "vtest.avi", frames=20, swaps=1, student=tmp_path / "weights.safetensors", imgsz=IMGSZ, repeats=1
+    )
+    assert result["imgsz"] == 96
+    assert result["swaps"] == 1
+
+
+def test_nonpositive_frames_are_refused_by_name() -> None:
+    with pytest.raises(InvalidInput, match="frames"):
+        run_edge_bench("vtest.avi", frames=0)
+
+
+def test_cli_bench_edge_prints_a_table_and_writes_edge_json(tmp_path: Path) -> None:
+    args = ["bench", "edge", "--frames", "10", "--swaps", "1", "--imgsz", "64", "--repeats", "1", "--out", tmp_path]
+    outcome = CliRunner().invoke(app, [str(a) for a in args])
+    assert outcome.exit_code == 0, outcome.output
+    assert "agent loop" in outcome.output
+    assert json.loads((tmp_path / "edge.json").read_text())["frames"] == 10

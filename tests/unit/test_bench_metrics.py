@@ -1,0 +1,148 @@
+"""The benchmark's arithmetic: link queueing, what a training budget buys, and the reported metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edgesync.drift import DriftSchedule
+from edgesync_bench.costs import CostModel, Link
+from edgesync_bench.metrics import segment_update_delays, windows
+from edgesync_bench.simulation import FrameResult, StrategyRun, UpdateResult
+
+PERSON = np.array([[10, 10, 50, 90, 0, 0.9]], dtype=np.float32)
+NOTHING = np.zeros((0, 6), dtype=np.float32)
+
+
+# ---------------------------------------------------------------- links
+
+
+def test_link_delivers_after_transmission_plus_half_the_round_trip() -> None:
+    link = Link(kbit_per_s=8, rtt_s=0.2)  # 1000 bytes take 1 s
+    assert link.send(5.0, 1000) == pytest.approx(5.0 + 1.0 + 0.1)
+    assert link.bytes_sent == 1000
+
+
+def test_link_queues_sends_first_in_first_out() -> None:
+    link = Link(kbit_per_s=8, rtt_s=0.0)
+    first = link.send(0.0, 1000)
+    second = link.send(0.5, 500)  # waits for the first to finish at 1.0, then takes 0.5 s
+    assert (first, second) == pytest.approx((1.0, 1.5))
+    assert link.bytes_sent == 1500
+
+
+def test_an_idle_link_starts_sending_at_once() -> None:
+    link = Link(kbit_per_s=8, rtt_s=0.0)
+    link.send(0.0, 1000)
+    assert link.send(10.0, 1000) == pytest.approx(11.0)
+
+
+# ---------------------------------------------------------------- cost model
+
+
+def test_epochs_within_counts_whole_epochs_after_the_fixed_costs() -> None:
+    costs = CostModel()  # 2 s overhead, 0.02 s per held-out prediction, 0.05 s per image-epoch at 320 px
+    fixed = costs.job_overhead_s + 2 * 5 * costs.predict_s_per_frame
+    per_epoch = 10 * costs.train_s_per_image_epoch
+    assert costs.epochs_within(fixed + 3.5 * per_epoch, images=10, heldout_frames=5, imgsz=320) == 3
+    assert costs.epochs_within(fixed - 0.1, images=10, heldout_frames=5, imgsz=320) == 0
+
+
+def test_epochs_cost_four_times_as_much_at_twice_the_image_size() -> None:
+    costs = CostModel(job_overhead_s=0.0)
+    assert costs.epochs_within(8.0, images=10, heldout_frames=0, imgsz=320) == 16
+    assert costs.epochs_within(8.0, images=10, heldout_frames=0, imgsz=640) == 4
+
+
+def test_a_gpu_speedup_divides_the_virtual_time_of_a_job() -> None:
+    cpu, gpu = CostModel(), CostModel(gpu_speedup=4.0)
+    assert gpu.training(100, 4, 320) == pytest.approx(cpu.training(100, 4, 320) / 4)
+    assert gpu.teacher(10) == pytest.approx(cpu.teacher(10) / 4)
+
+
+@given(
+    budget=st.floats(0.0, 500.0),
+    images=st.integers(1, 200),
+    held=st.integers(0, 50),
+    imgsz=st.sampled_from([64, 96, 320, 640]),
+    speedup=st.sampled_from([1.0, 2.5, 10.0]),
+)
+def test_the_epochs_that_fit_a_budget_never_cost_more_than_it(
+    budget: float, images: int, held: int, imgsz: int, speedup: float
+) -> None:
+    costs = CostModel(gpu_speedup=speedup)
+    epochs = costs.epochs_within(budget, images, held, imgsz)
+    if epochs >= 1:  # budgets count GPU-seconds at speed-up 1, as the simulation charges them
+        assert costs.training(epochs * images, held, imgsz) * speedup <= budget + 1e-9
+    assert costs.training((epochs + 1) * images, held, imgsz) * speedup > budget - 1e-9
+
+
+# ---------------------------------------------------------------- windows
+
+
+def _frame(t: float, segment: str, version: int = 1, hit: bool = True) -> FrameResult:
+    return FrameResult(t, segment, version, PERSON if hit else NOTHING, PERSON)
+
+
+def test_windows_cut_every_window_s_and_at_every_segment_change() -> None:
+    frames = [_frame(t, "clean" if t < 4 else "night", version=1 if t < 8 else 2) for t in range(10)]
+    wins = windows(frames, window_s=3.0, num_classes=2)
+    assert [(w["t_s"], w["segment"], w["frames"]) for w in wins] == [
+        (0, "clean", 3),
+        (3, "clean", 1),
+        (4, "night", 3),
+        (7, "night", 3),
+    ]
+    assert [w["model_version"] for w in wins] == [1, 1, 1, 2]  # the version at the window's end
+
+
+def test_window_map50_is_one_for_perfect_frames_and_zero_for_missed_ones() -> None:
+    frames = [_frame(0.0, "clean"), _frame(1.0, "clean"), _frame(2.0, "night", hit=False)]
+    wins = windows(frames, window_s=10.0, num_classes=2)
+    assert [w["map50"] for w in wins] == [pytest.approx(1.0), pytest.approx(0.0)]
+
+
+def test_no_frames_make_no_windows() -> None:
+    assert windows([], window_s=5.0, num_classes=2) == []
+
+
+# ---------------------------------------------------------------- update delays
+
+SCHEDULE = DriftSchedule.model_validate(
+    {
+        "segments": [
+            {"until_s": 10, "condition": "clean"},
+            {"until_s": 20, "condition": "night"},
+            {"until_s": 30, "condition": "fog"},
+        ]
+    }
+)
+
+
+def _update(deployed_at: float, trained_until: float) -> UpdateResult:
+    return UpdateResult(2, deployed_at, trained_until, deployed_at - trained_until, 1000)
+
+
+def test_update_delay_runs_from_a_segments_first_arrival_to_the_first_model_trained_on_it() -> None:
+    run = StrategyRun("x", arrivals=[(11.0, 12.0), (12.0, 12.5), (14.0, 14.5)])
+    run.updates = [_update(deployed_at=13.0, trained_until=11.9), _update(deployed_at=16.0, trained_until=12.5)]
+    # the first update was trained before any night sample arrived; the second counts
+    assert segment_update_delays(run, SCHEDULE, eval_from_s=0.0) == [pytest.approx(4.0)]
+
+
+def test_a_segment_whose_update_lands_after_it_ended_has_no_delay() -> None:
+    run = StrategyRun("x", arrivals=[(21.0, 22.0)], updates=[_update(deployed_at=31.0, trained_until=22.0)])
+    assert segment_update_delays(run, SCHEDULE, eval_from_s=0.0) == []
+
+
+def test_clean_segments_and_segments_before_evaluation_starts_are_not_scored() -> None:
+    run = StrategyRun(
+        "x",
+        arrivals=[(1.0, 1.5), (11.0, 11.5), (21.0, 21.5)],
+        updates=[_update(deployed_at=3.0, trained_until=1.5), _update(deployed_at=15.0, trained_until=11.5)],
+    )
+    run.updates.append(_update(deployed_at=25.0, trained_until=21.5))
+    assert segment_update_delays(run, SCHEDULE, eval_from_s=0.0) == [pytest.approx(3.5), pytest.approx(3.5)]
+    assert segment_update_delays(run, SCHEDULE, eval_from_s=15.0) == [pytest.approx(3.5)]
