@@ -33,9 +33,10 @@ log = logging.getLogger(__name__)
 def split_fresh(fresh: list[StoredSample], cfg: TrainingConfig) -> tuple[list[StoredSample], list[StoredSample]]:
     """Split fresh samples into training and held-out ones.
 
-    "newest" holds out the most recent arrivals: the candidate must beat the current model on what
-    the camera sees now, not on a mix with a scene that has passed. "interleaved" spreads the
-    held-out share evenly through the window instead.
+    "interleaved" (the default) spreads the held-out share evenly through the window, so both sets
+    span the same scenes. "newest" holds out the most recent arrivals, so a candidate must beat the
+    current model on what the camera sees now; with a few dozen samples per job that set is small
+    and noisy, and it did worse on the dev benchmark (BENCHMARKS.md).
     """
     fresh = sorted(fresh, key=lambda s: s.seq)
     n_held = min(len(fresh) - 1, max(cfg.min_heldout, round(len(fresh) * cfg.heldout_fraction)))

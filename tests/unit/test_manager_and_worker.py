@@ -217,15 +217,15 @@ def test_split_holds_out_at_least_the_minimum() -> None:
     assert (len(train), len(held)) == (6, 4)
 
 
-def test_held_out_samples_are_the_newest_by_default() -> None:
-    train, held = split_fresh(fresh(40), TrainingConfig(heldout_fraction=0.2, min_heldout=4))
+def test_held_out_samples_can_be_the_newest() -> None:
+    train, held = split_fresh(fresh(40), TrainingConfig(heldout_fraction=0.2, min_heldout=4, heldout="newest"))
     assert [s.seq for s in held] == list(range(33, 41))
     assert max(s.seq for s in train) == 32
 
 
-def test_held_out_samples_can_be_interleaved_through_the_fresh_ones() -> None:
+def test_held_out_samples_are_interleaved_through_the_fresh_ones_by_default() -> None:
     samples = fresh(40)
-    train, held = split_fresh(samples, TrainingConfig(heldout_fraction=0.2, min_heldout=4, heldout="interleaved"))
+    train, held = split_fresh(samples, TrainingConfig(heldout_fraction=0.2, min_heldout=4))
     held_seqs = [s.seq for s in held]
     assert held_seqs[0] <= 10 and held_seqs[-1] > 30  # spans the whole period, not its newest end
     gaps = [b - a for a, b in zip(held_seqs, held_seqs[1:], strict=False)]
