@@ -130,18 +130,28 @@ class TrainingWorker:
             "image_epochs": float(result.image_epochs),
             "train_seconds": time.monotonic() - started,
         }
-        if after + self.cfg.tolerance >= before:
-            payload, _ = candidate.encode()
-            manifest = candidate.manifest(
+        chosen, score = (candidate, after) if after + self.cfg.tolerance >= before else (None, before)
+        if self.cfg.fallback_to_first and base_manifest.version > 1:
+            # RECL-style reuse, smallest form: the scene may have returned to what the first model knew
+            first_manifest, first_data = self.registry.load(job.edge_id, 1)
+            first = StudentModel.from_bytes(first_manifest, first_data, source=f"{job.edge_id} v1")
+            first_score = evaluate(first, held_frames)
+            job.metrics["map50_first"] = first_score
+            if first_score > max(before, score):
+                chosen, score = first, first_score
+        if chosen is not None:
+            payload, _ = chosen.encode()
+            manifest = chosen.manifest(
                 payload,
                 parent=base_manifest.version,
-                metrics={"map50": after, "parent_map50": before},
+                metrics={"map50": score, "parent_map50": before},
                 trained_until=max((s.received_time for s in train), default=self.clock()),
             )
             stored = self.registry.register(job.edge_id, payload, manifest)
             job.result_version = stored.version
             self.store.set_meta(job.edge_id, last_model_time=self.clock())
-            log.info("job %s: v%d registered (mAP50 %.3f -> %.3f)", job.job_id, stored.version, before, after)
+            what = "candidate" if chosen is candidate else "the first model again"
+            log.info("job %s: v%d registered, %s (mAP50 %.3f -> %.3f)", job.job_id, stored.version, what, before, score)
         else:
             log.info("job %s: candidate worse (mAP50 %.3f -> %.3f); not registered", job.job_id, before, after)
         job.status = "done"

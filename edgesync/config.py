@@ -203,6 +203,7 @@ class TrainingConfig(Strict):
     heldout: Literal["newest", "interleaved"] = "interleaved"
     min_heldout: int = Field(4, gt=0)
     tolerance: float = Field(0.0, ge=0, le=1)  # accept a candidate up to this much worse (mAP50)
+    fallback_to_first: bool = True  # redeploy the edge's first model when it beats both on held-out frames
     device: str = "cpu"
     workers: int = Field(0, ge=0)  # dataloader processes
 

@@ -142,7 +142,7 @@ def run_bench(req: BenchRequest) -> dict:
         uplink_kbit_s=req.uplink_kbit_s,
         downlink_kbit_s=req.downlink_kbit_s,
         rtt_s=req.rtt_ms / 1000,
-        train_budget_s=req.train_budget_share * duration,
+        train_share=req.train_budget_share,
     )
     predictions = PredictionCache()
     results: dict = {
@@ -156,7 +156,9 @@ def run_bench(req: BenchRequest) -> dict:
         "budgets": {
             "max_samples_per_s": req.max_samples_per_s,
             "max_bytes_per_s": req.max_bytes_per_s,
-            "train_budget_gpu_s": knobs.train_budget_s,
+            "train_budget_gpu_s": knobs.train_share * duration,
+            "train_share": knobs.train_share,
+            "train_bank_s": knobs.bank_s,
             "uplink_kbit_s": req.uplink_kbit_s,
             "downlink_kbit_s": req.downlink_kbit_s,
             "rtt_ms": req.rtt_ms,

@@ -80,7 +80,8 @@ class BenchKnobs:
     uplink_kbit_s: float = 2000.0
     downlink_kbit_s: float = 10000.0
     rtt_s: float = 0.05
-    train_budget_s: float = 180.0  # GPU-seconds at speedup 1 over the stream
+    train_share: float = 0.4  # GPU-seconds (at speedup 1) this camera earns per stream second
+    bank_s: float = 150.0  # unused share is kept for at most this many seconds' worth
 
 
 @dataclass
@@ -198,6 +199,7 @@ class Simulation:
         self._teacher_free_at = 0.0
         self._worker_free_at = 0.0
         self._training_job = False
+        self._tokens_spent = 0.0
         self.run_result = StrategyRun(strategy.name)
 
     # ------------------------------------------------------------ events
@@ -245,28 +247,38 @@ class Simulation:
             UpdateResult(manifest.version, t, manifest.trained_until, t - manifest.trained_until, len(data))
         )
 
+    def _tokens(self, t: float) -> float:
+        """Training budget available at t: the share accrued so far, banked up to bank_s, minus spending."""
+        knobs = self.knobs
+        earned = knobs.train_share * t
+        if earned - self._tokens_spent > knobs.train_share * knobs.bank_s:  # unused share beyond the bank lapses
+            self._tokens_spent = earned - knobs.train_share * knobs.bank_s
+        return earned - self._tokens_spent
+
     def _maybe_start_job(self, t: float) -> None:
         if self._training_job or self._worker_free_at > t:
             return
         costs = self.knobs.costs
-        remaining = self.knobs.train_budget_s - self.run_result.train_gpu_s
-        if remaining <= costs.job_overhead_s:
-            return
         job = self.store.claim_job("bench-worker", timeout_s=0)
         if job is None:
             return
         self.clock.now = t
         train, held, replay = self.worker.select(job)
         images = max(1, len(train) + len(replay))
-        epochs = costs.epochs_within(remaining, images, len(held), self.training.imgsz)
-        if epochs < 1:
-            job.status, job.error = "failed", "training budget spent"
-            self.store.update_job(job)
+        tokens = self._tokens(t)
+        cap = self.knobs.train_share * self.knobs.bank_s
+        wanted = costs.training(images * self.training.epochs, len(held), self.training.imgsz) * costs.gpu_speedup
+        epochs = costs.epochs_within(tokens, images, len(held), self.training.imgsz)
+        if tokens < min(wanted, cap) or epochs < 1:  # wait for the share to accrue, then try again
+            job.status = "queued"
+            self.store.put_job(job)
+            self._worker_free_at = t + (min(wanted, cap) - tokens) / self.knobs.train_share + 1e-6
             return
         job = self.worker.run_job(job, max_epochs=epochs)
         image_epochs = job.metrics.get("image_epochs", 0.0)
         duration = costs.training(image_epochs, int(job.metrics.get("heldout_samples", 0)), self.training.imgsz)
         self.run_result.train_gpu_s += duration * costs.gpu_speedup
+        self._tokens_spent += duration * costs.gpu_speedup
         self.run_result.train_iterations += int(
             job.metrics.get("epochs", 0) * math.ceil(images / min(self.training.batch, images))
         )

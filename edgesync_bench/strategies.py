@@ -115,14 +115,21 @@ STRATEGIES: dict[str, Strategy] = {
         "uniform",
         "periodic retraining (AMS/Ekya-style baseline): every 60 s, 10 epochs on uniformly sampled frames",
         sampler="uniform",
-        training={"epochs": 10, "max_fresh": 60, "replay_fraction": 0.0, "tolerance": 1.0},
+        training={"epochs": 10, "max_fresh": 60, "replay_fraction": 0.0, "tolerance": 1.0, "fallback_to_first": False},
         trigger=lambda *a: PeriodicTrigger(*a, period_s=60.0),
     ),
     "shoggoth": Strategy(
         "shoggoth",
         "Shoggoth-style adaptive-rate sampling and small-batch online training (3 epochs per 15 samples)",
         sampler="adaptive",
-        training={"epochs": 3, "max_fresh": 15, "replay_fraction": 0.5, "min_heldout": 2, "tolerance": 1.0},
+        training={
+            "epochs": 3,
+            "max_fresh": 15,
+            "replay_fraction": 0.5,
+            "min_heldout": 2,
+            "tolerance": 1.0,
+            "fallback_to_first": False,
+        },
         trigger=lambda *a: CountTrigger(*a, every=15),
     ),
     "edgesync": Strategy(
