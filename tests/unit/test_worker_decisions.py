@@ -1,0 +1,81 @@
+"""The worker's accept/reject decision, with training and scoring replaced by known outcomes.
+
+Real fine-tuning is exercised by the end-to-end test; here the models' held-out scores are
+fixed so the decision itself is checked: register the candidate if it is not worse, register
+the first model again if it beats both, otherwise register nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import cloud_trainer.worker as worker_module
+from cloud_trainer.registry import ModelRegistry
+from cloud_trainer.state import MemoryStore
+from cloud_trainer.training import FineTuneResult
+from cloud_trainer.worker import TrainingWorker
+from edgesync.config import TrainingConfig
+from edgesync.student import StudentModel
+from edgesync.types import Detection, EdgeInfo, StoredSample, TrainingJob
+
+EDGE = "cam-1"
+CLASSES = ["person", "car"]
+
+
+def _model(seed: int) -> StudentModel:
+    import torch
+
+    torch.manual_seed(seed)
+    return StudentModel.fresh(CLASSES, 64)
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    store = MemoryStore()
+    registry = ModelRegistry(tmp_path / "registry")
+    first, current, candidate = _model(1), _model(2), _model(3)
+    for model in (first, current):
+        data, _ = model.encode()
+        registry.register(EDGE, data, model.manifest(data))
+    store.upsert_edge(EdgeInfo(edge_id=EDGE, class_names=CLASSES))
+    jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))[1].tobytes()
+    for i in range(10):
+        sample = StoredSample(f"s{i}", EDGE, float(i), float(i), 2, 0.5, i, [], 64, 64)
+        store.add_sample(sample, jpeg)
+        store.set_labels(EDGE, f"s{i}", [Detection(5, 5, 30, 30, 0, 0.9)])
+    shas = {m.encode()[1]: name for m, name in ((first, "first"), (current, "current"), (candidate, "candidate"))}
+    monkeypatch.setattr(
+        worker_module,
+        "fine_tune",
+        lambda current_model, train, val, cfg, workdir, **kw: FineTuneResult(candidate, 1, len(train)),
+    )
+
+    def run(scores: dict[str, float], **training) -> tuple[int, str | None]:
+        monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: scores[shas[model.encode()[1]]])
+        worker = TrainingWorker(store, registry, TrainingConfig(min_heldout=2, **training), "w", workdir=tmp_path)
+        job = worker.run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 2))
+        if not job.result_version:
+            return 0, None
+        return job.result_version, shas[StudentModel.from_bytes(*registry.load(EDGE, job.result_version)).encode()[1]]
+
+    return run
+
+
+def test_a_better_candidate_is_registered(setup) -> None:
+    assert setup({"first": 0.2, "current": 0.5, "candidate": 0.7}) == (3, "candidate")
+
+
+def test_a_worse_candidate_is_not_registered(setup) -> None:
+    assert setup({"first": 0.2, "current": 0.5, "candidate": 0.3}) == (0, None)
+
+
+def test_the_first_model_comes_back_when_it_beats_both(setup) -> None:
+    assert setup({"first": 0.9, "current": 0.5, "candidate": 0.7}) == (3, "first")
+
+
+def test_without_fallback_the_first_model_is_not_considered(setup) -> None:
+    assert setup({"first": 0.9, "current": 0.5, "candidate": 0.3}, fallback_to_first=False) == (0, None)
