@@ -63,9 +63,9 @@ class Labeller:
             kept.append(s)
         if not kept:
             return []
+        class_names = {e: self.store.get_edge(e).class_names for e in {s.edge_id for s in kept}}
         for s, boxes in zip(kept, self.teacher.label(frames), strict=True):
-            edge = self.store.get_edge(s.edge_id)
-            s.labels = map_to_edge_classes(boxes, self.teacher.class_names, edge.class_names)
+            s.labels = map_to_edge_classes(boxes, self.teacher.class_names, class_names[s.edge_id])
             self.store.set_labels(s.edge_id, s.sample_id, s.labels)
         self.labelled += len(kept)
         self.listener.on_labelled(kept)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import grpc
 
-from edge_agent.hotswap import HotSwapDetector
+from edge_agent.hotswap import HotSwapDetector, SwapEvent
 from edge_agent.model_store import EdgeModelStore, load_safetensors_model
 from edge_agent.sink import JsonlSink
-from edge_agent.source import VideoSource
+from edge_agent.source import Frame, VideoSource
 from edge_agent.spool import SampleSpool
 from edge_agent.updates import UpdateListener
 from edge_agent.uploader import Uploader
@@ -30,7 +30,7 @@ from edgesync.errors import AssetError
 from edgesync.retry import Backoff
 from edgesync.sampling import FrameInfo, Selected, build_sampler
 from edgesync.student import StudentModel
-from edgesync.types import ModelManifest, Sample
+from edgesync.types import ModelManifest
 from edgesync.v1 import edgesync_pb2 as pb
 from edgesync.v1 import edgesync_pb2_grpc as pb_grpc
 
@@ -68,6 +68,8 @@ class EdgeAgent:
         self.model_kwargs = {"conf": cfg.student.conf, "iou": cfg.student.iou, "device": cfg.student.device}
         self.detector: HotSwapDetector | None = None
         self.stats = EdgeStats()
+        self._run_id = int(time.time() * 1000)  # makes sample ids unique across restarts
+        self._stream_origin = 0.0  # wall clock at stream time 0
         self.registered = threading.Event()
         self._first_model = threading.Event()
         self._stop = threading.Event()
@@ -152,15 +154,11 @@ class EdgeAgent:
 
     def _enqueue(self, selected: Selected, frame_version: int) -> None:
         info = selected.info
-        sample = Sample(
-            sample_id=f"{self.cfg.edge_id}-{int(self._run_started * 1000)}-{info.frame_index}",
+        sample = selected.to_sample(
+            sample_id=f"{self.cfg.edge_id}-{self._run_id}-{info.frame_index}",
             edge_id=self.cfg.edge_id,
-            capture_time=self._capture_times.pop(info.frame_index, time.time()),
+            capture_time=self._stream_origin + info.t_s,  # the sampler may release an earlier frame
             model_version=frame_version,
-            jpeg=selected.jpeg,
-            detections=selected.scaled_detections(),
-            score=selected.score,
-            frame_index=info.frame_index,
         )
         if self.spool.put(sample):
             self.stats.samples_accepted += 1
@@ -169,8 +167,6 @@ class EdgeAgent:
 
     def run(self, model_wait_s: float = 300.0, drain_s: float = 0.0) -> EdgeStats:
         """Process the source to its end (or until stop()); returns the run's statistics."""
-        self._run_started = time.time()
-        self._capture_times: dict[int, float] = {}
         source_cfg = self.cfg.source
         schedule = load_schedule(source_cfg.drift) if source_cfg.drift else None
         source = VideoSource(
@@ -197,9 +193,11 @@ class EdgeAgent:
                 )
         sink = JsonlSink(self.cfg.sink)
         try:
-            self._loop(source, sink)
-            for selected in self.sampler.flush(float("inf")):
-                self._enqueue(selected, self.detector.version)
+            for frame in source:
+                if self._stop.is_set():
+                    break
+                self.step(frame, sink)
+            self.finish_stream()
             deadline = time.monotonic() + drain_s
             while self.spool.depth and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -209,35 +207,37 @@ class EdgeAgent:
             self.stop()
         return self.stats
 
-    def _loop(self, source: VideoSource, sink: JsonlSink) -> None:
-        assert self.detector is not None
-        for frame in source:
-            if self._stop.is_set():
-                break
-            event = self.detector.swap_if_ready()
-            if event is not None:
-                self.stats.swaps += 1
-                sink.swap(event, frame.t_s, frame.index)
-            start = time.perf_counter()
-            prediction = self.detector.predict(frame.image)
-            latency_ms = (time.perf_counter() - start) * 1000
-            version = self.detector.version
-            self._capture_times[frame.index] = frame.capture_time
-            info = FrameInfo(frame.t_s, frame.index, prediction.scores, tuple(prediction.detections))
-            for selected in self.sampler.offer(info, frame.image):
-                self._enqueue(selected, version)
-            self._prune_capture_times(frame.index)
-            sure = [d.score for d in prediction.detections]
-            mean_conf = sum(sure) / len(sure) if sure else 0.0
-            self.stats.confidence_proxy += CONFIDENCE_EMA * (mean_conf - self.stats.confidence_proxy)
-            self.stats.frames += 1
-            self.stats.latencies_ms.append(latency_ms)
-            sink.frame(frame, version, latency_ms, prediction.detections)
+    def step(self, frame: Frame, sink: JsonlSink) -> SwapEvent | None:
+        """One turn of the frame loop: swap in a staged model, detect, sample, queue, record.
 
-    def _prune_capture_times(self, index: int) -> None:
-        horizon = index - 4 * max(1, int(self.cfg.sampler.window_s * 30))
-        for old in [k for k in self._capture_times if k < horizon]:
-            del self._capture_times[old]
+        Returns the swap that happened before this frame, if any. Needs a model (self.detector).
+        """
+        assert self.detector is not None
+        event = self.detector.swap_if_ready()
+        if event is not None:
+            self.stats.swaps += 1
+            sink.swap(event, frame.t_s, frame.index)
+        start = time.perf_counter()
+        prediction = self.detector.predict(frame.image)
+        latency_ms = (time.perf_counter() - start) * 1000
+        version = self.detector.version
+        self._stream_origin = frame.capture_time - frame.t_s
+        info = FrameInfo(frame.t_s, frame.index, prediction.scores, tuple(prediction.detections))
+        for selected in self.sampler.offer(info, frame.image):
+            self._enqueue(selected, version)
+        sure = [d.score for d in prediction.detections]
+        mean_conf = sum(sure) / len(sure) if sure else 0.0
+        self.stats.confidence_proxy += CONFIDENCE_EMA * (mean_conf - self.stats.confidence_proxy)
+        self.stats.frames += 1
+        self.stats.latencies_ms.append(latency_ms)
+        sink.frame(frame, version, latency_ms, prediction.detections)
+        return event
+
+    def finish_stream(self) -> None:
+        """At the end of the stream, queue what the sampler still holds."""
+        assert self.detector is not None
+        for selected in self.sampler.flush(float("inf")):
+            self._enqueue(selected, self.detector.version)
 
     def stop(self) -> None:
         """Stop the loop and background threads."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from edgesync.config import SamplerConfig
 from edgesync.errors import ConfigError, InvalidInput
-from edgesync.types import Detection
+from edgesync.types import Detection, Sample
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,19 @@ class Selected:
     @property
     def nbytes(self) -> int:
         return len(self.jpeg)
+
+    def to_sample(self, sample_id: str, edge_id: str, capture_time: float, model_version: int) -> Sample:
+        """The upload for this frame: its JPEG, with the student's boxes in the JPEG's pixels."""
+        return Sample(
+            sample_id=sample_id,
+            edge_id=edge_id,
+            capture_time=capture_time,
+            model_version=model_version,
+            jpeg=self.jpeg,
+            detections=self.scaled_detections(),
+            score=self.score,
+            frame_index=self.info.frame_index,
+        )
 
     def scaled_detections(self) -> list[Detection]:
         """The frame's detections in pixels of the encoded image."""

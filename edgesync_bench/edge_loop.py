@@ -4,12 +4,10 @@ Three kinds of pass over the same first N frames of a video, interleaved and rep
 machine noise hits them alike (medians are reported):
 
 - bare: cv2 decode + StudentModel.predict, nothing else;
-- agent: the agent's frame loop driven directly with the real pieces, step for step as in
-  EdgeAgent._loop: VideoSource (realtime off), HotSwapDetector.swap_if_ready + predict,
-  FrameInfo -> the configured sampler -> Sample -> SampleSpool.put (journalled in a temp dir),
-  the confidence proxy and the per-frame JsonlSink. EdgeAgent itself is not run because it
-  needs a cloud to register with; its uploader, heartbeats and listener threads are idle
-  while the cloud is away, so the loop is what they would leave on the CPU;
+- agent: the agent's own frame step (EdgeAgent.step: swap check, detect, sample, queue to
+  the disk-journalled spool, sink) over VideoSource with realtime off. EdgeAgent.run is not
+  used because it needs a cloud to register with; its uploader, heartbeats and listener
+  threads are idle while the cloud is away, so the loop is what they would leave on the CPU;
 - swap: the agent pass while a background thread receives model updates every N frames
   through the real UpdateListener.handle (verify with StudentModel.from_bytes, save to the
   edge's model store, warm up, offer), so swaps and the loading that precedes them compete
@@ -39,19 +37,17 @@ import numpy as np
 import torch
 from rich.table import Table
 
-from edge_agent.agent import CONFIDENCE_EMA
+from edge_agent.agent import EdgeAgent
 from edge_agent.hotswap import HotSwapDetector
 from edge_agent.model_store import EdgeModelStore, load_safetensors_model
 from edge_agent.sink import JsonlSink
 from edge_agent.source import VideoSource, open_capture
-from edge_agent.spool import SampleSpool
 from edge_agent.updates import UpdateListener
 from edgesync.assets import resolve_video
-from edgesync.config import QueueConfig, RetryConfig, SamplerConfig
+from edgesync.config import EdgeConfig, QueueConfig, RetryConfig, SamplerConfig
 from edgesync.errors import AssetError, InvalidInput, SourceError
-from edgesync.sampling import FrameInfo, Selected, build_sampler
 from edgesync.student import StudentModel
-from edgesync.types import ModelManifest, Sample
+from edgesync.types import ModelManifest
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +190,7 @@ def _agent_pass(
     sampler_cfg: SamplerConfig,
     updates: tuple[bytes, list[ModelManifest]] | None = None,
 ) -> _Pass:
-    """The agent's per-frame steps (EdgeAgent._loop) over the first frames of video.
+    """EdgeAgent.step over the first frames of video.
 
     With updates, the next model update is delivered every frames / (updates + 1) frames, or
     later if the previous one is still loading; the delivery itself is outside the timed loop
@@ -203,32 +199,20 @@ def _agent_pass(
     video if need be, up to MAX_SWAP_PASS_FACTOR times as many) until the last one is.
     """
     workdir.mkdir(parents=True)
-    detector = HotSwapDetector(model)
-    sampler = build_sampler(sampler_cfg)
-    spool = SampleSpool.from_config(QueueConfig(spill_dir=workdir / "spool"))
+    cfg = EdgeConfig(
+        edge_id=EDGE_ID,
+        sampler=sampler_cfg,
+        queue=QueueConfig(spill_dir=workdir / "spool"),
+        model_dir=workdir / "models",
+        sink=None,
+    )
+    agent = EdgeAgent(cfg)  # never run(): no cloud, so only its frame step is used
+    agent.detector = detector = HotSwapDetector(model)
     source = VideoSource(video, realtime=False, loop=updates is not None, max_frames=frames * MAX_SWAP_PASS_FACTOR)
     sink = JsonlSink(workdir / "frames.jsonl")
     feeder = None
     every = next_update = frames
-    run_started = time.time()
-    capture_times: dict[int, float] = {}
     result = _Pass(0, 0.0)
-    confidence_proxy = 0.0
-
-    def enqueue(selected: Selected, frame_version: int) -> None:
-        info = selected.info
-        sample = Sample(
-            sample_id=f"{EDGE_ID}-{int(run_started * 1000)}-{info.frame_index}",
-            edge_id=EDGE_ID,
-            capture_time=capture_times.pop(info.frame_index, time.time()),
-            model_version=frame_version,
-            jpeg=selected.jpeg,
-            detections=selected.scaled_detections(),
-            score=selected.score,
-            frame_index=info.frame_index,
-        )
-        if spool.put(sample):
-            result.samples_queued += 1
 
     try:
         if updates is not None:
@@ -241,23 +225,7 @@ def _agent_pass(
                 feeder.request()
                 next_update = frame.index + every
             start = time.perf_counter()
-            event = detector.swap_if_ready()
-            if event is not None:
-                sink.swap(event, frame.t_s, frame.index)
-            predict_start = time.perf_counter()
-            prediction = detector.predict(frame.image)
-            latency_ms = (time.perf_counter() - predict_start) * 1000
-            frame_version = detector.version
-            capture_times[frame.index] = frame.capture_time
-            info = FrameInfo(frame.t_s, frame.index, prediction.scores, tuple(prediction.detections))
-            for selected in sampler.offer(info, frame.image):
-                enqueue(selected, frame_version)
-            for old in [k for k in capture_times if k < frame.index - 4 * max(1, int(sampler_cfg.window_s * 30))]:
-                del capture_times[old]
-            sure = [d.score for d in prediction.detections]
-            mean_conf = sum(sure) / len(sure) if sure else 0.0
-            confidence_proxy += CONFIDENCE_EMA * (mean_conf - confidence_proxy)
-            sink.frame(frame, frame_version, latency_ms, prediction.detections)
+            event = agent.step(frame, sink)
             body_ms = (time.perf_counter() - start) * 1000
             result.latencies_ms.append(body_ms)
             if event is not None:
@@ -267,13 +235,15 @@ def _agent_pass(
                 break
         result.seconds = time.perf_counter() - started
         result.frames = len(result.latencies_ms)
-        for selected in sampler.flush(float("inf")):  # end of stream, as the agent does (untimed)
-            enqueue(selected, detector.version)
+        agent.finish_stream()  # end of stream, as the agent does (untimed)
+        result.samples_queued = agent.stats.samples_accepted
     finally:
         if feeder is not None:
             feeder.close()
         sink.close()
         source.close()
+        agent.spool.close()
+        agent.channel.close()
     return result
 
 

@@ -335,16 +335,7 @@ class Simulation:
 
     def _send(self, selected, t: float) -> None:
         info = selected.info
-        sample = Sample(
-            sample_id=f"s{info.frame_index:07d}",
-            edge_id=EDGE_ID,
-            capture_time=info.t_s,
-            model_version=self.deployed.version,
-            jpeg=selected.jpeg,
-            detections=selected.scaled_detections(),
-            score=selected.score,
-            frame_index=info.frame_index,
-        )
+        sample = selected.to_sample(f"s{info.frame_index:07d}", EDGE_ID, info.t_s, self.deployed.version)
         arrival = self.uplink.send(max(t, selected.released_s), selected.nbytes)
         self.run_result.samples += 1
         self.run_result.arrivals.append((info.t_s, arrival))
