@@ -71,6 +71,7 @@ class Ingest:
             student=list(sample.detections),
             width=w,
             height=h,
+            scene_start=sample.scene_start,
         )
         added = self.store.add_sample(stored, sample.jpeg)
         if added:

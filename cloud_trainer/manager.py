@@ -73,6 +73,21 @@ class TrainingManager:
         live = batch_map if old is None else (1 - LIVE_ACCURACY_EMA) * old + LIVE_ACCURACY_EMA * batch_map
         self.store.set_meta(edge_id, live_map50=live)
 
+    def _unserved_scene(self, edge_id: str, meta: dict[str, float]) -> float | None:
+        """The edge's current scene start, if it has no job yet and enough labelled frames for one.
+
+        Edges report scene changes in each sample's scene_start (0 before the first change).
+        """
+        recent = self.store.list_samples(edge_id, labelled=True, newest_first=True, limit=self.cfg.min_scene_samples)
+        if len(recent) < self.cfg.min_scene_samples:
+            return None
+        scene = recent[0].scene_start
+        if scene <= 0.0 or scene <= meta.get("served_scene", 0.0):
+            return None
+        if any(s.scene_start != scene for s in recent):
+            return None
+        return scene
+
     def maybe_queue(self, edge_id: str, now: float) -> TrainingJob | None:
         """Queue (or re-rank) a job for edge_id if enough new labelled samples are waiting."""
         meta = self.store.get_meta(edge_id)
@@ -84,7 +99,8 @@ class TrainingManager:
         if queued is not None:  # re-rank it; a worker may have claimed it meanwhile, then nothing changes
             self.store.reprioritize_job(queued.job_id, priority)
             return None
-        if new < self.cfg.min_new_samples:
+        new_scene = self._unserved_scene(edge_id, meta)
+        if new < self.cfg.min_new_samples and new_scene is None:
             return None
         if now - meta.get("last_job_time", 0.0) < self.cfg.min_interval_s:
             return None
@@ -99,7 +115,12 @@ class TrainingManager:
             base_version=self.registry.latest_version(edge_id),
             reason=f"{new} new labelled samples, live mAP50 {meta.get('live_map50', 0.0):.2f}",
         )
+        if new_scene is not None:
+            job.reason = f"new scene since t={new_scene:.1f}; " + job.reason
         self.store.put_job(job)
-        self.store.set_meta(edge_id, last_queued_seq=float(newest[0].seq if newest else covered), last_job_time=now)
+        marks = {"last_queued_seq": float(newest[0].seq if newest else covered), "last_job_time": now}
+        if newest:
+            marks["served_scene"] = newest[0].scene_start
+        self.store.set_meta(edge_id, **marks)
         log.info("queued job %s (%s, priority %.3f)", job.job_id, job.reason, priority)
         return job

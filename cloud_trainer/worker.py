@@ -82,12 +82,22 @@ class TrainingWorker:
         return frames
 
     def select(self, job: TrainingJob) -> tuple[list[StoredSample], list[StoredSample], list[StoredSample]]:
-        """(fresh training samples, held-out samples, replay samples) for a job."""
+        """(fresh training samples, held-out samples, replay samples) for a job.
+
+        Fresh samples are the newest ones of the edge's current scene (those sharing the newest
+        sample's scene_start): frames from before the last scene change show a scene that is
+        gone, so they neither train the new model as fresh data nor judge it. They stay
+        available as replay against forgetting.
+        """
         fresh = self.store.list_samples(job.edge_id, labelled=True, newest_first=True, limit=self.cfg.max_fresh)
+        if fresh:
+            fresh = [s for s in fresh if s.scene_start == fresh[0].scene_start]
         train, held = split_fresh(fresh, self.cfg)
-        oldest_fresh = min((s.seq for s in fresh), default=0)
+        fresh_ids = {s.sample_id for s in fresh}
         n_replay = round(len(train) * self.cfg.replay_fraction)
-        older = [s for s in self.store.list_samples(job.edge_id, labelled=True, limit=None) if s.seq < oldest_fresh]
+        older = [
+            s for s in self.store.list_samples(job.edge_id, labelled=True, limit=None) if s.sample_id not in fresh_ids
+        ]
         rng = random.Random(job.job_id)
         replay = rng.sample(older, min(n_replay, len(older)))
         return train, held, replay

@@ -157,8 +157,8 @@ class EdgeAgent:
         sample = selected.to_sample(
             sample_id=f"{self.cfg.edge_id}-{self._run_id}-{info.frame_index}",
             edge_id=self.cfg.edge_id,
-            capture_time=self._stream_origin + info.t_s,  # the sampler may release an earlier frame
             model_version=frame_version,
+            origin_s=self._stream_origin,  # the sampler may release an earlier frame
         )
         if self.spool.put(sample):
             self.stats.samples_accepted += 1

@@ -183,6 +183,9 @@ class ManagerConfig(Strict):
     """When the training manager queues a job, and how it ranks jobs."""
 
     min_new_samples: int = Field(40, gt=0)  # labelled samples since the last job
+    # after the edge reports a scene change, the first job for the new scene is due as soon as
+    # this many of its frames are labelled (the old model is stale; waiting costs accuracy)
+    min_scene_samples: int = Field(12, gt=0)
     min_interval_s: float = Field(0.0, ge=0)  # per edge, between job starts
     staleness_half_s: float = Field(60.0, gt=0)  # staleness weight reaches 0.5 after this long
 

@@ -13,6 +13,7 @@ code. One sliding-window limiter, shared by every sampler, enforces the upload b
 from __future__ import annotations
 
 import logging
+import bisect
 import math
 from abc import ABC, abstractmethod
 from collections import deque
@@ -74,22 +75,27 @@ class Selected:
     height: int
     scale: float  # encoded size / original size (<= 1); multiply box coordinates by it
     released_s: float  # the budget clock: stream time at which the frame was released
+    scene_start_s: float | None = None  # stream time of the last scene change before the frame
 
     @property
     def nbytes(self) -> int:
         return len(self.jpeg)
 
-    def to_sample(self, sample_id: str, edge_id: str, capture_time: float, model_version: int) -> Sample:
-        """The upload for this frame: its JPEG, with the student's boxes in the JPEG's pixels."""
+    def to_sample(self, sample_id: str, edge_id: str, model_version: int, origin_s: float = 0.0) -> Sample:
+        """The upload for this frame: its JPEG, with the student's boxes in the JPEG's pixels.
+
+        origin_s turns stream times into the capture clock (the wall-clock time of stream t=0).
+        """
         return Sample(
             sample_id=sample_id,
             edge_id=edge_id,
-            capture_time=capture_time,
+            capture_time=origin_s + self.info.t_s,
             model_version=model_version,
             jpeg=self.jpeg,
             detections=self.scaled_detections(),
             score=self.score,
             frame_index=self.info.frame_index,
+            scene_start=0.0 if self.scene_start_s is None else origin_s + self.scene_start_s,
         )
 
     def scaled_detections(self) -> list[Detection]:
@@ -284,7 +290,7 @@ class Sampler(ABC):
         self.window_count, self.window_bytes = window_budget(cfg)
         self._expected_sure: float | None = None
         self._last_t: float | None = None
-        self._scene_change_s: float | None = None
+        self._scene_changes: list[float] = []  # stream times of detected scene changes, ascending
 
     @abstractmethod
     def offer(self, info: FrameInfo, frame: np.ndarray) -> list[Selected]:
@@ -301,12 +307,19 @@ class Sampler(ABC):
 
     @property
     def scene_change_s(self) -> float | None:
-        return self._scene_change_s
+        """Stream time of the last scene change, None before the first."""
+        return self._scene_changes[-1] if self._scene_changes else None
 
     def mark_scene_change(self, t_s: float) -> None:
         """Frames captured before t_s now show a stale scene (see timeliness)."""
-        if self._scene_change_s is None or t_s > self._scene_change_s:
-            self._scene_change_s = t_s
+        if not self._scene_changes or t_s > self._scene_changes[-1]:
+            self._scene_changes.append(t_s)
+            del self._scene_changes[:-64]  # frames older than 64 scenes are long gone
+
+    def scene_start_of(self, t_s: float) -> float | None:
+        """Stream time of the last scene change at or before t_s (the start of that frame's scene)."""
+        i = bisect.bisect_right(self._scene_changes, t_s)
+        return self._scene_changes[i - 1] if i else None
 
     def _observe(self, info: FrameInfo) -> float:
         """Score a frame against the running average, then fold the frame into the average."""
@@ -328,7 +341,7 @@ class Sampler(ABC):
         return score
 
     def _priority(self, t_s: float, score: float, now_s: float) -> float:
-        return score * timeliness(t_s, now_s, self.cfg, self._scene_change_s)
+        return score * timeliness(t_s, now_s, self.cfg, self.scene_change_s)
 
     def _encode(self, frame: np.ndarray) -> Encoded:
         return encode_jpeg(frame, self.cfg.jpeg_quality, self.cfg.max_side)
@@ -358,6 +371,7 @@ class Sampler(ABC):
             height=enc.height,
             scale=enc.scale,
             released_s=released_s,
+            scene_start_s=self.scene_start_of(info.t_s),
         )
 
 

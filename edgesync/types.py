@@ -62,6 +62,7 @@ class Sample:
     detections: list[Detection] = field(default_factory=list)
     score: float = 0.0
     frame_index: int = -1
+    scene_start: float = 0.0  # capture time of the last detected scene change before this frame
 
 
 @dataclass
@@ -80,6 +81,7 @@ class StoredSample:
     height: int
     labels: list[Detection] | None = None  # teacher boxes; None until labelled
     seq: int = 0  # arrival order per edge, assigned by the store
+    scene_start: float = 0.0  # see Sample.scene_start
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ def sample_to_pb(s: Sample) -> pb.Sample:
         detections=[detection_to_pb(d) for d in s.detections],
         score=s.score,
         frame_index=s.frame_index,
+        scene_start=s.scene_start,
     )
 
 
@@ -40,6 +41,7 @@ def sample_from_pb(m: pb.Sample) -> Sample:
         detections=[detection_from_pb(d) for d in m.detections],
         score=float(m.score),
         frame_index=int(m.frame_index),
+        scene_start=float(m.scene_start),
     )
 
 

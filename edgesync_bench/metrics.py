@@ -84,6 +84,7 @@ def summarise(run: StrategyRun, schedule: DriftSchedule, eval_from_s: float, win
         "frames": len(run.frames),
         "timeline": wins,
         "update_times_s": [round(u.deployed_at, 2) for u in run.updates],
+        "scene_changes_s": [round(t, 2) for t in run.scene_changes],
     }
 
 

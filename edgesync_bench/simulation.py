@@ -33,6 +33,7 @@ from edgesync.student import Prediction, StudentModel
 from edgesync.teachers import Teacher
 from edgesync.types import EdgeInfo, ModelManifest, Sample, detections_to_array
 from edgesync_bench.costs import CostModel, Link
+from edgesync_bench.scene_changes import OracleChanges, SceneChanges
 from edgesync_bench.strategies import Strategy, Trigger
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class StrategyRun:
     jobs: list[dict] = field(default_factory=list)
     train_iterations: int = 0
     train_gpu_s: float = 0.0  # at speedup 1
+    scene_changes: list[float] = field(default_factory=list)  # stream times the edge noticed a change
 
 
 class PredictionCache:
@@ -190,6 +192,11 @@ class Simulation:
         sampler_cfg = knobs.sampler.model_copy(update={"type": strategy.sampler or knobs.sampler.type})
         self.sampler = build_sampler(sampler_cfg) if strategy.sampler else None
         self.drift = DriftApplier(setup.schedule, setup.seed)
+        self.changes: SceneChanges | None = None
+        if strategy.changes == "oracle":
+            self.changes = OracleChanges(setup.schedule)
+        elif strategy.changes is not None:
+            raise ValueError(f"strategy {strategy.name}: unknown scene-change source {strategy.changes!r}")
         self.uplink = Link(knobs.uplink_kbit_s, knobs.rtt_s)
         self.downlink = Link(knobs.downlink_kbit_s, knobs.rtt_s)
         self.deployed = StudentModel.from_bytes(setup.base_manifest, setup.base_weights, source="base model")
@@ -323,6 +330,11 @@ class Simulation:
                         setup.truth[video_index],
                     )
                 )
+            if self.sampler is not None and self.changes is not None:
+                changed_at = self.changes.update(t, prediction, image)
+                if changed_at is not None:
+                    self.sampler.mark_scene_change(changed_at)
+                    result.scene_changes.append(changed_at)
             if self.sampler is not None:
                 info = FrameInfo(t, i, prediction.scores, tuple(prediction.detections))
                 for selected in self.sampler.offer(info, image()):
@@ -335,7 +347,7 @@ class Simulation:
 
     def _send(self, selected, t: float) -> None:
         info = selected.info
-        sample = selected.to_sample(f"s{info.frame_index:07d}", EDGE_ID, info.t_s, self.deployed.version)
+        sample = selected.to_sample(f"s{info.frame_index:07d}", EDGE_ID, self.deployed.version)
         arrival = self.uplink.send(max(t, selected.released_s), selected.nbytes)
         self.run_result.samples += 1
         self.run_result.arrivals.append((info.t_s, arrival))

@@ -107,6 +107,7 @@ class Strategy:
     sampler: str | None
     training: dict = field(default_factory=dict)
     trigger: Callable[..., Trigger] | None = None
+    changes: str | None = None  # scene changes: None (not watched), "detector" or "oracle" (the schedule)
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -138,6 +139,14 @@ STRATEGIES: dict[str, Strategy] = {
         sampler="edgesync",
         training={"epochs": 10, "max_fresh": 80, "replay_fraction": 0.5, "tolerance": 0.0},
         trigger=lambda *a: ManagerTrigger(*a, manager_cfg=ManagerConfig(min_new_samples=30)),
+    ),
+    "edgesync-oracle": Strategy(
+        "edgesync-oracle",
+        "edgesync told the schedule's true scene changes at once (upper bound for change-point detection)",
+        sampler="edgesync",
+        training={"epochs": 10, "max_fresh": 80, "replay_fraction": 0.5, "tolerance": 0.0},
+        trigger=lambda *a: ManagerTrigger(*a, manager_cfg=ManagerConfig(min_new_samples=30)),
+        changes="oracle",
     ),
 }
 

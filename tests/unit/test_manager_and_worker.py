@@ -110,12 +110,15 @@ class Cloud:
         self.store.upsert_edge(EdgeInfo(edge_id, CLASSES, registered=T0))
         self.store.set_meta(edge_id, first_seen=T0, last_model_time=T0)
 
-    def label(self, edge_id: str, n: int, *, student_right: bool = False, now: float = T0 + 10):
+    def label(
+        self, edge_id: str, n: int, *, student_right: bool = False, now: float = T0 + 10, scene_start: float = 0.0
+    ):
         """Upload n samples, label each with one teacher box, report the batch to the manager."""
         batch = []
         for _ in range(n):
             self.count += 1
             sample = stored(edge_id, self.count)
+            sample.scene_start = scene_start
             sample.student = [BOX] if student_right else []
             assert self.store.add_sample(sample, b"jpeg")
             self.store.set_labels(edge_id, sample.sample_id, [BOX])
@@ -183,6 +186,35 @@ def test_samples_covered_by_a_queued_job_do_not_count_again(cloud: Cloud) -> Non
     cloud.store.update_job(job)
     assert cloud.label("cam-1", 4) == []  # 4 new since the job, 5 needed
     assert len(cloud.label("cam-1", 1)) == 1
+
+
+def test_a_new_scene_queues_its_first_job_after_min_scene_samples(tmp_path: Path) -> None:
+    cloud = Cloud(tmp_path, min_new_samples=50)
+    cloud.manager.cfg = ManagerConfig(min_new_samples=50, min_scene_samples=4)
+    cloud.register_edge("cam-1")
+    assert cloud.label("cam-1", 10) == []  # no scene change reported: the volume rule applies
+    assert cloud.label("cam-1", 3, scene_start=T0 + 100) == []  # 3 frames of the new scene
+    (job,) = cloud.label("cam-1", 1, scene_start=T0 + 100)
+    assert job.reason.startswith("new scene")
+    job = cloud.store.claim_job("worker-1", timeout_s=0)
+    job.status = "done"
+    cloud.store.update_job(job)
+    assert cloud.label("cam-1", 8, scene_start=T0 + 100) == []  # that scene has had its job
+    assert len(cloud.label("cam-1", 4, scene_start=T0 + 200)) == 1  # the next scene gets one
+
+
+def test_worker_trains_and_validates_on_the_current_scene_and_replays_older_ones(cloud: Cloud, tmp_path: Path) -> None:
+    from cloud_trainer.worker import TrainingWorker
+
+    cloud.label("cam-1", 10, scene_start=0.0)
+    cloud.label("cam-1", 10, scene_start=T0 + 50)
+    cfg = TrainingConfig(max_fresh=15, heldout_fraction=0.2, min_heldout=2, replay_fraction=0.5)
+    worker = TrainingWorker(cloud.store, cloud.registry, cfg, "w", workdir=tmp_path)
+    job = cloud.store.list_jobs()[0]
+    train, held, replay = worker.select(job)
+    assert {s.scene_start for s in train + held} == {T0 + 50}  # only the current scene is fresh
+    assert len(train) + len(held) == 10
+    assert replay and {s.scene_start for s in replay} == {0.0}  # the old scene is replayed
 
 
 def test_each_edge_is_judged_on_its_own_samples(cloud: Cloud) -> None:

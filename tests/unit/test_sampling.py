@@ -156,6 +156,23 @@ def test_frames_before_a_scene_change_lose_priority_in_the_sampler() -> None:
     assert [s.info.frame_index for s in run(changed, [late, closer], flush=False)] == [80]
 
 
+def test_uploads_carry_the_start_of_the_scene_they_were_captured_in() -> None:
+    c = cfg(max_samples_per_s=1.0)
+    sampler = EdgeSyncSampler(c)
+    assert sampler.scene_start_of(3.0) is None
+    sampler.mark_scene_change(5.0)
+    sampler.mark_scene_change(2.0)  # out of order: ignored, scene changes only move forward
+    sampler.mark_scene_change(12.0)
+    assert [sampler.scene_start_of(t) for t in (1.0, 5.0, 11.9, 30.0)] == [None, 5.0, 5.0, 12.0]
+    stream = [(info(i, CONFIDENT + BORDERLINE), FRAMES[i % len(FRAMES)]) for i in range(40, 140)]
+    selected = run(sampler, stream)
+    assert selected
+    for s in selected:
+        expected = 5.0 if s.info.t_s < 12.0 else 12.0
+        assert s.scene_start_s == expected
+        assert s.to_sample("id", "cam", 1, origin_s=1000.0).scene_start == 1000.0 + expected
+
+
 # ---------------------------------------------------------------- selection
 
 
