@@ -26,11 +26,14 @@ log = logging.getLogger(__name__)
 LIVE_ACCURACY_EMA = 0.3  # weight of the newest batch in the live accuracy proxy
 
 
-def job_priority(live_map50: float, staleness_s: float, new_samples: int, cfg: ManagerConfig) -> float:
-    """Predicted gain (1 - live accuracy) x staleness weight x how much new data there is."""
+def job_priority(
+    live_map50: float, staleness_s: float, new_samples: int, cfg: ManagerConfig, needed: int | None = None
+) -> float:
+    """Predicted gain (1 - live accuracy) x staleness weight x how much new data there is
+    (relative to `needed`, by default cfg.min_new_samples)."""
     gain = 1.0 - min(max(live_map50, 0.0), 1.0)
     staleness = 1.0 - math.pow(2.0, -max(staleness_s, 0.0) / cfg.staleness_half_s)
-    volume = min(1.0, new_samples / cfg.min_new_samples)
+    volume = min(1.0, new_samples / (needed or cfg.min_new_samples))
     return gain * (0.5 + 0.5 * staleness) * volume
 
 
@@ -73,34 +76,41 @@ class TrainingManager:
         live = batch_map if old is None else (1 - LIVE_ACCURACY_EMA) * old + LIVE_ACCURACY_EMA * batch_map
         self.store.set_meta(edge_id, live_map50=live)
 
-    def _unserved_scene(self, edge_id: str, meta: dict[str, float]) -> float | None:
-        """The edge's current scene start, if it has no job yet and enough labelled frames for one.
+    def _scene_backlog(self, edge_id: str, meta: dict[str, float]) -> tuple[int, float | None]:
+        """(new labelled samples of the edge's current scene since its last job, that scene's
+        start if no job has served it yet).
 
-        Edges report scene changes in each sample's scene_start (0 before the first change).
+        Edges report scene changes in each sample's scene_start (0 before the first change); a
+        sample from an earlier scene says nothing about what the camera sees now, so it does not
+        count towards a job.
         """
-        recent = self.store.list_samples(edge_id, labelled=True, newest_first=True, limit=self.cfg.min_scene_samples)
-        if len(recent) < self.cfg.min_scene_samples:
-            return None
+        covered = int(meta.get("last_queued_seq", 0))
+        limit = max(self.cfg.min_new_samples, self.cfg.min_scene_samples)
+        recent = self.store.list_samples(edge_id, labelled=True, newest_first=True, limit=limit)
+        if not recent:
+            return 0, None
         scene = recent[0].scene_start
-        if scene <= 0.0 or scene <= meta.get("served_scene", 0.0):
-            return None
-        if any(s.scene_start != scene for s in recent):
-            return None
-        return scene
+        new = 0
+        for s in recent:
+            if s.seq <= covered or s.scene_start != scene:
+                break
+            new += 1
+        unserved = scene > 0.0 and scene > meta.get("served_scene", 0.0)
+        return new, scene if unserved else None
 
     def maybe_queue(self, edge_id: str, now: float) -> TrainingJob | None:
         """Queue (or re-rank) a job for edge_id if enough new labelled samples are waiting."""
         meta = self.store.get_meta(edge_id)
         covered = int(meta.get("last_queued_seq", 0))
-        new = self.store.count_samples(edge_id, labelled=True, min_seq=covered + 1)
+        new, new_scene = self._scene_backlog(edge_id, meta)
         queued = self.store.queued_job_for(edge_id)
         last_model = meta.get("last_model_time", meta.get("first_seen", now))
-        priority = job_priority(meta.get("live_map50", 0.0), now - last_model, new, self.cfg)
+        needed = self.cfg.min_scene_samples if new_scene is not None else self.cfg.min_new_samples
+        priority = job_priority(meta.get("live_map50", 0.0), now - last_model, new, self.cfg, needed)
         if queued is not None:  # re-rank it; a worker may have claimed it meanwhile, then nothing changes
             self.store.reprioritize_job(queued.job_id, priority)
             return None
-        new_scene = self._unserved_scene(edge_id, meta)
-        if new < self.cfg.min_new_samples and new_scene is None:
+        if new < needed:
             return None
         if now - meta.get("last_job_time", 0.0) < self.cfg.min_interval_s:
             return None

@@ -154,7 +154,8 @@ class TrainingWorker:
             manifest = chosen.manifest(
                 payload,
                 parent=base_manifest.version,
-                metrics={"map50": score, "parent_map50": before},
+                # the scene (edge clock) it was chosen for: the edge stops treating it as novel
+                metrics={"map50": score, "parent_map50": before, "scene_start": train[0].scene_start if train else 0.0},
                 trained_until=max((s.received_time for s in train), default=self.clock()),
             )
             stored = self.registry.register(job.edge_id, payload, manifest)

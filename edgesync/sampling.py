@@ -12,8 +12,8 @@ code. One sliding-window limiter, shared by every sampler, enforces the upload b
 
 from __future__ import annotations
 
-import logging
 import bisect
+import logging
 import math
 from abc import ABC, abstractmethod
 from collections import deque
@@ -291,6 +291,7 @@ class Sampler(ABC):
         self._expected_sure: float | None = None
         self._last_t: float | None = None
         self._scene_changes: list[float] = []  # stream times of detected scene changes, ascending
+        self._served_scene: float | None = None  # scene start the deployed model was trained on
 
     @abstractmethod
     def offer(self, info: FrameInfo, frame: np.ndarray) -> list[Selected]:
@@ -316,6 +317,17 @@ class Sampler(ABC):
             self._scene_changes.append(t_s)
             del self._scene_changes[:-64]  # frames older than 64 scenes are long gone
 
+    def model_updated(self, trained_scene_s: float | None) -> None:
+        """A new model is deployed, trained on frames of the scene that started at trained_scene_s
+        (stream time; None: no scene change had been reported)."""
+        if trained_scene_s is not None and (self._served_scene is None or trained_scene_s > self._served_scene):
+            self._served_scene = trained_scene_s
+
+    def is_novel(self, t_s: float) -> bool:
+        """Whether a frame at t_s shows a scene that began after the deployed model's training scene."""
+        scene = self.scene_start_of(t_s)
+        return scene is not None and (self._served_scene is None or scene > self._served_scene)
+
     def scene_start_of(self, t_s: float) -> float | None:
         """Stream time of the last scene change at or before t_s (the start of that frame's scene)."""
         i = bisect.bisect_right(self._scene_changes, t_s)
@@ -332,6 +344,8 @@ class Sampler(ABC):
         if self._expected_sure is None:
             self._expected_sure = float(sure)
         score = inference_score(info.scores, self.cfg, self._expected_sure)
+        if self.is_novel(info.t_s):
+            score = 1.0 - (1.0 - score) * (1.0 - self.cfg.novelty_prior)
         if self._last_t is not None:
             dt = info.t_s - self._last_t
             rate = 1.0 - math.exp(-LN2 * dt / self.cfg.timeliness_half_life_s)

@@ -250,6 +250,8 @@ class Simulation:
             return
         self.deployed = StudentModel.from_bytes(manifest, data, source=f"update v{manifest.version}")
         self.deployed_sha = manifest.sha256
+        if self.sampler is not None:
+            self.sampler.model_updated(manifest.metrics.get("scene_start") or None)
         self.run_result.updates.append(
             UpdateResult(manifest.version, t, manifest.trained_until, t - manifest.trained_until, len(data))
         )

@@ -173,6 +173,22 @@ def test_uploads_carry_the_start_of_the_scene_they_were_captured_in() -> None:
         assert s.to_sample("id", "cam", 1, origin_s=1000.0).scene_start == 1000.0 + expected
 
 
+def test_a_new_scene_makes_every_frame_a_candidate_until_a_model_for_it_arrives() -> None:
+    c = cfg(max_samples_per_s=1.0, novelty_prior=0.5)
+    confident = [(info(i, CONFIDENT), FRAMES[i % len(FRAMES)]) for i in range(0, 100)]
+    sampler = EdgeSyncSampler(c)
+    assert len(run(sampler, confident, flush=False)) <= 1  # nothing informative: one trickle frame
+    sampler.mark_scene_change(10.0)
+    scene = [(info(i, CONFIDENT), FRAMES[i % len(FRAMES)]) for i in range(100, 201)]  # 200 closes the window
+    selected = [s for s in run(sampler, scene, flush=False) if s.info.t_s >= 10.0]
+    assert len(selected) == c.max_samples_per_s * c.window_s  # the whole budget on the new scene
+    assert all(s.score == pytest.approx(0.5) for s in selected)
+    sampler.model_updated(10.0)  # a model trained on this scene is deployed
+    assert not sampler.is_novel(25.0)
+    later = [(info(i, CONFIDENT), FRAMES[i % len(FRAMES)]) for i in range(201, 301)]
+    assert len(run(sampler, later, flush=False)) <= 1
+
+
 # ---------------------------------------------------------------- selection
 
 
