@@ -90,6 +90,10 @@ class SamplerConfig(Strict):
     max_side: int = Field(640, ge=64)  # frames are downscaled to this longest side before upload
     uncertainty_top_k: int = Field(3, ge=1)  # borderline boxes averaged into a frame's uncertainty
     stale_weight: float = Field(0.1, ge=0, le=1)  # timeliness factor for frames before a scene change
+    # after a scene change and until a model trained on the new scene arrives, every frame is a
+    # candidate: the student's own confidence says little about a scene it has never seen, so
+    # each frame gets this prior score (noisy-or with its inference score; 0.5: even odds)
+    novelty_prior: float = Field(0.5, ge=0, le=1)
 
 
 class QueueConfig(Strict):
