@@ -15,9 +15,11 @@ from cloud_trainer.interceptor import ErrorMappingInterceptor
 from cloud_trainer.labeller import Labeller
 from cloud_trainer.manager import TrainingManager
 from cloud_trainer.registry import ModelRegistry
+from cloud_trainer.scenes import SceneChangeHandler
 from cloud_trainer.service import EdgeSyncService
 from cloud_trainer.state import StateStore, build_store
 from cloud_trainer.worker import TrainingWorker
+from cloud_trainer.zoo import ModelZoo
 from edgesync.config import CloudConfig
 from edgesync.teachers import Teacher, build_teacher
 from edgesync.v1 import edgesync_pb2_grpc as pb_grpc
@@ -43,7 +45,9 @@ class CloudTrainer:
             TrainingWorker(self.store, self.registry, cfg.training, worker_id=f"worker-{i}") for i in range(cfg.workers)
         ]
         self.ingest = Ingest(self.store, cfg.limits)
-        self.service = EdgeSyncService(self.store, self.registry, self.ingest, cfg.heartbeat_s)
+        zoo = ModelZoo(self.registry) if cfg.manager.zoo else None
+        self.scenes = SceneChangeHandler(self.store, self.manager, zoo)
+        self.service = EdgeSyncService(self.store, self.registry, self.ingest, cfg.heartbeat_s, scenes=self.scenes)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: grpc.Server | None = None

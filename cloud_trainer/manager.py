@@ -19,7 +19,7 @@ from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import StateStore
 from edgesync.config import ManagerConfig
 from edgesync.evaluation import map50
-from edgesync.types import StoredSample, TrainingJob, detections_to_array
+from edgesync.types import SceneChange, StoredSample, TrainingJob, detections_to_array
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,18 @@ class TrainingManager:
         old = meta.get("live_map50")
         live = batch_map if old is None else (1 - LIVE_ACCURACY_EMA) * old + LIVE_ACCURACY_EMA * batch_map
         self.store.set_meta(edge_id, live_map50=live)
+
+    def on_scene_change(self, change: SceneChange) -> None:
+        """The edge's scene changed: its live accuracy on the new scene is unknown, so rank it as
+        having everything to gain until labelled frames of the new scene say otherwise."""
+        self.store.set_meta(change.edge_id, live_map50=0.0, scene_changed_at=change.time)
+        queued = self.store.queued_job_for(change.edge_id)
+        if queued is not None:
+            meta = self.store.get_meta(change.edge_id)
+            last_model = meta.get("last_model_time", meta.get("first_seen", self.clock()))
+            self.store.reprioritize_job(
+                queued.job_id, job_priority(0.0, self.clock() - last_model, self.cfg.min_new_samples, self.cfg)
+            )
 
     def _scene_backlog(self, edge_id: str, meta: dict[str, float]) -> tuple[int, float | None]:
         """(new labelled samples of the edge's current scene since its last job, that scene's

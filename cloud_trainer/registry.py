@@ -33,7 +33,7 @@ WEIGHTS = "weights.safetensors"
 MANIFEST = "manifest.json"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -128,7 +128,7 @@ class ModelRegistry:
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
-            _write_atomic(lineage / "LATEST", f"{version}\n".encode())
+            write_atomic(lineage / "LATEST", f"{version}\n".encode())
         log.info("registered %s v%d (%d bytes, parent v%d)", edge_id or BASE, version, len(data), stored.parent)
         with self._changed:
             self._changed.notify_all()

@@ -15,6 +15,7 @@ import grpc
 
 from cloud_trainer.ingest import Ingest
 from cloud_trainer.registry import ModelRegistry
+from cloud_trainer.scenes import SceneChangeHandler
 from cloud_trainer.state import StateStore
 from edgesync import wire
 from edgesync.errors import EdgeSyncError, UnknownEdge
@@ -32,11 +33,19 @@ HEARTBEAT_FIELDS = ("model_version", "frames", "queue_depth", "confidence_proxy"
 class EdgeSyncService(pb_grpc.EdgeSyncServicer):
     """Implements edgesync.v1.EdgeSync over a state store and a model registry."""
 
-    def __init__(self, store: StateStore, registry: ModelRegistry, ingest: Ingest, heartbeat_s: float) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        registry: ModelRegistry,
+        ingest: Ingest,
+        heartbeat_s: float,
+        scenes: SceneChangeHandler | None = None,
+    ) -> None:
         self.store = store
         self.registry = registry
         self.ingest = ingest
         self.heartbeat_s = heartbeat_s
+        self.scenes = scenes  # None: scene changes are acknowledged and otherwise ignored
         self.wait_slice_s = 1.0  # how often a subscription checks that its client is still there
 
     def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.RegisterResponse:
@@ -70,6 +79,13 @@ class EdgeSyncService(pb_grpc.EdgeSyncServicer):
         fields = {name: getattr(request, name) for name in HEARTBEAT_FIELDS}
         self.store.update_edge(edge_id, last_heartbeat=time.time(), **fields)
         return pb.HeartbeatResponse(latest_model_version=self.registry.latest_version(edge_id))
+
+    def ReportSceneChange(self, request: pb.SceneChange, context: grpc.ServicerContext) -> pb.SceneChangeResponse:
+        change = wire.scene_change_from_pb(request)
+        check_edge_id(change.edge_id)
+        self.store.get_edge(change.edge_id)
+        sent = self.scenes.handle(change) if self.scenes is not None else 0
+        return pb.SceneChangeResponse(specialist_version=sent)
 
     def UploadSamples(self, request_iterator: Iterator[pb.Sample], context: grpc.ServicerContext):
         """Acknowledge each sample in order; a bad sample is refused in its ack, the stream goes on."""

@@ -90,8 +90,8 @@ class TrainingWorker:
         available as replay against forgetting.
         """
         fresh = self.store.list_samples(job.edge_id, labelled=True, newest_first=True, limit=self.cfg.max_fresh)
-        if fresh:
-            fresh = [s for s in fresh if s.scene_start == fresh[0].scene_start]
+        scene = self.current_scene(job.edge_id, fresh)
+        fresh = [s for s in fresh if s.scene_start == scene]
         train, held = split_fresh(fresh, self.cfg)
         fresh_ids = {s.sample_id for s in fresh}
         n_replay = round(len(train) * self.cfg.replay_fraction)
@@ -102,6 +102,15 @@ class TrainingWorker:
         replay = rng.sample(older, min(n_replay, len(older)))
         return train, held, replay
 
+    def current_scene(self, edge_id: str, newest: list[StoredSample]) -> float:
+        """Start of the edge's current scene: the newest reported scene change, else the newest sample's."""
+        reported = self.store.get_meta(edge_id).get("scene_changed_at", 0.0)
+        return max(reported, newest[0].scene_start if newest else 0.0)
+
+    def ready(self, train: list[StoredSample], held: list[StoredSample]) -> bool:
+        """Whether a job has enough frames of the current scene to train and judge a model."""
+        return len(train) + len(held) >= self.cfg.min_fresh and bool(held)
+
     # ------------------------------------------------------------ one job
 
     def run_job(self, job: TrainingJob, max_epochs: int | None = None) -> TrainingJob:
@@ -111,6 +120,9 @@ class TrainingWorker:
         """
         started = time.monotonic()
         train, held, replay = self.select(job)
+        if not self.ready(train, held):
+            job.status, job.error = "queued", f"waiting for {self.cfg.min_fresh} labelled frames of the current scene"
+            return job
         base_manifest, data = self.registry.load(job.edge_id, self.registry.latest_version(job.edge_id))
         current = StudentModel.from_bytes(base_manifest, data, source=f"{job.edge_id} v{base_manifest.version}")
         held_frames = self._frames(held)
@@ -180,5 +192,9 @@ class TrainingWorker:
             except Exception as exc:
                 log.exception("job %s failed", job.job_id)
                 job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
+            if job.status == "queued":  # not ready: back in the queue, look again in a while
+                self.store.put_job(job)
+                stop.wait(poll_s)
+                continue
             job.finished = self.clock()
             self.store.update_job(job)

@@ -18,19 +18,21 @@ import grpc
 
 from edge_agent.hotswap import HotSwapDetector, SwapEvent
 from edge_agent.model_store import EdgeModelStore, load_safetensors_model
+from edge_agent.scene_reports import SceneReporter
 from edge_agent.sink import JsonlSink
 from edge_agent.source import Frame, VideoSource
 from edge_agent.spool import SampleSpool
 from edge_agent.updates import UpdateListener
 from edge_agent.uploader import Uploader
 from edgesync.assets import resolve_video
+from edgesync.changepoint import ChangePoint, SceneWatcher
 from edgesync.config import EdgeConfig
 from edgesync.drift import load_schedule
 from edgesync.errors import AssetError
 from edgesync.retry import Backoff
 from edgesync.sampling import FrameInfo, Selected, build_sampler
 from edgesync.student import StudentModel
-from edgesync.types import ModelManifest
+from edgesync.types import ModelManifest, SceneChange
 from edgesync.v1 import edgesync_pb2 as pb
 from edgesync.v1 import edgesync_pb2_grpc as pb_grpc
 
@@ -47,6 +49,7 @@ class EdgeStats:
     samples_accepted: int = 0
     samples_refused: int = 0
     swaps: int = 0
+    scene_changes: int = 0
     confidence_proxy: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
 
@@ -64,6 +67,7 @@ class EdgeAgent:
         self.stub = pb_grpc.EdgeSyncStub(self.channel)
         self.spool = SampleSpool.from_config(cfg.queue)
         self.sampler = build_sampler(cfg.sampler)
+        self.scenes = SceneWatcher(cfg.changepoint) if cfg.changepoint.enabled else None
         self.model_store = EdgeModelStore(Path(cfg.model_dir) / cfg.edge_id)
         self.model_kwargs = {"conf": cfg.student.conf, "iou": cfg.student.iou, "device": cfg.student.device}
         self.detector: HotSwapDetector | None = None
@@ -75,6 +79,7 @@ class EdgeAgent:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.uploader = Uploader(self.stub, self.spool, cfg.cloud.retry)
+        self.scene_reporter = SceneReporter(self.stub, cfg.cloud.retry, cfg.cloud.timeout_s)
         self.listener = UpdateListener(
             self.stub,
             cfg.edge_id,
@@ -127,6 +132,7 @@ class EdgeAgent:
                 log.warning("cannot register with %s (%s); retrying", self.cfg.cloud.address, exc.code())
                 backoff.wait(stop)
         self._spawn("uploader", self.uploader.run)
+        self._spawn("scene-reports", self.scene_reporter.run)
         self._spawn("updates", self.listener.run)
         while not stop.wait(self.cfg.cloud.heartbeat_s):
             try:
@@ -217,11 +223,19 @@ class EdgeAgent:
         if event is not None:
             self.stats.swaps += 1
             sink.swap(event, frame.t_s, frame.index)
+            # a model chosen for the current scene ends that scene's novelty in the sampler
+            self.sampler.model_updated(event.scene_start - self._stream_origin if event.scene_start else None)
+            if self.scenes is not None:
+                self.scenes.model_swapped()
         start = time.perf_counter()
         prediction = self.detector.predict(frame.image)
         latency_ms = (time.perf_counter() - start) * 1000
         version = self.detector.version
         self._stream_origin = frame.capture_time - frame.t_s
+        if self.scenes is not None:
+            point = self.scenes.watch(frame.t_s, frame.image, prediction.scores)
+            if point is not None:
+                self._scene_changed(point, version, sink)
         info = FrameInfo(frame.t_s, frame.index, prediction.scores, tuple(prediction.detections))
         for selected in self.sampler.offer(info, frame.image):
             self._enqueue(selected, version)
@@ -232,6 +246,25 @@ class EdgeAgent:
         self.stats.latencies_ms.append(latency_ms)
         sink.frame(frame, version, latency_ms, prediction.detections)
         return event
+
+    def _scene_changed(self, point: ChangePoint, version: int, sink: JsonlSink) -> None:
+        """Older queued frames go stale, the new scene is sampled hard, and the cloud is told."""
+        previous = self.sampler.scene_change_s
+        self.sampler.mark_scene_change(point.t_s)
+        self.stats.scene_changes += 1
+        sink.scene_change(point, version)
+        self.scene_reporter.report(
+            SceneChange(
+                edge_id=self.cfg.edge_id,
+                time=self._stream_origin + point.t_s,
+                previous_scene_start=0.0 if previous is None else self._stream_origin + previous,
+                previous_signature=point.previous_signature,
+                signature=point.signature,
+                model_version=version,
+                confidence=point.confidence,
+            )
+        )
+        log.info("scene change at t=%.1f s (confidence %.2f)", point.t_s, point.confidence)
 
     def finish_stream(self) -> None:
         """At the end of the stream, queue what the sampler still holds."""

@@ -23,6 +23,7 @@ class SwapEvent:
     swapped_at: float  # wall clock
     update_delay_s: float  # swap time minus the arrival of the data it was trained on
     bytes: int
+    scene_start: float = 0.0  # capture clock of the scene the model was chosen for (0: none in particular)
 
 
 class HotSwapDetector:
@@ -36,7 +37,7 @@ class HotSwapDetector:
     def __init__(self, model: StudentModel) -> None:
         self.current = model
         self.previous: StudentModel | None = None
-        self._staged: tuple[StudentModel, float, int] | None = None
+        self._staged: tuple[StudentModel, float, int, float] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -46,10 +47,12 @@ class HotSwapDetector:
     def predict(self, image: np.ndarray) -> Prediction:
         return self.current.predict([image])[0]
 
-    def offer(self, model: StudentModel, trained_until: float = 0.0, size_bytes: int = 0) -> None:
+    def offer(
+        self, model: StudentModel, trained_until: float = 0.0, size_bytes: int = 0, scene_start: float = 0.0
+    ) -> None:
         """Stage a ready (loaded, warmed) model; the frame loop swaps it in at the next frame boundary."""
         with self._lock:
-            self._staged = (model, trained_until, size_bytes)
+            self._staged = (model, trained_until, size_bytes, scene_start)
 
     def swap_if_ready(self) -> SwapEvent | None:
         """Install the staged model if there is one (call between frames)."""
@@ -59,13 +62,13 @@ class HotSwapDetector:
             staged, self._staged = self._staged, None
         if staged is None:
             return None
-        model, since, size = staged
+        model, since, size, scene_start = staged
         if model.version <= self.current.version:
             log.info("ignoring staged v%d: already running v%d", model.version, self.current.version)
             return None
         self.previous, self.current = self.current, model
         now = time.time()
-        event = SwapEvent(model.version, self.previous.version, now, now - since if since else 0.0, size)
+        event = SwapEvent(model.version, self.previous.version, now, now - since if since else 0.0, size, scene_start)
         log.info("swapped in model v%d (was v%d)", model.version, self.previous.version)
         return event
 

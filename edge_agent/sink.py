@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edge_agent.hotswap import SwapEvent
 from edge_agent.source import Frame
+from edgesync.changepoint import ChangePoint
 from edgesync.types import Detection
 
 
@@ -41,6 +42,16 @@ class JsonlSink:
                 "detections": [
                     [round(v, 1) for v in d.as_list()[:4]] + [d.class_id, round(d.score, 3)] for d in detections
                 ],
+            }
+        )
+
+    def scene_change(self, point: ChangePoint, model_version: int) -> None:
+        self._write(
+            {
+                "type": "scene_change",
+                "t_s": round(point.t_s, 3),
+                "confidence": round(point.confidence, 3),
+                "model_version": model_version,
             }
         )
 

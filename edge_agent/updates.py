@@ -83,7 +83,7 @@ class UpdateListener:
         if detector is None and self.on_first_model is not None:
             self.on_first_model(model, manifest, len(data))
         elif detector is not None:
-            detector.offer(model, manifest.trained_until, len(data))
+            detector.offer(model, manifest.trained_until, len(data), manifest.metrics.get("scene_start", 0.0))
         return model
 
     def _listen_once(self, stop: threading.Event) -> None:

@@ -7,6 +7,7 @@ starts. Process packages (edge_agent, cloud_trainer) are imported inside their c
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -252,6 +253,51 @@ def bench_edge(
     console.print(summary_table(result))
     if out is not None:
         console.print(f"results in {out / 'edge.json'}")
+
+
+@bench_app.command("changepoints")
+def bench_changepoints(
+    video: Annotated[str, typer.Option(help="Video file or asset name (vtest.avi).")] = "vtest.avi",
+    drift: Annotated[Path, typer.Option(help="Drift schedule YAML; its segment starts are the truth.")] = Path(
+        "configs/drift/dev.yaml"
+    ),
+    truth: Annotated[
+        Path | None, typer.Option(help="File of true change times (seconds, one per line) instead of the schedule's.")
+    ] = None,
+    tolerance_s: Annotated[float, typer.Option(help="A detection this soon after a boundary is a hit.", min=0)] = 5.0,
+    student: Annotated[Path | None, typer.Option(help="Student weights; default: the bench's own.")] = None,
+    seed: Annotated[int, typer.Option(help="Drift noise seed.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Write changepoints.json here.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Edge config YAML whose `changepoint` section to use.")
+    ] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="Stop the stream after this many seconds.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Precision, recall, F1 and delay of the edge's change-point detector against known scene changes."""
+    _logging(verbose)
+    from edgesync.config import load_edge_config
+    from edgesync_bench.changepoints import ChangePointRequest, print_summary, run_changepoints
+
+    detector = load_edge_config(config).changepoint if config is not None else None
+    result = run_changepoints(
+        ChangePointRequest(
+            video=video,
+            drift=drift,
+            truth=truth,
+            tolerance_s=tolerance_s,
+            student=student,
+            seed=seed,
+            out=out,
+            detector=detector,
+            max_seconds=max_seconds,
+        )
+    )
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_summary(result)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgesync.errors import ConfigError, InvalidInput
 from edgesync.types import check_edge_id
@@ -96,6 +96,28 @@ class SamplerConfig(Strict):
     novelty_prior: float = Field(0.5, ge=0, le=1)
 
 
+class ChangePointConfig(Strict):
+    """Hierarchical change-point detection on the edge's frame embedding (edgesync.changepoint)."""
+
+    enabled: bool = True
+    fast_s: float = Field(1.0, gt=0)  # time constants of the three levels, seconds
+    medium_s: float = Field(15.0, gt=0)
+    slow_s: float = Field(60.0, gt=0)
+    # false alarms per hour of stable footage the threshold is set for, were the statistic
+    # exactly chi-square: one independent look per fast_s, each crossing with p = rate x fast_s / 3600
+    false_alarms_per_hour: float = Field(1.0, gt=0)
+    confirm_s: float = Field(1.0, ge=0)  # the statistic must stay above the threshold this long
+    sample_hz: float = Field(5.0, gt=0)  # frames per second of stream time the detector looks at
+    warmup_s: float = Field(20.0, ge=0)  # learn the scene's own variation before testing
+    min_spread: float = Field(0.01, gt=0)  # floor on a dimension's variation (flat statistics)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ChangePointConfig:
+        if not self.fast_s < self.medium_s < self.slow_s:
+            raise ValueError(f"need fast_s < medium_s < slow_s, got {self.fast_s}, {self.medium_s}, {self.slow_s}")
+        return self
+
+
 class QueueConfig(Strict):
     """The upload queue: bounded memory, then a disk spill that survives restarts."""
 
@@ -112,6 +134,7 @@ class EdgeConfig(Strict):
     source: SourceConfig = SourceConfig()
     student: StudentConfig = StudentConfig()
     sampler: SamplerConfig = SamplerConfig()
+    changepoint: ChangePointConfig = ChangePointConfig()
     queue: QueueConfig = QueueConfig()
     model_dir: Path = Path("runs/edge/models")  # received models, kept across restarts
     sink: Path | None = Path("runs/edge/frames.jsonl")  # per-frame results as JSON lines
@@ -190,6 +213,9 @@ class ManagerConfig(Strict):
     # after the edge reports a scene change, the first job for the new scene is due as soon as
     # this many of its frames are labelled (the old model is stale; waiting costs accuracy)
     min_scene_samples: int = Field(12, gt=0)
+    # model zoo (cloud_trainer.zoo): send a stored specialist the moment its scene returns, and
+    # the first (general) model when a specialist's edge enters a scene that matches none
+    zoo: bool = True
     min_interval_s: float = Field(0.0, ge=0)  # per edge, between job starts
     staleness_half_s: float = Field(60.0, gt=0)  # staleness weight reaches 0.5 after this long
 
@@ -203,6 +229,9 @@ class TrainingConfig(Strict):
     lr0: float = Field(0.01, gt=0)
     optimizer: str = "SGD"
     max_fresh: int = Field(120, gt=0)  # newest labelled samples a job trains on
+    # a job needs this many labelled frames of the edge's current scene; with fewer (just after a
+    # scene change) it waits in the queue rather than train on a scene that is gone
+    min_fresh: int = Field(8, gt=1)
     replay_fraction: float = Field(0.5, ge=0)  # older samples added, as a share of fresh ones
     heldout_fraction: float = Field(0.2, gt=0, lt=1)  # share of fresh samples kept for validation
     # which fresh samples validate (see worker.split_fresh); on the dev benchmark "newest" scored
@@ -215,6 +244,25 @@ class TrainingConfig(Strict):
     workers: int = Field(0, ge=0)  # dataloader processes
 
 
+class DownlinkConfig(Strict):
+    """How model updates travel to edges (edgesync.delta).
+
+    A delta is sent against a version the edge holds, full weights when it holds none the
+    registry knows or the delta would not be smaller. fp16-delta is exact; int8-delta and a
+    sparse_fraction are lossy, so the worker validates the rebuilt model, not the trained one.
+    """
+
+    encoding: Literal["full", "fp16-delta", "int8-delta"] = "fp16-delta"
+    sparse_fraction: float | None = Field(None, gt=0, lt=1)  # send only this top share of changed values per tensor
+    compress: bool = True  # zstd over the encoded bytes
+
+    @model_validator(mode="after")
+    def _sparse_needs_delta(self) -> DownlinkConfig:
+        if self.sparse_fraction is not None and self.encoding == "full":
+            raise ValueError("sparse_fraction needs a delta encoding (fp16-delta or int8-delta), not full")
+        return self
+
+
 class CloudConfig(Strict):
     """Everything the cloud trainer needs (configs/cloud.yaml)."""
 
@@ -225,6 +273,7 @@ class CloudConfig(Strict):
     labelling: LabellingConfig = LabellingConfig()
     manager: ManagerConfig = ManagerConfig()
     training: TrainingConfig = TrainingConfig()
+    downlink: DownlinkConfig = DownlinkConfig()
     limits: LimitsConfig = LimitsConfig()
     workers: int = Field(1, ge=0)  # training worker threads in this process (0: front end only)
     heartbeat_s: float = Field(5.0, gt=0)

@@ -85,6 +85,33 @@ class StoredSample:
 
 
 @dataclass(frozen=True)
+class PayloadInfo:
+    """How the bytes sent after a manifest encode the model (see edgesync.delta).
+
+    The manifest's sha256 and size_bytes always describe the canonical weights (fp16
+    safetensors); a delta names the base it applies to, and the edge rebuilds those exact bytes.
+    """
+
+    encoding: str = "full"  # full | fp16-delta | int8-delta
+    sparse_fraction: float = 0.0  # 0: dense; else the top share of changed values per tensor
+    compression: str = ""  # "" | zstd | zlib
+    base_version: int = 0  # deltas: the version they apply to
+    base_sha256: str = ""  # deltas: sha256 of that version's canonical weights
+    size_bytes: int = 0  # bytes on the wire
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+    @property
+    def label(self) -> str:
+        """Short human-readable form, e.g. "int8-delta@0.1 from v3 (zstd)"."""
+        text = self.encoding + (f"@{self.sparse_fraction:g}" if self.sparse_fraction else "")
+        if self.base_version:
+            text += f" from v{self.base_version}"
+        return text + (f" ({self.compression})" if self.compression else "")
+
+
+@dataclass(frozen=True)
 class ModelManifest:
     """Everything an edge needs to trust and load a model version."""
 
@@ -98,9 +125,10 @@ class ModelManifest:
     created: float = field(default_factory=time.time)
     metrics: dict[str, float] = field(default_factory=dict)
     trained_until: float = 0.0  # arrival time of the newest sample it was trained on
+    payload: PayloadInfo | None = None  # on the wire: how the bytes that follow encode it (None: canonical)
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "version": self.version,
             "parent": self.parent,
             "sha256": self.sha256,
@@ -112,6 +140,9 @@ class ModelManifest:
             "metrics": dict(self.metrics),
             "trained_until": self.trained_until,
         }
+        if self.payload is not None:
+            out["payload"] = self.payload.to_json()
+        return out
 
     @classmethod
     def from_json(cls, data: dict) -> ModelManifest:
@@ -127,6 +158,7 @@ class ModelManifest:
                 created=float(data.get("created", 0.0)),
                 metrics={k: float(v) for k, v in data.get("metrics", {}).items()},
                 trained_until=float(data.get("trained_until", 0.0)),
+                payload=PayloadInfo(**data["payload"]) if data.get("payload") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"malformed model manifest: {exc}") from exc
@@ -174,3 +206,16 @@ class TrainingJob:
     @classmethod
     def from_json(cls, data: dict) -> TrainingJob:
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class SceneChange:
+    """A scene change the edge's change-point detector saw (see edgesync.changepoint)."""
+
+    edge_id: str
+    time: float  # capture clock of the change; later samples carry it as scene_start
+    previous_scene_start: float  # 0: the stream's first scene
+    previous_signature: tuple[float, ...]  # mean embedding of the scene that ended
+    signature: tuple[float, ...]  # embedding of the new scene
+    model_version: int  # what the edge ran through the scene that ended
+    confidence: float = 1.0

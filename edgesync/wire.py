@@ -5,7 +5,7 @@ from __future__ import annotations
 from google.protobuf.message import DecodeError
 
 from edgesync.errors import InvalidInput
-from edgesync.types import Detection, ModelManifest, Sample
+from edgesync.types import Detection, ModelManifest, PayloadInfo, Sample, SceneChange
 from edgesync.v1 import edgesync_pb2 as pb
 
 
@@ -71,6 +71,7 @@ def manifest_to_pb(m: ModelManifest) -> pb.ModelManifest:
         created=m.created,
         metrics=dict(m.metrics),
         trained_until=m.trained_until,
+        payload=payload_to_pb(m.payload) if m.payload is not None else None,
     )
 
 
@@ -86,4 +87,70 @@ def manifest_from_pb(m: pb.ModelManifest) -> ModelManifest:
         created=float(m.created),
         metrics={k: float(v) for k, v in m.metrics.items()},
         trained_until=float(m.trained_until),
+        payload=payload_from_pb(m.payload) if m.HasField("payload") else None,
+    )
+
+
+def payload_to_pb(p: PayloadInfo) -> pb.PayloadInfo:
+    return pb.PayloadInfo(
+        encoding=p.encoding,
+        sparse_fraction=p.sparse_fraction,
+        compression=p.compression,
+        base_version=p.base_version,
+        base_sha256=p.base_sha256,
+        size_bytes=p.size_bytes,
+    )
+
+
+def payload_from_pb(m: pb.PayloadInfo) -> PayloadInfo:
+    return PayloadInfo(
+        encoding=m.encoding or "full",
+        sparse_fraction=float(m.sparse_fraction),
+        compression=m.compression,
+        base_version=int(m.base_version),
+        base_sha256=m.base_sha256,
+        size_bytes=int(m.size_bytes),
+    )
+
+
+def subscribe_request(edge_id: str, have_version: int, held: dict[int, str]) -> pb.SubscribeRequest:
+    """The edge's subscription: the version it runs and the models (version -> sha256) it holds."""
+    return pb.SubscribeRequest(
+        edge_id=edge_id,
+        have_version=have_version,
+        held=[pb.HeldModel(version=v, sha256=sha) for v, sha in sorted(held.items())],
+    )
+
+
+def held_from_pb(m: pb.SubscribeRequest) -> dict[int, str]:
+    """Versions (-> sha256) a subscribing edge holds, any of which may be a delta's base."""
+    return {int(h.version): h.sha256 for h in m.held if h.version > 0 and h.sha256}
+
+
+def scene_change_to_pb(c: SceneChange) -> pb.SceneChange:
+    return pb.SceneChange(
+        edge_id=c.edge_id,
+        time=c.time,
+        previous_scene_start=c.previous_scene_start,
+        previous_signature=list(c.previous_signature),
+        signature=list(c.signature),
+        model_version=c.model_version,
+        confidence=c.confidence,
+    )
+
+
+def scene_change_from_pb(m: pb.SceneChange) -> SceneChange:
+    if len(m.signature) != len(m.previous_signature):
+        raise InvalidInput(
+            f"scene change from {m.edge_id!r}: signatures differ in length "
+            f"({len(m.signature)} vs {len(m.previous_signature)})"
+        )
+    return SceneChange(
+        edge_id=m.edge_id,
+        time=float(m.time),
+        previous_scene_start=float(m.previous_scene_start),
+        previous_signature=tuple(m.previous_signature),
+        signature=tuple(m.signature),
+        model_version=int(m.model_version),
+        confidence=float(m.confidence),
     )

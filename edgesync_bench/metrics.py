@@ -85,6 +85,9 @@ def summarise(run: StrategyRun, schedule: DriftSchedule, eval_from_s: float, win
         "timeline": wins,
         "update_times_s": [round(u.deployed_at, 2) for u in run.updates],
         "scene_changes_s": [round(t, 2) for t in run.scene_changes],
+        # a specialist the zoo sent back for a returning scene: running this long after the edge saw the change
+        "zoo_delays_s": [round(u.deployed_at - u.chosen_for, 2) for u in run.updates if u.zoo_of and u.chosen_for],
+        "zoo_updates": sum(1 for u in run.updates if u.zoo_of),
     }
 
 

@@ -81,6 +81,42 @@ def _first_clean_seconds(schedule: DriftSchedule) -> float:
     return first.until_s
 
 
+def bench_student(
+    video: str,
+    schedule: DriftSchedule,
+    student: Path | None,
+    teacher,
+    cloud: CloudConfig,
+    cache_dir: Path,
+    bootstrap: BootstrapSettings | None = None,
+    bootstrap_s: float | None = None,
+) -> tuple:
+    """(manifest, weights, seconds not to score): the given student, or one bootstrapped (and
+    cached by video and settings) on the first bootstrap_s seconds of the clean video (default:
+    the schedule's first segment, which must be clean)."""
+    if student is not None:
+        manifest, weights = _load_student(student)
+        return manifest, weights, 0.0
+    settings = bootstrap or BootstrapSettings()
+    settings.seconds = _first_clean_seconds(schedule) if bootstrap_s is None else bootstrap_s
+    key = _bootstrap_key(video, settings, teacher.name, list(teacher.class_names))
+    registry = ModelRegistry(cache_dir / "students" / key)
+    if registry.latest(None) is None:
+        console.print(f"bootstrapping the student on the first {settings.seconds:.0f} s (cached as {key})")
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("bootstrap training", total=settings.epochs)
+            bootstrap_student(
+                video,
+                teacher,
+                registry,
+                cloud.training,
+                settings,
+                on_epoch=lambda e, total: progress.update(task, completed=e),
+            )
+    manifest, weights = registry.load(None, registry.latest_version(None))
+    return manifest, weights, settings.seconds
+
+
 def run_bench(req: BenchRequest) -> dict:
     """Run every requested strategy on the same stream and budgets; returns and writes the results."""
     started = time.monotonic()
@@ -98,28 +134,9 @@ def run_bench(req: BenchRequest) -> dict:
             video, teacher.inner, cache_dir, frames, lambda n, total: progress.update(task, completed=n)
         )
 
-    if req.student is not None:
-        base_manifest, base_weights = _load_student(req.student)
-        eval_from = 0.0
-    else:
-        settings = req.bootstrap or BootstrapSettings()
-        settings.seconds = _first_clean_seconds(schedule)
-        key = _bootstrap_key(video, settings, teacher.name, list(teacher.class_names))
-        registry = ModelRegistry(cache_dir / "students" / key)
-        if registry.latest(None) is None:
-            console.print(f"bootstrapping the student on the first {settings.seconds:.0f} s (cached as {key})")
-            with Progress(console=console, transient=True) as progress:
-                task = progress.add_task("bootstrap training", total=settings.epochs)
-                bootstrap_student(
-                    video,
-                    teacher.inner,
-                    registry,
-                    cloud.training,
-                    settings,
-                    on_epoch=lambda e, total: progress.update(task, completed=e),
-                )
-        base_manifest, base_weights = registry.load(None, registry.latest_version(None))
-        eval_from = settings.seconds
+    base_manifest, base_weights, eval_from = bench_student(
+        video, schedule, req.student, teacher.inner, cloud, cache_dir, req.bootstrap
+    )
 
     duration = schedule.duration_s if req.max_seconds is None else min(schedule.duration_s, req.max_seconds)
     setup = StreamSetup(

@@ -9,18 +9,31 @@ effect of acting on a scene change at all.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from edgesync.changepoint import SceneWatcher
+from edgesync.config import ChangePointConfig
 from edgesync.drift import DriftSchedule
 from edgesync.student import Prediction
 
 
-class SceneChanges(Protocol):
-    """Fed every frame in order; returns the stream time of a scene change when it notices one."""
+@dataclass(frozen=True)
+class Noticed:
+    """A scene change as the edge reports it (stream times; signatures as in edgesync.types.SceneChange)."""
 
-    def update(self, t_s: float, prediction: Prediction, frame: Callable[[], np.ndarray]) -> float | None: ...
+    t_s: float
+    previous_signature: tuple[float, ...] = ()
+    signature: tuple[float, ...] = ()
+    confidence: float = 1.0
+
+
+class SceneChanges(Protocol):
+    """Fed every frame in order; returns a scene change when it notices one."""
+
+    def update(self, t_s: float, prediction: Prediction, frame: Callable[[], np.ndarray]) -> Noticed | None: ...
 
 
 class OracleChanges:
@@ -30,8 +43,26 @@ class OracleChanges:
         self._pending = list(schedule.boundaries()[1:])
         self.delay_s = delay_s
 
-    def update(self, t_s: float, prediction: Prediction, frame: Callable[[], np.ndarray]) -> float | None:
+    def update(self, t_s: float, prediction: Prediction, frame: Callable[[], np.ndarray]) -> Noticed | None:
         fired = None
         while self._pending and t_s >= self._pending[0] + self.delay_s:
-            fired = self._pending.pop(0) + self.delay_s
+            fired = Noticed(self._pending.pop(0) + self.delay_s)
         return fired
+
+
+class DetectorChanges:
+    """The edge's own change-point detector (SceneWatcher, exactly what the live edge runs)."""
+
+    def __init__(self, cfg: ChangePointConfig) -> None:
+        self.watcher = SceneWatcher(cfg)
+
+    def update(self, t_s: float, prediction: Prediction, frame: Callable[[], np.ndarray]) -> Noticed | None:
+        if not self.watcher.due(t_s):
+            return None  # skip building the drifted frame
+        point = self.watcher.watch(t_s, frame(), prediction.scores)
+        if point is None:
+            return None
+        return Noticed(point.t_s, point.previous_signature, point.signature, point.confidence)
+
+    def model_swapped(self) -> None:
+        self.watcher.model_swapped()

@@ -24,21 +24,24 @@ import numpy as np
 from cloud_trainer.ingest import Ingest
 from cloud_trainer.labeller import Labeller
 from cloud_trainer.registry import ModelRegistry
+from cloud_trainer.scenes import SceneChangeHandler
 from cloud_trainer.state import MemoryStore
 from cloud_trainer.worker import TrainingWorker
-from edgesync.config import LimitsConfig, SamplerConfig, TrainingConfig
+from cloud_trainer.zoo import ModelZoo
+from edgesync.config import ChangePointConfig, LimitsConfig, SamplerConfig, TrainingConfig
 from edgesync.drift import DriftApplier, DriftSchedule
 from edgesync.sampling import FrameInfo, build_sampler
 from edgesync.student import Prediction, StudentModel
 from edgesync.teachers import Teacher
-from edgesync.types import EdgeInfo, ModelManifest, Sample, detections_to_array
+from edgesync.types import EdgeInfo, ModelManifest, Sample, SceneChange, detections_to_array
 from edgesync_bench.costs import CostModel, Link
-from edgesync_bench.scene_changes import OracleChanges, SceneChanges
+from edgesync_bench.scene_changes import DetectorChanges, Noticed, OracleChanges, SceneChanges
 from edgesync_bench.strategies import Strategy, Trigger
 
 log = logging.getLogger(__name__)
 
 EDGE_ID = "bench-cam"
+SCENE_CHANGE_BYTES = 64  # a scene-change report without its signatures (8 bytes per signature value)
 
 
 class VirtualClock:
@@ -101,6 +104,8 @@ class UpdateResult:
     trained_until: float
     delay_s: float  # deploy time minus the arrival of the newest sample it was trained on
     bytes: int
+    zoo_of: int = 0  # a stored model sent again by the zoo: the version it copies
+    chosen_for: float = 0.0  # start of the scene it was chosen for (0: the general model)
 
 
 @dataclass
@@ -193,10 +198,18 @@ class Simulation:
         self.sampler = build_sampler(sampler_cfg) if strategy.sampler else None
         self.drift = DriftApplier(setup.schedule, setup.seed)
         self.changes: SceneChanges | None = None
-        if strategy.changes == "oracle":
-            self.changes = OracleChanges(setup.schedule)
-        elif strategy.changes is not None:
-            raise ValueError(f"strategy {strategy.name}: unknown scene-change source {strategy.changes!r}")
+        self.scenes: SceneChangeHandler | None = None
+        if strategy.changes is not None:
+            if strategy.changes == "oracle":
+                self.changes = OracleChanges(setup.schedule)
+            elif strategy.changes == "detector":
+                self.changes = DetectorChanges(ChangePointConfig())
+            else:
+                raise ValueError(f"strategy {strategy.name}: unknown scene-change source {strategy.changes!r}")
+            manager = getattr(self.trigger, "manager", None)
+            if manager is not None:
+                zoo = ModelZoo(self.registry) if manager.cfg.zoo else None
+                self.scenes = SceneChangeHandler(self.store, manager, zoo)
         self.uplink = Link(knobs.uplink_kbit_s, knobs.rtt_s)
         self.downlink = Link(knobs.downlink_kbit_s, knobs.rtt_s)
         self.deployed = StudentModel.from_bytes(setup.base_manifest, setup.base_weights, source="base model")
@@ -207,6 +220,7 @@ class Simulation:
         self._worker_free_at = 0.0
         self._training_job = False
         self._tokens_spent = 0.0
+        self._wanted: dict[str, float] = {}  # job id -> budget it waits for (see _maybe_start_job)
         self.run_result = StrategyRun(strategy.name)
 
     # ------------------------------------------------------------ events
@@ -252,8 +266,18 @@ class Simulation:
         self.deployed_sha = manifest.sha256
         if self.sampler is not None:
             self.sampler.model_updated(manifest.metrics.get("scene_start") or None)
+        if isinstance(self.changes, DetectorChanges):
+            self.changes.model_swapped()
         self.run_result.updates.append(
-            UpdateResult(manifest.version, t, manifest.trained_until, t - manifest.trained_until, len(data))
+            UpdateResult(
+                manifest.version,
+                t,
+                manifest.trained_until,
+                t - manifest.trained_until,
+                len(data),
+                zoo_of=int(manifest.metrics.get("zoo_of", 0)),
+                chosen_for=manifest.metrics.get("scene_start", 0.0),
+            )
         )
 
     def _tokens(self, t: float) -> float:
@@ -273,15 +297,22 @@ class Simulation:
             return
         self.clock.now = t
         train, held, replay = self.worker.select(job)
+        if not self.worker.ready(train, held):  # too few frames of the current scene yet
+            self._requeue(job, t + 1.0)
+            return
         images = max(1, len(train) + len(replay))
         tokens = self._tokens(t)
         cap = self.knobs.train_share * self.knobs.bank_s
-        wanted = costs.training(images * self.training.epochs, len(held), self.training.imgsz) * costs.gpu_speedup
-        epochs = costs.epochs_within(tokens, images, len(held), self.training.imgsz)
-        if tokens < min(wanted, cap) or epochs < 1:  # wait for the share to accrue, then try again
-            job.status = "queued"
-            self.store.put_job(job)
-            self._worker_free_at = t + (min(wanted, cap) - tokens) / self.knobs.train_share + 1e-6
+        # how long: a job starts once the budget affords at least half its epochs, then trains as many
+        # as the budget affords (up to all); waiting for all of them costs more accuracy than it buys
+        least = math.ceil(self.training.epochs / 2)
+        wanted = costs.training(images * least, len(held), self.training.imgsz) * costs.gpu_speedup
+        # a job waiting for budget keeps the size it had when first claimed: samples that arrive
+        # meanwhile join its data but must not make it wait longer (it would chase the stream)
+        wanted = min(self._wanted.setdefault(job.job_id, wanted), cap)
+        epochs = min(self.training.epochs, costs.epochs_within(tokens, images, len(held), self.training.imgsz))
+        if tokens < wanted or epochs < 1:  # wait for the share to accrue, then try again
+            self._requeue(job, t + (wanted - tokens) / self.knobs.train_share + 1e-6)
             return
         job = self.worker.run_job(job, max_epochs=epochs)
         image_epochs = job.metrics.get("image_epochs", 0.0)
@@ -299,6 +330,11 @@ class Simulation:
         self._worker_free_at = t + duration
         self._training_job = True
         self._push(t + duration, "job_done", job)
+
+    def _requeue(self, job, retry_at: float) -> None:
+        job.status = "queued"
+        self.store.put_job(job)
+        self._worker_free_at = retry_at
 
     # ------------------------------------------------------------ the stream
 
@@ -333,10 +369,9 @@ class Simulation:
                     )
                 )
             if self.sampler is not None and self.changes is not None:
-                changed_at = self.changes.update(t, prediction, image)
-                if changed_at is not None:
-                    self.sampler.mark_scene_change(changed_at)
-                    result.scene_changes.append(changed_at)
+                noticed = self.changes.update(t, prediction, image)
+                if noticed is not None:
+                    self._report_scene_change(noticed, t)
             if self.sampler is not None:
                 info = FrameInfo(t, i, prediction.scores, tuple(prediction.detections))
                 for selected in self.sampler.offer(info, image()):
@@ -346,6 +381,31 @@ class Simulation:
         result.uplink_bytes = self.uplink.bytes_sent
         result.downlink_bytes = self.downlink.bytes_sent
         return result
+
+    def _report_scene_change(self, noticed: Noticed, t: float) -> None:
+        """The edge marks the new scene in its sampler and tells the cloud (one message up the link)."""
+        assert self.sampler is not None
+        previous_start = self.sampler.scene_change_s or 0.0
+        self.sampler.mark_scene_change(noticed.t_s)
+        self.run_result.scene_changes.append(noticed.t_s)
+        change = SceneChange(
+            EDGE_ID,
+            noticed.t_s,
+            previous_start,
+            noticed.previous_signature,
+            noticed.signature,
+            self.deployed.version,
+            noticed.confidence,
+        )
+        self._push(self.uplink.send(t, SCENE_CHANGE_BYTES + 8 * len(noticed.signature)), "scene_change", change)
+
+    def _on_scene_change(self, t: float, change: SceneChange) -> None:
+        if self.scenes is None:
+            return
+        version = self.scenes.handle(change)
+        if version:
+            manifest, data = self.registry.load(EDGE_ID, version)
+            self._push(self.downlink.send(t, len(data)), "deploy", (manifest, data))
 
     def _send(self, selected, t: float) -> None:
         info = selected.info

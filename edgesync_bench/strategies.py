@@ -110,13 +110,22 @@ class Strategy:
     changes: str | None = None  # scene changes: None (not watched), "detector" or "oracle" (the schedule)
 
 
+EDGESYNC_TRAINING = {"epochs": 10, "max_fresh": 80, "replay_fraction": 0.5, "tolerance": 0.0}
+
 STRATEGIES: dict[str, Strategy] = {
     "static": Strategy("static", "the bootstrapped student, never updated", sampler=None),
     "uniform": Strategy(
         "uniform",
         "periodic retraining (AMS/Ekya-style baseline): every 60 s, 10 epochs on uniformly sampled frames",
         sampler="uniform",
-        training={"epochs": 10, "max_fresh": 60, "replay_fraction": 0.0, "tolerance": 1.0, "fallback_to_first": False},
+        training={
+            "epochs": 10,
+            "max_fresh": 60,
+            "min_fresh": 2,
+            "replay_fraction": 0.0,
+            "tolerance": 1.0,
+            "fallback_to_first": False,
+        },
         trigger=lambda *a: PeriodicTrigger(*a, period_s=60.0),
     ),
     "shoggoth": Strategy(
@@ -126,6 +135,7 @@ STRATEGIES: dict[str, Strategy] = {
         training={
             "epochs": 3,
             "max_fresh": 15,
+            "min_fresh": 2,
             "replay_fraction": 0.5,
             "min_heldout": 2,
             "tolerance": 1.0,
@@ -135,16 +145,33 @@ STRATEGIES: dict[str, Strategy] = {
     ),
     "edgesync": Strategy(
         "edgesync",
-        "timeliness x inference-result sampling, training manager, validated updates",
+        "timeliness x inference-result sampling with change-point detection, training manager, "
+        "validated updates, model zoo",
         sampler="edgesync",
-        training={"epochs": 10, "max_fresh": 80, "replay_fraction": 0.5, "tolerance": 0.0},
+        training=EDGESYNC_TRAINING,
         trigger=lambda *a: ManagerTrigger(*a, manager_cfg=ManagerConfig(min_new_samples=30)),
+        changes="detector",
+    ),
+    "cpd": Strategy(
+        "cpd",
+        "edgesync without the model zoo (change points only)",
+        sampler="edgesync",
+        training=EDGESYNC_TRAINING,
+        trigger=lambda *a: ManagerTrigger(*a, manager_cfg=ManagerConfig(min_new_samples=30, zoo=False)),
+        changes="detector",
+    ),
+    "edgesync-nocpd": Strategy(
+        "edgesync-nocpd",
+        "edgesync without change-point detection or zoo (the sampler's own timeliness only)",
+        sampler="edgesync",
+        training=EDGESYNC_TRAINING,
+        trigger=lambda *a: ManagerTrigger(*a, manager_cfg=ManagerConfig(min_new_samples=30, zoo=False)),
     ),
     "edgesync-oracle": Strategy(
         "edgesync-oracle",
         "edgesync told the schedule's true scene changes at once (upper bound for change-point detection)",
         sampler="edgesync",
-        training={"epochs": 10, "max_fresh": 80, "replay_fraction": 0.5, "tolerance": 0.0},
+        training=EDGESYNC_TRAINING,
         trigger=lambda *a: ManagerTrigger(*a, manager_cfg=ManagerConfig(min_new_samples=30)),
         changes="oracle",
     ),

@@ -98,16 +98,50 @@ class HeartbeatResponse(_message.Message):
     latest_model_version: int
     def __init__(self, latest_model_version: _Optional[int] = ...) -> None: ...
 
+class SceneChange(_message.Message):
+    __slots__ = ("edge_id", "time", "previous_scene_start", "previous_signature", "signature", "model_version", "confidence")
+    EDGE_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_SCENE_START_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    edge_id: str
+    time: float
+    previous_scene_start: float
+    previous_signature: _containers.RepeatedScalarFieldContainer[float]
+    signature: _containers.RepeatedScalarFieldContainer[float]
+    model_version: int
+    confidence: float
+    def __init__(self, edge_id: _Optional[str] = ..., time: _Optional[float] = ..., previous_scene_start: _Optional[float] = ..., previous_signature: _Optional[_Iterable[float]] = ..., signature: _Optional[_Iterable[float]] = ..., model_version: _Optional[int] = ..., confidence: _Optional[float] = ...) -> None: ...
+
+class SceneChangeResponse(_message.Message):
+    __slots__ = ("specialist_version",)
+    SPECIALIST_VERSION_FIELD_NUMBER: _ClassVar[int]
+    specialist_version: int
+    def __init__(self, specialist_version: _Optional[int] = ...) -> None: ...
+
 class SubscribeRequest(_message.Message):
-    __slots__ = ("edge_id", "have_version")
+    __slots__ = ("edge_id", "have_version", "held")
     EDGE_ID_FIELD_NUMBER: _ClassVar[int]
     HAVE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
     edge_id: str
     have_version: int
-    def __init__(self, edge_id: _Optional[str] = ..., have_version: _Optional[int] = ...) -> None: ...
+    held: _containers.RepeatedCompositeFieldContainer[HeldModel]
+    def __init__(self, edge_id: _Optional[str] = ..., have_version: _Optional[int] = ..., held: _Optional[_Iterable[_Union[HeldModel, _Mapping]]] = ...) -> None: ...
+
+class HeldModel(_message.Message):
+    __slots__ = ("version", "sha256")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    sha256: str
+    def __init__(self, version: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class ModelManifest(_message.Message):
-    __slots__ = ("version", "parent", "sha256", "size_bytes", "arch", "class_names", "imgsz", "created", "metrics", "trained_until")
+    __slots__ = ("version", "parent", "sha256", "size_bytes", "arch", "class_names", "imgsz", "created", "metrics", "trained_until", "payload")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +159,7 @@ class ModelManifest(_message.Message):
     CREATED_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     TRAINED_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     version: int
     parent: int
     sha256: str
@@ -135,7 +170,24 @@ class ModelManifest(_message.Message):
     created: float
     metrics: _containers.ScalarMap[str, float]
     trained_until: float
-    def __init__(self, version: _Optional[int] = ..., parent: _Optional[int] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., arch: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., imgsz: _Optional[int] = ..., created: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., trained_until: _Optional[float] = ...) -> None: ...
+    payload: PayloadInfo
+    def __init__(self, version: _Optional[int] = ..., parent: _Optional[int] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., arch: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., imgsz: _Optional[int] = ..., created: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., trained_until: _Optional[float] = ..., payload: _Optional[_Union[PayloadInfo, _Mapping]] = ...) -> None: ...
+
+class PayloadInfo(_message.Message):
+    __slots__ = ("encoding", "sparse_fraction", "compression", "base_version", "base_sha256", "size_bytes")
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
+    SPARSE_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BASE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    encoding: str
+    sparse_fraction: float
+    compression: str
+    base_version: int
+    base_sha256: str
+    size_bytes: int
+    def __init__(self, encoding: _Optional[str] = ..., sparse_fraction: _Optional[float] = ..., compression: _Optional[str] = ..., base_version: _Optional[int] = ..., base_sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class ModelChunk(_message.Message):
     __slots__ = ("manifest", "data", "last")

@@ -56,6 +56,11 @@ class EdgeSyncStub:
                 request_serializer=edgesync_dot_v1_dot_edgesync__pb2.SubscribeRequest.SerializeToString,
                 response_deserializer=edgesync_dot_v1_dot_edgesync__pb2.ModelChunk.FromString,
                 _registered_method=True)
+        self.ReportSceneChange = channel.unary_unary(
+                '/edgesync.v1.EdgeSync/ReportSceneChange',
+                request_serializer=edgesync_dot_v1_dot_edgesync__pb2.SceneChange.SerializeToString,
+                response_deserializer=edgesync_dot_v1_dot_edgesync__pb2.SceneChangeResponse.FromString,
+                _registered_method=True)
 
 
 class EdgeSyncServicer:
@@ -93,6 +98,15 @@ class EdgeSyncServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportSceneChange(self, request, context):
+        """Tells the cloud the edge's change-point detector saw the scene change; the
+        cloud raises the edge's retraining priority and, when the new scene matches
+        one a stored specialist was trained for, sends that specialist at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EdgeSyncServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +129,11 @@ def add_EdgeSyncServicer_to_server(servicer, server):
                     servicer.SubscribeModels,
                     request_deserializer=edgesync_dot_v1_dot_edgesync__pb2.SubscribeRequest.FromString,
                     response_serializer=edgesync_dot_v1_dot_edgesync__pb2.ModelChunk.SerializeToString,
+            ),
+            'ReportSceneChange': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportSceneChange,
+                    request_deserializer=edgesync_dot_v1_dot_edgesync__pb2.SceneChange.FromString,
+                    response_serializer=edgesync_dot_v1_dot_edgesync__pb2.SceneChangeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -227,6 +246,33 @@ class EdgeSync:
             '/edgesync.v1.EdgeSync/SubscribeModels',
             edgesync_dot_v1_dot_edgesync__pb2.SubscribeRequest.SerializeToString,
             edgesync_dot_v1_dot_edgesync__pb2.ModelChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportSceneChange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgesync.v1.EdgeSync/ReportSceneChange',
+            edgesync_dot_v1_dot_edgesync__pb2.SceneChange.SerializeToString,
+            edgesync_dot_v1_dot_edgesync__pb2.SceneChangeResponse.FromString,
             options,
             channel_credentials,
             insecure,

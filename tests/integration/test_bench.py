@@ -182,3 +182,26 @@ def test_report_has_a_table_row_per_strategy_and_a_plot(results: dict, out: Path
     for name in STRATEGIES:
         assert f"| {name} |" in table
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_changepoints_scores_the_detector_against_the_schedule(inputs: Path) -> None:
+    from edgesync.config import ChangePointConfig
+    from edgesync_bench.changepoints import ChangePointRequest, run_changepoints
+
+    drift = inputs / "cuts.yaml"
+    drift.write_text("segments:\n  - {until_s: 8, condition: clean}\n  - {until_s: 15, condition: night, strength: 0.8}\n")
+    result = run_changepoints(
+        ChangePointRequest(
+            video=str(inputs / "clip.avi"),
+            drift=drift,
+            student=inputs / "student" / "weights.safetensors",
+            out=inputs / "cp",
+            detector=ChangePointConfig(warmup_s=3.0),
+        )
+    )
+    written = json.loads((inputs / "cp" / "changepoints.json").read_text())
+    assert written == result
+    for key in ("precision", "recall", "f1", "delay_s_median", "false_alarms_per_10min"):
+        assert key in written
+    assert written["boundaries_s"] == [8.0]
+    assert written["recall"] == 1.0 and 0 <= written["delay_s_median"] <= 5.0

@@ -46,6 +46,7 @@ def _cloud_config(data_dir: Path, **training) -> CloudConfig:
                 "imgsz": IMGSZ,
                 "batch": 4,
                 "max_fresh": 10,
+                "min_fresh": 4,
                 "min_heldout": 2,
                 "tolerance": 1.0,
                 **training,
@@ -85,12 +86,18 @@ def test_edge_uploads_cloud_trains_and_edge_swaps_without_missing_a_frame(tmp_pa
         edge = cloud.store.get_edge("cam-e2e")
         stored = cloud.store.count_samples("cam-e2e")
         jobs = cloud.store.list_jobs(edge_id="cam-e2e")
+        meta = cloud.store.get_meta("cam-e2e")
     finally:
         cloud.stop()
 
     records = _records(tmp_path / "frames.jsonl")
     frames = [r for r in records if r["type"] == "frame"]
     swaps = [r for r in records if r["type"] == "model_swap"]
+    # smoke.yaml turns night into fog at 25 s (the night at 10 s falls in the detector's warm-up)
+    scene_changes = [r["t_s"] for r in records if r["type"] == "scene_change"]
+    assert any(25 <= t <= 30 for t in scene_changes), scene_changes
+    assert stats.scene_changes == len(scene_changes) and agent.scene_reporter.sent == len(scene_changes)
+    assert meta["scene_changed_at"] > 0  # the cloud heard of it
     assert [r["frame"] for r in frames] == list(range(stats.frames)), "the frame loop skipped a frame"
     assert stats.frames == 700
     assert swaps, f"no model swap happened; jobs: {[(j.status, j.error) for j in jobs]}"

@@ -56,7 +56,9 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     def run(scores: dict[str, float], **training) -> tuple[int, str | None]:
         monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: scores[shas[model.encode()[1]]])
-        worker = TrainingWorker(store, registry, TrainingConfig(min_heldout=2, **training), "w", workdir=tmp_path)
+        worker = TrainingWorker(
+            store, registry, TrainingConfig(min_heldout=2, min_fresh=4, **training), "w", workdir=tmp_path
+        )
         job = worker.run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 2))
         if not job.result_version:
             return 0, None
