@@ -189,7 +189,9 @@ def test_bench_changepoints_scores_the_detector_against_the_schedule(inputs: Pat
     from edgesync_bench.changepoints import ChangePointRequest, run_changepoints
 
     drift = inputs / "cuts.yaml"
-    drift.write_text("segments:\n  - {until_s: 8, condition: clean}\n  - {until_s: 15, condition: night, strength: 0.8}\n")
+    drift.write_text(
+        "segments:\n  - {until_s: 8, condition: clean}\n  - {until_s: 15, condition: night, strength: 0.8}\n"
+    )
     result = run_changepoints(
         ChangePointRequest(
             video=str(inputs / "clip.avi"),
