@@ -57,10 +57,13 @@ class ModelZoo:
         data = json.loads(path.read_text())
         return {int(v): np.asarray(sig, dtype=np.float64) for v, sig in data.items()}
 
-    def remember(self, edge_id: str, version: int, signature: np.ndarray) -> None:
-        """Keep version as the specialist for the scene with this signature (replacing an older one)."""
+    def remember(self, edge_id: str, version: int, signature: np.ndarray, replaces: int | None = None) -> None:
+        """Keep version as the specialist for the scene with this signature, in place of `replaces`
+        (the older specialist for the same scene, if any)."""
         with self._lock:
             known = self.specialists(edge_id)
+            if replaces is not None and replaces != version:
+                known.pop(replaces, None)
             known[version] = np.asarray(signature, dtype=np.float64)
             known = dict(sorted(known.items())[-MAX_SPECIALISTS:])
             payload = {str(v): [round(float(x), 6) for x in sig] for v, sig in sorted(known.items())}
@@ -96,7 +99,8 @@ class ModelZoo:
         elif ran > 0 and self.registry.latest_version(change.edge_id) >= ran:
             manifest = self.registry.manifest(change.edge_id, ran)
             if manifest.metrics.get("scene_start", 0.0) == change.previous_scene_start:
-                self.remember(change.edge_id, ran, previous)
+                # the newest model chosen for a recurrence of a scene supersedes the specialist sent for it
+                self.remember(change.edge_id, ran, previous, replaces=self._sent_for(change))
         version = self.match(change.edge_id, new, previous, exclude=ran) if new.size else None
         if version is not None:
             log.info("zoo: %s returned to the scene of v%d", change.edge_id, version)
@@ -107,6 +111,13 @@ class ModelZoo:
             # a specialist is for its own scene; in an unknown one a general model is the safer bet
             log.info("zoo: %s left the scene of its specialist v%d for an unknown one", change.edge_id, ran)
             return self._send(change, general, scene_start=0.0)
+        return None
+
+    def _sent_for(self, change: SceneChange) -> int | None:
+        """The specialist the zoo sent at the start of the scene that just ended, if any."""
+        for manifest in reversed(self.registry.versions(change.edge_id)):
+            if manifest.metrics.get("scene_start") == change.previous_scene_start and manifest.metrics.get("zoo_of"):
+                return int(manifest.metrics["zoo_of"])
         return None
 
     def _is_specialist(self, edge_id: str, version: int) -> bool:

@@ -180,9 +180,13 @@ def bench(
     ctx: typer.Context,
     video: Annotated[str, typer.Option(help="Video file or asset name (vtest.avi).")] = "vtest.avi",
     drift: Annotated[Path, typer.Option(help="Drift schedule YAML.")] = Path("configs/drift/dev.yaml"),
-    strategies: Annotated[str, typer.Option(help="Comma-separated: static,uniform,shoggoth,edgesync.")] = (
-        "static,uniform,shoggoth,edgesync"
-    ),
+    strategies: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated, from static, uniform, shoggoth, edgesync (change points and zoo), "
+            "cpd (edgesync without the zoo), edgesync-nocpd, edgesync-oracle (true scene changes)."
+        ),
+    ] = ("static,uniform,shoggoth,edgesync"),
     seed: Annotated[int, typer.Option(help="Drift noise seed; the same seed gives the same numbers.")] = 0,
     out: Annotated[Path, typer.Option(help="Writes results.json, results.md and accuracy.png here.")] = Path(
         "runs/bench"

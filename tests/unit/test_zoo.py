@@ -78,3 +78,17 @@ def test_the_first_scene_is_remembered_with_the_first_model_not_a_fine_tune_of_i
     tuned = register(zoo.registry, b"tuned on 24 frames of it")  # v2, also scene_start 0
     zoo.on_scene_change(change(100.0, 0.0, DAY, NIGHT, ran=tuned))
     assert list(zoo.specialists("cam")) == [1]
+
+
+def test_a_model_trained_on_a_return_of_a_scene_supersedes_the_specialist_sent_for_it(zoo: ModelZoo) -> None:
+    register(zoo.registry, b"day model")
+    zoo.on_scene_change(change(100.0, 0.0, DAY, NIGHT, ran=1))
+    first_night = register(zoo.registry, b"night model", scene_start=100.0)
+    zoo.on_scene_change(change(200.0, 100.0, NIGHT, DAY, ran=first_night))  # day: v1 sent as v3
+    sent = zoo.on_scene_change(change(300.0, 200.0, DAY, NIGHT, ran=3))  # night again: v2 sent as v4
+    assert zoo.registry.load("cam", sent.version)[1] == b"night model"
+    better = register(zoo.registry, b"night model, tuned on the second night", scene_start=300.0)
+    zoo.on_scene_change(change(400.0, 300.0, NIGHT, DAY, ran=better))
+    assert first_night not in zoo.specialists("cam") and better in zoo.specialists("cam")
+    sent = zoo.on_scene_change(change(500.0, 400.0, DAY, NIGHT, ran=sent.version + 2))
+    assert zoo.registry.load("cam", sent.version)[1] == b"night model, tuned on the second night"
