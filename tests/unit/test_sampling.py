@@ -19,15 +19,14 @@ from edgesync.sampling import (
     Sampler,
     Selected,
     UniformSampler,
-    UploadBudget,
     build_sampler,
     collapse_score,
     inference_score,
     timeliness,
     uncertainty_score,
-    window_budget,
 )
 from edgesync.types import Detection
+from edgesync.uploads import UploadBudget, window_budget
 
 FPS = 10.0
 CONFIDENT = [0.9, 0.85, 0.95]  # three sure boxes, nothing borderline
