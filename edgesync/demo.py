@@ -175,7 +175,9 @@ def run_demo(settings: DemoSettings) -> dict:
                 stderr=subprocess.STDOUT,
             )
             console.print(f"edge started (log: {out / 'edge.log'}, frames: {frames_path})")
-            windows, updates = _follow(edge, frames_path, truth, schedule.duration_s, settings.window_s, num_classes)
+            windows, updates, scene_changes = _follow(
+                edge, frames_path, truth, schedule.duration_s, settings.window_s, num_classes
+            )
         finally:
             if edge is not None:
                 _stop(edge)
@@ -188,6 +190,7 @@ def run_demo(settings: DemoSettings) -> dict:
         "duration_s": schedule.duration_s,
         "windows": windows,
         "updates": updates,
+        "scene_changes_s": scene_changes,
         "segments": _by_condition(windows),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -223,10 +226,11 @@ def _follow(
     duration_s: float,
     window_s: float,
     num_classes: int,
-) -> tuple[list[dict], list[dict]]:
-    """Tail the edge's JSONL while it runs: score windows, report updates as they land."""
+) -> tuple[list[dict], list[dict], list[float]]:
+    """Tail the edge's JSONL while it runs: score windows, report updates and scene changes as they come."""
     windows: list[dict] = []
     updates: list[dict] = []
+    scene_changes: list[float] = []  # stream times the edge's change-point detector fired
     current: Window | None = None
     tail = JsonlTail(frames_path)
     columns = [
@@ -253,6 +257,15 @@ def _follow(
                         f"update delay {update['update_delay_s']:.1f} s, {update['bytes'] / 1e6:.1f} MB"
                     )
                     continue
+                if record["type"] == "scene_change":
+                    scene_changes.append(record["t_s"])
+                    progress.console.print(
+                        f"[yellow]scene change[/yellow] seen at t={record['t_s']:.0f} s "
+                        f"(confidence {record['confidence']:.2f})"
+                    )
+                    continue
+                if record["type"] != "frame":
+                    continue
                 t = record["t_s"]
                 if current is None or t >= current.t_s + window_s:
                     if current is not None and current.preds:
@@ -273,7 +286,7 @@ def _follow(
             time.sleep(0.5)
         if current is not None and current.preds:
             windows.append(_report(progress, current.summary(num_classes)))
-    return windows, updates
+    return windows, updates, scene_changes
 
 
 def _report(progress: Progress, window: dict) -> dict:
