@@ -35,7 +35,7 @@ class CloudTrainer:
     def __init__(self, cfg: CloudConfig, teacher: Teacher | None = None, store: StateStore | None = None) -> None:
         self.cfg = cfg
         self.store = store or build_store(cfg.store)
-        self.registry = ModelRegistry(Path(cfg.data_dir) / "registry")
+        self.registry = ModelRegistry(Path(cfg.data_dir) / "registry", downlink=cfg.downlink)
         self.teacher = teacher or build_teacher(cfg.teacher)
         self.manager = TrainingManager(self.store, self.registry, cfg.manager)
         self.labeller = Labeller(

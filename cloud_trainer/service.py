@@ -100,16 +100,23 @@ class EdgeSyncService(pb_grpc.EdgeSyncServicer):
             yield pb.SampleAck(sample_id=sample.sample_id, accepted=True)
 
     def SubscribeModels(self, request: pb.SubscribeRequest, context: grpc.ServicerContext):
-        """Stream every version newer than the client's, as a manifest then weight chunks."""
+        """Stream every version newer than the client's, as a manifest then payload chunks.
+
+        The payload is a delta against a model the edge holds where that is smaller (the
+        registry decides); each version sent becomes a base the next one can be a delta against.
+        """
         edge_id = check_edge_id(request.edge_id)
         self.store.get_edge(edge_id)
         have = int(request.have_version)
+        held = wire.held_from_pb(request)
         while context.is_active():
             manifest = self.registry.wait_for_newer(edge_id, have, timeout_s=self.wait_slice_s)
             if manifest is None:
                 continue
-            manifest, data = self.registry.load(edge_id, manifest.version)
-            log.info("sending %s v%d (%d bytes)", edge_id, manifest.version, len(data))
+            manifest, data = self.registry.delivery(edge_id, manifest.version, held)
+            held[manifest.version] = manifest.sha256
+            label = manifest.payload.label if manifest.payload else "full"
+            log.info("sending %s v%d as %s (%d bytes)", edge_id, manifest.version, label, len(data))
             yield pb.ModelChunk(manifest=wire.manifest_to_pb(manifest), last=not data)
             for offset in range(0, len(data), CHUNK_BYTES):
                 end = offset + CHUNK_BYTES

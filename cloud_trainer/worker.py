@@ -24,8 +24,9 @@ from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import StateStore
 from cloud_trainer.training import LabelledFrame, evaluate, fine_tune
 from edgesync.config import TrainingConfig
+from edgesync.delta import PreparedUpdate, prepare
 from edgesync.student import StudentModel
-from edgesync.types import StoredSample, TrainingJob
+from edgesync.types import ModelManifest, StoredSample, TrainingJob
 
 log = logging.getLogger(__name__)
 
@@ -138,12 +139,14 @@ class TrainingWorker:
             result = fine_tune(current, train_frames, held_frames, self.cfg, workdir, epochs=epochs, seed=0)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        candidate = result.model
         before = evaluate(current, held_frames)
-        after = evaluate(candidate, held_frames)
+        trained = evaluate(result.model, held_frames)
+        candidate, update = self._as_delivered(result.model, base_manifest, data)
+        after = evaluate(candidate, held_frames) if update.lossy else trained
         job.metrics = {
             "map50_before": before,
-            "map50_after": after,
+            "map50_after": after,  # of the model the edge will rebuild, which is what gets registered
+            "map50_trained": trained,
             "gain": after - before,
             "train_samples": float(len(train)),
             "replay_samples": float(len(replay)),
@@ -162,7 +165,8 @@ class TrainingWorker:
             if first_score > max(before, score):
                 chosen, score = first, first_score
         if chosen is not None:
-            payload, _ = chosen.encode()
+            payload = update.weights if chosen is candidate else chosen.encode()[0]
+            deltas = [update.payload] if chosen is candidate and update.payload is not None else []
             manifest = chosen.manifest(
                 payload,
                 parent=base_manifest.version,
@@ -170,7 +174,7 @@ class TrainingWorker:
                 metrics={"map50": score, "parent_map50": before, "scene_start": train[0].scene_start if train else 0.0},
                 trained_until=max((s.received_time for s in train), default=self.clock()),
             )
-            stored = self.registry.register(job.edge_id, payload, manifest)
+            stored = self.registry.register(job.edge_id, payload, manifest, payloads=deltas)
             job.result_version = stored.version
             self.store.set_meta(job.edge_id, last_model_time=self.clock())
             what = "candidate" if chosen is candidate else "the first model again"
@@ -179,6 +183,21 @@ class TrainingWorker:
             log.info("job %s: candidate worse (mAP50 %.3f -> %.3f); not registered", job.job_id, before, after)
         job.status = "done"
         return job
+
+    def _as_delivered(
+        self, trained: StudentModel, base_manifest: ModelManifest, base_data: bytes
+    ) -> tuple[StudentModel, PreparedUpdate]:
+        """The trained model as the edge will rebuild it from its current one, with the delta that does it.
+
+        A lossy downlink encoding (int8, sparse) changes the weights; the rebuilt model is the one
+        validated and registered, so cloud and edge hold identical tensors.
+        """
+        weights, _ = trained.encode()
+        update = prepare(weights, base_data, base_manifest.version, self.registry.downlink)
+        if not update.lossy:
+            return trained, update
+        manifest = trained.manifest(update.weights, version=trained.version)
+        return StudentModel.from_bytes(manifest, update.weights, source="rebuilt candidate"), update
 
     def run(self, stop: threading.Event, poll_s: float = 1.0) -> None:
         """Claim and run jobs until stop is set."""

@@ -16,7 +16,10 @@ log = logging.getLogger(__name__)
 
 
 class EdgeModelStore:
-    """<dir>/v000003.safetensors + v000003.json, written atomically; the newest valid one is loaded at start."""
+    """<dir>/v000003.safetensors + v000003.json, written atomically; the newest valid one is loaded at start.
+
+    The last `keep` versions stay, as bases the cloud can send deltas against.
+    """
 
     def __init__(self, root: Path, keep: int = 3) -> None:
         self.root = Path(root)
@@ -34,6 +37,25 @@ class EdgeModelStore:
             old.unlink(missing_ok=True)
             old.with_suffix(".safetensors").unlink(missing_ok=True)
         return self.root / f"{stem}.safetensors"
+
+    def held(self) -> dict[int, str]:
+        """Stored versions -> the sha256 of their weights (what the cloud may send deltas against)."""
+        out = {}
+        for manifest_path in self.root.glob("v*.json"):
+            try:
+                manifest = ModelManifest.from_json(json.loads(manifest_path.read_text()))
+            except (EdgeSyncError, OSError, ValueError):
+                continue
+            if manifest_path.with_suffix(".safetensors").exists():
+                out[manifest.version] = manifest.sha256
+        return out
+
+    def weights(self, version: int) -> bytes | None:
+        """The stored weights of version (unverified: a delta's base check verifies them), or None."""
+        try:
+            return (self.root / f"v{version:06d}.safetensors").read_bytes()
+        except FileNotFoundError:
+            return None
 
     def load_newest(self, **kw) -> StudentModel | None:
         """The newest stored model that verifies; corrupt ones are skipped with a warning."""

@@ -1,4 +1,10 @@
-"""Receives model updates from the cloud, verifies them and stages them for hot swap, off the frame loop."""
+"""Receives model updates from the cloud, verifies them and stages them for hot swap, off the frame loop.
+
+An update is full weights or a delta against a model the edge keeps in its model store (the
+subscription tells the cloud which ones it holds). The edge rebuilds the weights and takes
+them only if their sha256 is the manifest's; otherwise it keeps its current model, and after a
+refused delta it subscribes again without that base so the cloud sends something it can use.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +18,11 @@ from edge_agent.hotswap import HotSwapDetector
 from edge_agent.model_store import EdgeModelStore
 from edgesync import wire
 from edgesync.config import RetryConfig
+from edgesync.delta import decode_update
 from edgesync.errors import EdgeSyncError, IntegrityError
 from edgesync.retry import Backoff
 from edgesync.student import StudentModel
 from edgesync.types import ModelManifest
-from edgesync.v1 import edgesync_pb2 as pb
 from edgesync.v1 import edgesync_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
@@ -66,18 +72,36 @@ class UpdateListener:
         self.on_first_model = on_first_model
         self.received_bytes = 0
         self.rejected = 0
+        self.last_error = ""
+        self._avoid_bases: set[int] = set()  # bases of refused deltas, left out of the next subscription
+        self._resubscribe = False
         self._stream = None
 
+    def held(self) -> dict[int, str]:
+        """Models (version -> sha256) this edge can apply a delta to."""
+        return {v: sha for v, sha in self.model_store.held().items() if v not in self._avoid_bases}
+
     def handle(self, manifest: ModelManifest, data: bytes) -> StudentModel | None:
-        """Verify, persist, warm and stage one update; a bad one is refused and the current model kept."""
+        """Rebuild, verify, persist, warm and stage one update; a bad one is refused and the current model kept.
+
+        data is the update's payload: full weights, or a delta against a model in the store.
+        """
         self.received_bytes += len(data)
+        source = f"update v{manifest.version}"
         try:
-            model = StudentModel.from_bytes(manifest, data, source=f"update v{manifest.version}", **self.model_kwargs)
+            manifest, weights = decode_update(manifest, data, self.model_store.weights, source)
+            model = StudentModel.from_bytes(manifest, weights, source=source, **self.model_kwargs)
         except EdgeSyncError as exc:
             self.rejected += 1
+            self.last_error = str(exc)
+            payload = manifest.payload
+            if payload is not None and payload.encoding != "full":
+                self._avoid_bases.add(payload.base_version)
+                self._resubscribe = True  # the cloud would build on the same base again
             log.error("refused model update v%d: %s; keeping the current model", manifest.version, exc)
             return None
-        self.model_store.save(manifest, data)
+        self._avoid_bases.clear()
+        self.model_store.save(manifest, weights)
         model.warmup()
         detector = self.detector_ref()
         if detector is None and self.on_first_model is not None:
@@ -87,7 +111,7 @@ class UpdateListener:
         return model
 
     def _listen_once(self, stop: threading.Event) -> None:
-        request = pb.SubscribeRequest(edge_id=self.edge_id, have_version=self.have_version())
+        request = wire.subscribe_request(self.edge_id, self.have_version(), self.held())
         self._stream = stream = self.stub.SubscribeModels(request)
         while not stop.is_set():
             update = assemble(stream)
@@ -95,6 +119,10 @@ class UpdateListener:
                 return
             self.backoff.reset()
             self.handle(*update)
+            if self._resubscribe:
+                self._resubscribe = False
+                stream.cancel()
+                return
 
     def close(self) -> None:
         """Cancel the open subscription so run() returns promptly once stop is set."""

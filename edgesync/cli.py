@@ -184,7 +184,10 @@ def bench(
         str,
         typer.Option(
             help="Comma-separated, from static, uniform, shoggoth, edgesync (change points and zoo), "
-            "cpd (edgesync without the zoo), edgesync-nocpd, edgesync-oracle (true scene changes)."
+            "cpd (edgesync without the zoo), edgesync-nocpd, edgesync-oracle (true scene changes). "
+            "Append +ENCODING (full, fp16-delta, int8-delta), then optionally @FRACTION (sparse) and :raw "
+            "(uncompressed), to send that strategy's updates another way, e.g. edgesync+int8-delta@0.1 "
+            "(default: the config's downlink section, fp16-delta with zstd)."
         ),
     ] = ("static,uniform,shoggoth,edgesync"),
     seed: Annotated[int, typer.Option(help="Drift noise seed; the same seed gives the same numbers.")] = 0,

@@ -94,7 +94,7 @@ class PayloadInfo:
 
     encoding: str = "full"  # full | fp16-delta | int8-delta
     sparse_fraction: float = 0.0  # 0: dense; else the top share of changed values per tensor
-    compression: str = ""  # "" | zstd | zlib
+    compression: str = ""  # "" or zstd
     base_version: int = 0  # deltas: the version they apply to
     base_sha256: str = ""  # deltas: sha256 of that version's canonical weights
     size_bytes: int = 0  # bytes on the wire

@@ -60,14 +60,22 @@ def segment_update_delays(run: StrategyRun, schedule: DriftSchedule, eval_from_s
     return delays
 
 
-def summarise(run: StrategyRun, schedule: DriftSchedule, eval_from_s: float, window_s: float, num_classes: int) -> dict:
-    """The strategy's entry in results.json."""
+def summarise(
+    run: StrategyRun,
+    schedule: DriftSchedule,
+    eval_from_s: float,
+    window_s: float,
+    num_classes: int,
+    duration_s: float | None = None,
+) -> dict:
+    """The strategy's entry in results.json (link rates need the stream's duration_s)."""
     wins = windows(run.frames, window_s, num_classes)
     by_segment: dict[str, list[dict]] = {}
     for w in wins:
         by_segment.setdefault(w["segment"], []).append(w)
     seg_delays = segment_update_delays(run, schedule, eval_from_s)
     update_delays = [u.delay_s for u in run.updates]
+    update_bytes = [u.bytes for u in run.updates]
     return {
         "map50_mean": _weighted_mean(wins),
         "map50_by_segment": {name: _weighted_mean(items) for name, items in by_segment.items()},
@@ -77,6 +85,10 @@ def summarise(run: StrategyRun, schedule: DriftSchedule, eval_from_s: float, win
         "updates": len(run.updates),
         "uplink_bytes": run.uplink_bytes,
         "downlink_bytes": run.downlink_bytes,
+        "downlink_bytes_per_update_median": statistics.median(update_bytes) if update_bytes else None,
+        "downlink_bytes_per_camera_hour": None if not duration_s else run.downlink_bytes / duration_s * 3600,
+        # uplink plus downlink, averaged over the stream, for this one camera
+        "link_kbit_s": None if not duration_s else (run.uplink_bytes + run.downlink_bytes) * 8 / 1000 / duration_s,
         "samples_uploaded": run.samples,
         "train_iterations": run.train_iterations,
         "train_gpu_s": round(run.train_gpu_s, 2),

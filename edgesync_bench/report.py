@@ -18,12 +18,26 @@ def _fmt(value: float | None, pct: bool = True) -> str:
     return f"{value * 100:.1f}" if pct else f"{value:.1f}"
 
 
+def _kilo(value: float | None) -> str:
+    return "–" if value is None else f"{value / 1000:.0f}"
+
+
 def markdown_table(results: dict) -> str:
     """Mean and per-segment mAP50 (points), update delay, updates, bytes, training per strategy."""
     strategies = results["strategies"]
     segments = [s["name"] for s in results["segments"]]
     scored = [s for s in segments if any(s in r["map50_by_segment"] for r in strategies.values())]
-    head = ["strategy", "mAP50 mean", *scored, "update delay (s, median)", "updates", "uplink MB", "downlink MB"]
+    head = [
+        "strategy",
+        "mAP50 mean",
+        *scored,
+        "update delay (s, median)",
+        "updates",
+        "uplink MB",
+        "downlink MB",
+        "kB per update (median)",
+        "link kbit/s",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in strategies.items():
         row = [
@@ -34,6 +48,8 @@ def markdown_table(results: dict) -> str:
             str(r["updates"]),
             f"{r['uplink_bytes'] / 1e6:.1f}",
             f"{r['downlink_bytes'] / 1e6:.1f}",
+            _kilo(r.get("downlink_bytes_per_update_median")),
+            _fmt(r.get("link_kbit_s"), pct=False),
         ]
         lines.append("| " + " | ".join(row) + " |")
     budgets = results["budgets"]

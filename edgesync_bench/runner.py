@@ -160,6 +160,7 @@ def run_bench(req: BenchRequest) -> dict:
         downlink_kbit_s=req.downlink_kbit_s,
         rtt_s=req.rtt_ms / 1000,
         train_share=req.train_budget_share,
+        downlink=cloud.downlink,
     )
     predictions = PredictionCache()
     results: dict = {
@@ -190,7 +191,8 @@ def run_bench(req: BenchRequest) -> dict:
             task = progress.add_task(f"{strategy.name:<9}", total=setup.total_frames)
             sim = Simulation(strategy, setup, knobs, teacher, predictions, req.out / "work" / strategy.name)
             run = sim.run(on_frame=lambda i, task=task: progress.update(task, completed=i + 1))
-            summary = summarise(run, schedule, eval_from, req.window_s, setup.num_classes)
+            summary = summarise(run, schedule, eval_from, req.window_s, setup.num_classes, duration)
+            summary["downlink"] = (strategy.downlink or knobs.downlink).model_dump()
             results["strategies"][strategy.name] = summary
             progress.console.print(
                 f"{strategy.name:<9} mAP50 {summary['map50_mean'] or 0:.3f}  updates {summary['updates']}  "

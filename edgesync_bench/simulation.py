@@ -28,12 +28,14 @@ from cloud_trainer.scenes import SceneChangeHandler
 from cloud_trainer.state import MemoryStore
 from cloud_trainer.worker import TrainingWorker
 from cloud_trainer.zoo import ModelZoo
-from edgesync.config import ChangePointConfig, LimitsConfig, SamplerConfig, TrainingConfig
+from edgesync.config import ChangePointConfig, DownlinkConfig, LimitsConfig, SamplerConfig, TrainingConfig
+from edgesync.delta import decode_update
 from edgesync.drift import DriftApplier, DriftSchedule
 from edgesync.sampling import FrameInfo, build_sampler
 from edgesync.student import Prediction, StudentModel
 from edgesync.teachers import Teacher
 from edgesync.types import EdgeInfo, ModelManifest, Sample, SceneChange, detections_to_array
+from edgesync.weights import sha256_hex
 from edgesync_bench.costs import CostModel, Link
 from edgesync_bench.scene_changes import DetectorChanges, Noticed, OracleChanges, SceneChanges
 from edgesync_bench.strategies import Strategy, Trigger
@@ -41,6 +43,7 @@ from edgesync_bench.strategies import Strategy, Trigger
 log = logging.getLogger(__name__)
 
 EDGE_ID = "bench-cam"
+EDGE_KEEPS = 3  # models the edge keeps (EdgeModelStore's default)
 SCENE_CHANGE_BYTES = 64  # a scene-change report without its signatures (8 bytes per signature value)
 
 
@@ -86,6 +89,7 @@ class BenchKnobs:
     rtt_s: float = 0.05
     train_share: float = 0.4  # GPU-seconds (at speedup 1) this camera earns per stream second
     bank_s: float = 150.0  # unused share is kept for at most this many seconds' worth
+    downlink: DownlinkConfig = field(default_factory=DownlinkConfig)  # a strategy's own wins
 
 
 @dataclass
@@ -103,7 +107,7 @@ class UpdateResult:
     deployed_at: float
     trained_until: float
     delay_s: float  # deploy time minus the arrival of the newest sample it was trained on
-    bytes: int
+    bytes: int  # payload on the downlink (a delta where the registry sent one)
     zoo_of: int = 0  # a stored model sent again by the zoo: the version it copies
     chosen_for: float = 0.0  # start of the scene it was chosen for (0: the general model)
 
@@ -180,7 +184,7 @@ class Simulation:
         workdir.mkdir(parents=True)
         self.clock = VirtualClock()
         self.store = MemoryStore()
-        self.registry = ModelRegistry(workdir / "registry")
+        self.registry = ModelRegistry(workdir / "registry", downlink=strategy.downlink or knobs.downlink)
         self.registry.register(EDGE_ID, setup.base_weights, setup.base_manifest)
         names = list(setup.base_manifest.class_names)
         self.store.upsert_edge(EdgeInfo(edge_id=EDGE_ID, class_names=names, model_version=1))
@@ -214,6 +218,7 @@ class Simulation:
         self.downlink = Link(knobs.downlink_kbit_s, knobs.rtt_s)
         self.deployed = StudentModel.from_bytes(setup.base_manifest, setup.base_weights, source="base model")
         self.deployed_sha = setup.base_manifest.sha256
+        self.edge_models = {1: setup.base_weights}  # what the edge's model store keeps: deltas' bases
         self._events: list = []
         self._order = itertools.count()
         self._teacher_free_at = 0.0
@@ -255,14 +260,22 @@ class Simulation:
         self.store.update_job(job)
         if job.result_version:
             self.store.set_meta(EDGE_ID, last_model_time=t)
-            manifest, data = self.registry.load(EDGE_ID, job.result_version)
-            self._push(self.downlink.send(t, len(data)), "deploy", (manifest, data))
+            self._ship(t, job.result_version)
+
+    def _ship(self, t: float, version: int) -> None:
+        """Send a version down the link as the registry delivers it: a delta against a model the edge holds."""
+        held = {v: sha256_hex(data) for v, data in self.edge_models.items()}
+        manifest, payload = self.registry.delivery(EDGE_ID, version, held)
+        self._push(self.downlink.send(t, len(payload)), "deploy", (manifest, payload))
 
     def _on_deploy(self, t: float, update: tuple[ModelManifest, bytes]) -> None:
-        manifest, data = update
+        manifest, payload = update
         if manifest.version <= self.deployed.version:
             return
-        self.deployed = StudentModel.from_bytes(manifest, data, source=f"update v{manifest.version}")
+        source = f"update v{manifest.version}"
+        manifest, weights = decode_update(manifest, payload, self.edge_models.get, source)
+        self.edge_models = dict(sorted({**self.edge_models, manifest.version: weights}.items())[-EDGE_KEEPS:])
+        self.deployed = StudentModel.from_bytes(manifest, weights, source=source)
         self.deployed_sha = manifest.sha256
         if self.sampler is not None:
             self.sampler.model_updated(manifest.metrics.get("scene_start") or None)
@@ -274,7 +287,7 @@ class Simulation:
                 t,
                 manifest.trained_until,
                 t - manifest.trained_until,
-                len(data),
+                len(payload),
                 zoo_of=int(manifest.metrics.get("zoo_of", 0)),
                 chosen_for=manifest.metrics.get("scene_start", 0.0),
             )
@@ -404,8 +417,7 @@ class Simulation:
             return
         version = self.scenes.handle(change)
         if version:
-            manifest, data = self.registry.load(EDGE_ID, version)
-            self._push(self.downlink.send(t, len(data)), "deploy", (manifest, data))
+            self._ship(t, version)
 
     def _send(self, selected, t: float) -> None:
         info = selected.info

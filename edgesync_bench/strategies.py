@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cloud_trainer.manager import TrainingManager
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import StateStore
-from edgesync.config import ManagerConfig
+from edgesync.config import DownlinkConfig, ManagerConfig
+from edgesync.delta import parse_downlink
 from edgesync.types import StoredSample, TrainingJob
 
 
@@ -108,6 +109,7 @@ class Strategy:
     training: dict = field(default_factory=dict)
     trigger: Callable[..., Trigger] | None = None
     changes: str | None = None  # scene changes: None (not watched), "detector" or "oracle" (the schedule)
+    downlink: DownlinkConfig | None = None  # how updates reach the edge; None: the bench's (cloud config's)
 
 
 EDGESYNC_TRAINING = {"epochs": 10, "max_fresh": 80, "replay_fraction": 0.5, "tolerance": 0.0}
@@ -179,10 +181,19 @@ STRATEGIES: dict[str, Strategy] = {
 
 
 def get_strategies(names: list[str]) -> list[Strategy]:
-    """Strategies by name, in the order given; unknown names are an error that lists the known ones."""
-    unknown = [n for n in names if n not in STRATEGIES]
+    """Strategies by name, in the order given; unknown names are an error that lists the known ones.
+
+    A name may carry a downlink encoding after "+", e.g. edgesync+int8-delta@0.1 (see
+    edgesync.delta.parse_downlink): the same strategy, its updates sent that way.
+    """
+    unknown = [n for n in names if n.split("+", 1)[0] not in STRATEGIES]
     if unknown:
         from edgesync.errors import ConfigError
 
         raise ConfigError(f"unknown strategy {', '.join(unknown)}; known: {', '.join(STRATEGIES)}")
-    return [STRATEGIES[n] for n in names]
+    out = []
+    for name in names:
+        base, _, downlink = name.partition("+")
+        strategy = STRATEGIES[base]
+        out.append(replace(strategy, name=name, downlink=parse_downlink(downlink)) if downlink else strategy)
+    return out

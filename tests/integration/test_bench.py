@@ -177,6 +177,24 @@ def test_same_seed_gives_identical_results_and_bit_identical_models(results: dic
     assert _trained_models(again_out, "shoggoth") == trained
 
 
+def test_downlink_is_charged_with_the_bytes_each_encoding_actually_sends(results: dict, inputs: Path) -> None:
+    variants = _bench(inputs, inputs / "downlink", ["shoggoth+full:raw", "shoggoth+int8-delta@0.1"])["strategies"]
+    raw, sparse = variants["shoggoth+full:raw"], variants["shoggoth+int8-delta@0.1"]
+    default = results["strategies"]["shoggoth"]  # the config's downlink: fp16-delta, zstd
+    full_size = (inputs / "student" / "weights.safetensors").stat().st_size
+    assert raw["downlink"] == {"encoding": "full", "sparse_fraction": None, "compress": False}
+    assert raw["updates"] >= 1 and raw["downlink_bytes_per_update_median"] == full_size
+    assert default["downlink"]["encoding"] == "fp16-delta"
+    assert default["downlink_bytes_per_update_median"] < full_size
+    assert sparse["updates"] >= 1 and sparse["downlink_bytes_per_update_median"] < 0.25 * full_size
+    for run in (raw, sparse, default):
+        assert run["downlink_bytes_per_camera_hour"] == pytest.approx(
+            run["downlink_bytes"] / results["duration_s"] * 3600
+        )
+        link = (run["uplink_bytes"] + run["downlink_bytes"]) * 8 / 1000 / results["duration_s"]
+        assert run["link_kbit_s"] == pytest.approx(link)
+
+
 def test_report_has_a_table_row_per_strategy_and_a_plot(results: dict, out: Path) -> None:
     table = (out / "results.md").read_text()
     for name in STRATEGIES:
