@@ -18,7 +18,7 @@ from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.scenes import SceneChangeHandler
 from cloud_trainer.service import EdgeSyncService
 from cloud_trainer.state import StateStore, build_store
-from cloud_trainer.worker import TrainingWorker
+from cloud_trainer.worker import TrainingWorker, default_worker_id
 from cloud_trainer.zoo import ModelZoo
 from edgesync.config import CloudConfig
 from edgesync.teachers import Teacher, build_teacher
@@ -41,8 +41,9 @@ class CloudTrainer:
         self.labeller = Labeller(
             self.store, self.teacher, self.manager, cfg.labelling.batch_size, cfg.labelling.max_wait_s
         )
-        self.workers = [
-            TrainingWorker(self.store, self.registry, cfg.training, worker_id=f"worker-{i}") for i in range(cfg.workers)
+        self.workers = [  # 0 with Redis: a stateless front end; `edgesync cloud worker` processes train
+            TrainingWorker.from_config(cfg, self.store, self.registry, f"{default_worker_id()}-{i}")
+            for i in range(cfg.workers)
         ]
         self.ingest = Ingest(self.store, cfg.limits)
         zoo = ModelZoo(self.registry) if cfg.manager.zoo else None

@@ -37,6 +37,13 @@ def job_priority(
     return gain * (0.5 + 0.5 * staleness) * volume
 
 
+def predicted_gain(live_map50: float) -> float:
+    """The mAP50 a job is expected to win back: for now all the room the edge has lost (1 - its
+    live accuracy proxy), an upper bound. The worker records the achieved gain beside it, so a
+    profiler that predicts the curve can replace this and be judged against the same record."""
+    return 1.0 - min(max(live_map50, 0.0), 1.0)
+
+
 class TrainingManager:
     """Queues retraining jobs per edge from labelling progress, ranked by job_priority."""
 
@@ -136,6 +143,7 @@ class TrainingManager:
             created=now,
             base_version=self.registry.latest_version(edge_id),
             reason=f"{new} new labelled samples, live mAP50 {meta.get('live_map50', 0.0):.2f}",
+            predicted_gain=predicted_gain(meta.get("live_map50", 0.0)),
         )
         if new_scene is not None:
             job.reason = f"new scene since t={new_scene:.1f}; " + job.reason

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 import yaml
 
 from edgesync import ultralytics_env
@@ -97,10 +98,13 @@ def fine_tune(
     seed: int = 0,
     on_epoch: Callable[[int, int], None] | None = None,
     from_scratch: bool = False,
+    on_weights: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
 ) -> FineTuneResult:
     """Train a copy of student on train (validating on val) and return the result as a new model.
 
     ultralytics' own early stopping (patience) ends training when val fitness stops improving.
+    on_weights(epochs_done, state_dict) gets the weights training would end with (the EMA)
+    after every epoch, for checkpoints; an exception it raises stops training.
     """
     ultralytics_env.configure()
     from ultralytics import YOLO
@@ -119,6 +123,14 @@ def fine_tune(
             on_epoch(epochs_run, total)
 
     yolo.add_callback("on_train_epoch_end", epoch_done)
+    if on_weights is not None:
+
+        def weights_done(trainer) -> None:
+            model = trainer.ema.ema if trainer.ema is not None else trainer.model
+            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            on_weights(min(trainer.epoch + 1, total), state)
+
+        yolo.add_callback("on_fit_epoch_end", weights_done)
     overrides = {
         "data": str(data_yaml),
         "epochs": total,

@@ -4,13 +4,22 @@ A candidate is registered only if its mAP50 on held-out fresh teacher-labelled f
 worse than the current model's (within the configured tolerance). Training data is the
 newest labelled samples (minus the held-out ones) plus a replay share of older samples,
 against forgetting the scenes seen before.
+
+Workers run in the cloud process (threads) or as `edgesync cloud worker` processes on any
+number of machines sharing one Redis and one data directory. A claimed job is leased: a
+heartbeat keeps the lease while training (cloud_trainer.lease), the weights are checkpointed
+at every epoch (cloud_trainer.checkpoints), and a job whose worker dies is taken over by
+another worker, which resumes it from the checkpoint. A model is registered only after a fence
+confirms the claim is still this worker's, so each job registers at most one version.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -20,15 +29,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cloud_trainer.checkpoints import Checkpoint, JobCheckpoints, JobPlan
+from cloud_trainer.lease import LeaseKeeper, LeaseLost
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import StateStore
-from cloud_trainer.training import LabelledFrame, evaluate, fine_tune
-from edgesync.config import TrainingConfig
+from cloud_trainer.state.base import DEFAULT_LEASE_S
+from cloud_trainer.training import FineTuneResult, LabelledFrame, evaluate, fine_tune
+from edgesync.config import CloudConfig, TrainingConfig
 from edgesync.delta import PreparedUpdate, prepare
 from edgesync.student import StudentModel
 from edgesync.types import ModelManifest, StoredSample, TrainingJob
 
 log = logging.getLogger(__name__)
+
+
+def default_worker_id() -> str:
+    """A worker id unique across machines and processes: host name and process id."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def split_fresh(fresh: list[StoredSample], cfg: TrainingConfig) -> tuple[list[StoredSample], list[StoredSample]]:
@@ -63,6 +80,8 @@ class TrainingWorker:
         worker_id: str,
         workdir: Path | None = None,
         clock: Callable[[], float] = time.time,
+        lease_s: float = DEFAULT_LEASE_S,
+        checkpoints: JobCheckpoints | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -70,6 +89,16 @@ class TrainingWorker:
         self.worker_id = worker_id
         self.workdir = workdir
         self.clock = clock  # the benchmark passes its virtual clock
+        self.lease_s = lease_s
+        self.checkpoints = checkpoints  # None: a job taken over restarts from scratch
+
+    @classmethod
+    def from_config(
+        cls, cfg: CloudConfig, store: StateStore, registry: ModelRegistry, worker_id: str
+    ) -> TrainingWorker:
+        """A worker as a deployment runs it: the config's lease, checkpoints beside the registry."""
+        checkpoints = JobCheckpoints(Path(cfg.data_dir) / "checkpoints")
+        return cls(store, registry, cfg.training, worker_id, lease_s=cfg.lease_s, checkpoints=checkpoints)
 
     # ------------------------------------------------------------ data
 
@@ -114,17 +143,29 @@ class TrainingWorker:
 
     # ------------------------------------------------------------ one job
 
-    def run_job(self, job: TrainingJob, max_epochs: int | None = None) -> TrainingJob:
-        """Train, validate and (if not worse) register; returns the finished job.
+    def run_job(
+        self, job: TrainingJob, max_epochs: int | None = None, keeper: LeaseKeeper | None = None
+    ) -> TrainingJob:
+        """Train (or resume), validate and (if not worse) register; returns the finished job.
 
-        max_epochs caps the configured epochs (a training budget running out).
+        max_epochs caps the configured epochs (a training budget running out). keeper holds the
+        job's lease while it trains; without one the lease is only checked before registering.
+        Raises LeaseLost, having registered nothing, if another worker has taken the job over.
         """
+        keeper = keeper or LeaseKeeper(self.store, job, self.lease_s)
         started = time.monotonic()
-        train, held, replay = self.select(job)
+        if self._already_registered(job):
+            return job
+        base_version = self.registry.latest_version(job.edge_id)
+        resume = self._checkpoint(job, base_version)
+        train, held, replay = self._samples(job, resume.plan) if resume is not None else self.select(job)
+        if resume is not None and not self.ready(train, held):  # its samples were trimmed meanwhile
+            resume = None
+            train, held, replay = self.select(job)
         if not self.ready(train, held):
             job.status, job.error = "queued", f"waiting for {self.cfg.min_fresh} labelled frames of the current scene"
             return job
-        base_manifest, data = self.registry.load(job.edge_id, self.registry.latest_version(job.edge_id))
+        base_manifest, data = self.registry.load(job.edge_id, base_version)
         current = StudentModel.from_bytes(base_manifest, data, source=f"{job.edge_id} v{base_manifest.version}")
         held_frames = self._frames(held)
         train_frames = self._frames(train) + self._frames(replay)
@@ -133,12 +174,11 @@ class TrainingWorker:
             job.metrics = {"train_samples": float(len(train)), "heldout_samples": float(len(held))}
             log.warning("job %s: %s", job.job_id, job.error)
             return job
-        workdir = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=self.workdir))
-        try:
-            epochs = min(self.cfg.epochs, max_epochs or self.cfg.epochs)
-            result = fine_tune(current, train_frames, held_frames, self.cfg, workdir, epochs=epochs, seed=0)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+        epochs = min(self.cfg.epochs, max_epochs or self.cfg.epochs)
+        plan = resume.plan if resume is not None else JobPlan(base_version, epochs, *self._ids(train, held, replay))
+        start = current if resume is None else self._model_from(resume, base_manifest)
+        resumed_from = plan.epochs_done
+        result = self._train(job, start, train_frames, held_frames, plan, keeper)
         before = evaluate(current, held_frames)
         trained = evaluate(result.model, held_frames)
         candidate, update = self._as_delivered(result.model, base_manifest, data)
@@ -151,10 +191,12 @@ class TrainingWorker:
             "train_samples": float(len(train)),
             "replay_samples": float(len(replay)),
             "heldout_samples": float(len(held)),
-            "epochs": float(result.epochs),
-            "image_epochs": float(result.image_epochs),
+            "epochs": float(plan.epochs_done),  # in all, over every claim of the job
+            "image_epochs": float(result.image_epochs),  # the work of this claim
+            "resumed_from_epoch": float(resumed_from),
             "train_seconds": time.monotonic() - started,
         }
+        job.achieved_gain = after - before
         chosen, score = (candidate, after) if after + self.cfg.tolerance >= before else (None, before)
         if self.cfg.fallback_to_first and base_manifest.version > 1:
             # RECL-style reuse, smallest form: the scene may have returned to what the first model knew
@@ -174,15 +216,88 @@ class TrainingWorker:
                 metrics={"map50": score, "parent_map50": before, "scene_start": train[0].scene_start if train else 0.0},
                 trained_until=max((s.received_time for s in train), default=self.clock()),
             )
+            keeper.fence()  # the last moment to find the job taken over: after this a version exists
             stored = self.registry.register(job.edge_id, payload, manifest, payloads=deltas)
             job.result_version = stored.version
+            if self.checkpoints is not None:  # before the job says done: a successor must not register again
+                self.checkpoints.record_result(job.job_id, stored.version, job.metrics)
             self.store.set_meta(job.edge_id, last_model_time=self.clock())
-            what = "candidate" if chosen is candidate else "the first model again"
-            log.info("job %s: v%d registered, %s (mAP50 %.3f -> %.3f)", job.job_id, stored.version, what, before, score)
-        else:
-            log.info("job %s: candidate worse (mAP50 %.3f -> %.3f); not registered", job.job_id, before, after)
         job.status = "done"
+        log_outcome(job, before, score, chose_first=chosen is not None and chosen is not candidate)
         return job
+
+    # ------------------------------------------------------------ resuming
+
+    def _already_registered(self, job: TrainingJob) -> bool:
+        """True (job marked done) if an earlier claim registered the job's model and died before saying so."""
+        found = self.checkpoints.result(job.job_id) if self.checkpoints is not None else None
+        if found is None:
+            return False
+        job.result_version, job.metrics = found
+        job.achieved_gain = job.metrics.get("gain")
+        job.status = "done"
+        log.info("job %s: v%d was registered by an earlier claim; finishing it", job.job_id, job.result_version)
+        return True
+
+    def _checkpoint(self, job: TrainingJob, base_version: int) -> Checkpoint | None:
+        """The job's checkpoint if it can be resumed: it started from the edge's current model."""
+        found = self.checkpoints.load(job.job_id) if self.checkpoints is not None else None
+        if found is None:
+            return None
+        if found.plan.base_version != base_version:
+            log.info("job %s: checkpoint trained from v%d, edge now at v%d; starting over",
+                     job.job_id, found.plan.base_version, base_version)  # fmt: skip
+            return None
+        log.info("job %s: resuming after epoch %d of %d", job.job_id, found.plan.epochs_done, found.plan.epochs_total)
+        return found
+
+    def _samples(
+        self, job: TrainingJob, plan: JobPlan
+    ) -> tuple[list[StoredSample], list[StoredSample], list[StoredSample]]:
+        """The samples a checkpoint's plan names, in its order (any trimmed since are gone)."""
+        stored = {s.sample_id: s for s in self.store.list_samples(job.edge_id, labelled=True)}
+
+        def pick(ids: list[str]) -> list[StoredSample]:
+            return [stored[i] for i in ids if i in stored]
+
+        return pick(plan.train), pick(plan.held), pick(plan.replay)
+
+    @staticmethod
+    def _ids(*groups: list[StoredSample]) -> list[list[str]]:
+        return [[s.sample_id for s in group] for group in groups]
+
+    @staticmethod
+    def _model_from(checkpoint: Checkpoint, base: ModelManifest) -> StudentModel:
+        return StudentModel.from_state(checkpoint.state, list(base.class_names), base.imgsz, base.arch)
+
+    def _train(
+        self,
+        job: TrainingJob,
+        start: StudentModel,
+        train: list[LabelledFrame],
+        held: list[LabelledFrame],
+        plan: JobPlan,
+        keeper: LeaseKeeper,
+    ) -> FineTuneResult:
+        """Fine-tune start for the plan's remaining epochs, checkpointing after each one."""
+        done_before = plan.epochs_done
+        remaining = plan.epochs_total - done_before
+        if remaining <= 0:  # the previous claim died after its last epoch
+            return FineTuneResult(start, 0, len(train))
+
+        def on_weights(epochs_done: int, state: dict) -> None:
+            keeper.check()  # a job taken over stops here rather than train on for nothing
+            plan.epochs_done = done_before + epochs_done
+            if self.checkpoints is not None:
+                self.checkpoints.save(job.job_id, plan, state)
+
+        workdir = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=self.workdir))
+        try:
+            result = fine_tune(start, train, held, self.cfg, workdir, epochs=remaining, seed=0, on_weights=on_weights)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        plan.epochs_done = done_before + result.epochs
+        return result
 
     def _as_delivered(
         self, trained: StudentModel, base_manifest: ModelManifest, base_data: bytes
@@ -199,21 +314,63 @@ class TrainingWorker:
         manifest = trained.manifest(update.weights, version=trained.version)
         return StudentModel.from_bytes(manifest, update.weights, source="rebuilt candidate"), update
 
+    # ------------------------------------------------------------ the loop
+
     def run(self, stop: threading.Event, poll_s: float = 1.0) -> None:
-        """Claim and run jobs until stop is set."""
+        """Claim and run jobs until stop is set (a job under way is finished first)."""
         while not stop.is_set():
-            job = self.store.claim_job(self.worker_id, timeout_s=poll_s)
+            job = self.store.claim_job(self.worker_id, timeout_s=poll_s, lease_s=self.lease_s)
             if job is None:
                 continue
-            log.info("worker %s took job %s for %s", self.worker_id, job.job_id, job.edge_id)
-            try:
-                job = self.run_job(job)
-            except Exception as exc:
-                log.exception("job %s failed", job.job_id)
-                job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
-            if job.status == "queued":  # not ready: back in the queue, look again in a while
-                self.store.put_job(job)
+            if self.process(job).status == "queued":  # not ready: look again in a while
                 stop.wait(poll_s)
-                continue
+
+    def process(self, job: TrainingJob) -> TrainingJob:
+        """Run one claimed job under its lease and write back the outcome, if the claim still holds."""
+        resuming = " (taken over: resuming)" if job.attempts > 1 else ""
+        log.info("worker %s took job %s for %s%s", self.worker_id, job.job_id, job.edge_id, resuming)
+        try:
+            with LeaseKeeper(self.store, job, self.lease_s) as keeper:
+                job = self.run_job(job, keeper=keeper)
+        except LeaseLost as exc:
+            log.warning("%s: leaving the job to the worker that took it over", exc)
+            return job
+        except Exception as exc:
+            log.exception("job %s failed", job.job_id)
+            job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
+        if job.status != "queued":
             job.finished = self.clock()
-            self.store.update_job(job)
+        if not self.store.complete_job(job):
+            log.warning(
+                "job %s: lost its lease before completing; the worker that took it over finishes it", job.job_id
+            )
+            return job
+        if job.status != "queued" and self.checkpoints is not None:
+            self.checkpoints.clear(job.job_id)
+        return job
+
+
+def _gain(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
+def log_outcome(job: TrainingJob, before: float, score: float, chose_first: bool = False) -> None:
+    """One INFO line per finished job: predicted against achieved gain, so the predictor can be judged."""
+    if job.result_version:
+        which = "the first model again" if chose_first else "the candidate"
+        verdict = f"v{job.result_version} registered ({which}, mAP50 {before:.3f} -> {score:.3f})"
+    else:
+        verdict = (
+            f"candidate worse (mAP50 {before:.3f} -> {job.metrics.get('map50_after', before):.3f}), not registered"
+        )
+    log.info(
+        "job %s (edge %s): predicted gain %s, achieved gain %s; %s; %d epochs, attempt %d, worker %s",
+        job.job_id,
+        job.edge_id,
+        _gain(job.predicted_gain),
+        _gain(job.achieved_gain),
+        verdict,
+        int(job.metrics.get("epochs", 0)),
+        job.attempts,
+        job.worker_id or "-",
+    )

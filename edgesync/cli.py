@@ -110,6 +110,70 @@ def cloud_serve(config: ConfigOption = None, verbose: Verbose = False) -> None:
         trainer.stop()
 
 
+WORKER_HELP = (
+    "Train jobs from the shared Redis queue until stopped: run one per GPU, on any number of machines.\n\n"
+    "Needs store.type redis (configs/cloud-redis.yaml) and data_dir on storage that every worker and "
+    "front end shares (NFS, a shared volume): the model registry and the per-job checkpoints live there.\n\n"
+    "A worker that dies mid-job has its job taken over by another worker once its lease (lease_s) lapses, "
+    "resumed from the last epoch's checkpoint. SIGTERM or Ctrl-C finish the job under way first; a second "
+    "Ctrl-C quits at once (another worker then takes the job over). Front ends run `edgesync cloud serve` "
+    "with workers: 0."
+)
+
+
+@cloud_app.command("worker", help=WORKER_HELP)
+def cloud_worker(
+    config: ConfigOption = None,
+    worker_id: Annotated[
+        str | None, typer.Option(help="Name in the job stream's consumer group (default: host name and pid).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="Training device, e.g. cuda:1 (overrides training.device).")] = (
+        None
+    ),
+    verbose: Verbose = False,
+) -> None:
+    """Train jobs from the shared Redis queue (see WORKER_HELP)."""
+    _logging(verbose)
+    import signal
+    import threading
+
+    from edgesync.config import RedisStoreConfig, load_cloud_config
+    from edgesync.errors import ConfigError
+
+    cfg = load_cloud_config(config)
+    if not isinstance(cfg.store, RedisStoreConfig):
+        raise ConfigError(
+            f"{config or 'the default config'}: `edgesync cloud worker` takes jobs from a shared Redis; "
+            "set store.type: redis (see configs/cloud-redis.yaml), or train in-process with "
+            "`edgesync cloud serve` and workers >= 1"
+        )
+    if device:
+        cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"device": device})})
+    from cloud_trainer.registry import ModelRegistry
+    from cloud_trainer.state import build_store
+    from cloud_trainer.worker import TrainingWorker, default_worker_id
+
+    store = build_store(cfg.store)
+    registry = ModelRegistry(Path(cfg.data_dir) / "registry", downlink=cfg.downlink)
+    worker = TrainingWorker.from_config(cfg, store, registry, worker_id or default_worker_id())
+    stop = threading.Event()
+
+    def finish_then_stop(signum: int, _frame: object) -> None:
+        console.print("stopping after the job under way (Ctrl-C again to quit now)")
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGTERM, finish_then_stop)
+    signal.signal(signal.SIGINT, finish_then_stop)
+    console.print(f"worker {worker.worker_id}: jobs from {cfg.store.url}, registry in {registry.root}")
+    try:
+        worker.run(stop)
+    except KeyboardInterrupt:
+        console.print("stopped mid-job; another worker takes it over when its lease lapses")
+    finally:
+        store.close()
+
+
 @app.command()
 def bootstrap(
     video: Annotated[str, typer.Option(help="Video file or asset name (vtest.avi) whose first minutes are clean.")],

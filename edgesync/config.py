@@ -277,6 +277,10 @@ class CloudConfig(Strict):
     limits: LimitsConfig = LimitsConfig()
     workers: int = Field(1, ge=0)  # training worker threads in this process (0: front end only)
     heartbeat_s: float = Field(5.0, gt=0)
+    # a worker's claim on a job (and its edge) lasts this long unless renewed; a heartbeat renews
+    # it every lease_s/3 while training, and a worker that stops (killed, crashed, cut off) has its
+    # job taken over by another worker this long after its last renewal. Same for every worker.
+    lease_s: float = Field(30.0, gt=0)
 
 
 # ---------------------------------------------------------------- loading

@@ -199,6 +199,15 @@ class TrainingJob:
     result_version: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    # the claim running it (cloud_trainer.state): which worker, its lease token, claims so far
+    # (a job taken over from a worker whose lease expired counts 2, 3, ...)
+    worker_id: str = ""
+    lease: str = ""
+    attempts: int = 0
+    # accuracy gain (held-out mAP50, after - before): what the manager expected when it queued
+    # the job, and what the worker measured; None until known
+    predicted_gain: float | None = None
+    achieved_gain: float | None = None
 
     def to_json(self) -> dict:
         return dict(self.__dict__)

@@ -6,6 +6,13 @@ training jobs and the training manager's per-edge numbers. Services receive a st
 entry point and never know which back-end they talk to, so the embedded default (one process,
 nothing to start) and the scale-out shape (many processes sharing one Redis) run the same code.
 
+Jobs are leased, not just handed out. `claim_job` gives a worker a job together with a lease on
+the job's edge (a token in `job.lease`, valid `lease_s` seconds): while it holds it no other
+worker trains that edge. The worker renews the lease by heartbeat (`renew_lease`) and writes
+the outcome with `complete_job`, which succeeds only while the claim is still its own (fencing).
+A worker that stops renewing (killed, crashed, cut off) loses the job once the lease expires:
+the next `claim_job` anywhere takes it over (`attempts` + 1) and resumes it from its checkpoint.
+
 Both back-ends are thread-safe and return copies: mutating a returned object never changes
 the store until it is written back.
 """
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+import uuid
 from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Any
@@ -24,6 +32,7 @@ from edgesync.errors import EdgeSyncError, InvalidInput
 from edgesync.types import Detection, EdgeInfo, StoredSample, TrainingJob
 
 DEFAULT_MAX_SAMPLES_PER_EDGE = 5000
+DEFAULT_LEASE_S = 30.0  # how long a claim lasts without a heartbeat before another worker may take it over
 
 
 class StoreUnavailable(EdgeSyncError):
@@ -39,7 +48,8 @@ class StateStore(ABC):
     Samples are stored once per (edge_id, sample_id), so an edge may retry an upload freely.
     Each stored sample gets `seq` 1, 2, ... per edge in arrival order; beyond
     `max_samples_per_edge` the oldest (lowest seq) are dropped. Queued jobs are claimed highest
-    priority first, ties oldest `created` first, and no job is ever claimed twice.
+    priority first, ties oldest `created` first, never while another job of the same edge holds
+    a live lease, and no job is held by two claims at once.
     """
 
     def __init__(self, max_samples_per_edge: int = DEFAULT_MAX_SAMPLES_PER_EDGE) -> None:
@@ -126,15 +136,40 @@ class StateStore(ABC):
         """Change a job's priority only while it is still queued; False if it was claimed or finished."""
 
     @abstractmethod
-    def claim_job(self, worker_id: str, timeout_s: float) -> TrainingJob | None:
-        """Atomically take the best queued job, mark it running with a start time, and return it.
+    def claim_job(self, worker_id: str, timeout_s: float, lease_s: float = DEFAULT_LEASE_S) -> TrainingJob | None:
+        """Atomically take a job, lease its edge to worker_id for lease_s seconds, and return it running.
 
-        Best is highest priority, ties oldest created. Waits up to timeout_s for one to appear.
+        A running job whose lease expired (its worker stopped renewing) is taken over first,
+        keeping its id so the new worker resumes it; otherwise the best queued job whose edge
+        holds no live lease (highest priority, ties oldest created). The returned job carries
+        worker_id, a fresh lease token, attempts + 1 and its first start time. Waits up to
+        timeout_s for one to become claimable. Every worker of a deployment should use the same
+        lease_s (CloudConfig.lease_s): a claim is judged lapsed by the claimer's lease_s.
+        """
+
+    @abstractmethod
+    def renew_lease(self, job: TrainingJob, lease_s: float = DEFAULT_LEASE_S) -> bool:
+        """Extend the claim job.lease for lease_s more seconds (heartbeat, and the fence before
+        registering a model).
+
+        False if the claim is no longer this one's to hold: another worker took the job over,
+        another job of the edge took the lapsed lease, or the job was completed or re-put. The
+        holder must then stop and write nothing. A lapsed lease nobody has taken is renewed.
+        """
+
+    @abstractmethod
+    def complete_job(self, job: TrainingJob) -> bool:
+        """Write back the outcome of the claim job.lease and release its edge, if it still holds it.
+
+        Status done or failed finishes the job; queued puts it back in the queue. False, and
+        nothing written, if the claim was lost (see renew_lease).
         """
 
     @abstractmethod
     def update_job(self, job: TrainingJob) -> None:
-        """Write back a job's new state (status, metrics, ...); NotFound if it was never put."""
+        """Write back a job's new state (status, metrics, ...) unconditionally; NotFound if it was
+        never put. A running job moved to another status loses its lease (no fencing: for tools
+        and the single-threaded benchmark; workers use complete_job)."""
 
     @abstractmethod
     def get_job(self, job_id: str) -> TrainingJob:
@@ -225,6 +260,25 @@ def copy_sample(sample: StoredSample) -> StoredSample:
 def copy_job(job: TrainingJob) -> TrainingJob:
     """An independent copy of job."""
     return dataclasses.replace(job, metrics=dict(job.metrics))
+
+
+def new_lease_token(worker_id: str) -> str:
+    """A token naming one claim: unique, and readable in logs (the worker's id first)."""
+    return f"{worker_id}/{uuid.uuid4().hex[:16]}"
+
+
+def claimed(job: TrainingJob, worker_id: str, token: str, now: float, *, takeover: bool) -> TrainingJob:
+    """job as a new claim leaves it: running under worker_id and token, one more attempt.
+
+    A takeover keeps the first start time: the job is the same run, resumed.
+    """
+    job.status = "running"
+    job.worker_id = worker_id
+    job.lease = token
+    job.attempts += 1
+    if not (takeover and job.started):
+        job.started = now
+    return job
 
 
 def job_rank(job: TrainingJob) -> tuple[float, float, str]:

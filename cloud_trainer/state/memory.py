@@ -2,6 +2,10 @@
 
 One lock guards everything; two conditions on it wake threads blocked in take_unlabelled and
 claim_job. Stored objects are copies, so callers cannot change state behind the store's back.
+
+Leases keep the Redis store's semantics on one machine: each running job's claim is a token,
+each edge's lease a token with a deadline on the monotonic clock; a claim whose deadline passes
+unrenewed is taken over by the next claim_job, exactly as a Redis worker's would be.
 """
 
 from __future__ import annotations
@@ -14,15 +18,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloud_trainer.state.base import (
+    DEFAULT_LEASE_S,
     DEFAULT_MAX_SAMPLES_PER_EDGE,
     StateStore,
     check_int_edge_field,
     check_sample_id,
+    claimed,
     coerce_edge_fields,
     copy_edge,
     copy_job,
     copy_sample,
     job_rank,
+    new_lease_token,
 )
 from edgesync.errors import NotFound, UnknownEdge
 from edgesync.types import Detection, EdgeInfo, StoredSample, TrainingJob, check_edge_id
@@ -34,6 +41,12 @@ logger = logging.getLogger(__name__)
 class _Record:
     sample: StoredSample
     jpeg: bytes
+
+
+@dataclass
+class _EdgeLease:
+    token: str  # the claim holding the edge
+    expires: float  # time.monotonic() after which another worker may take the edge
 
 
 class MemoryStore(StateStore):
@@ -51,6 +64,8 @@ class MemoryStore(StateStore):
         self._labelq: deque[tuple[str, str]] = deque()
         self._jobs: dict[str, TrainingJob] = {}
         self._queued: set[str] = set()
+        self._owners: dict[str, str] = {}  # running job id -> token of the claim holding it
+        self._edge_leases: dict[str, _EdgeLease] = {}
         self._meta: dict[str, dict[str, float]] = {}
 
     # ------------------------------------------------------------------ edges
@@ -187,26 +202,84 @@ class MemoryStore(StateStore):
 
     def _write_job(self, job: TrainingJob) -> None:
         self._jobs[job.job_id] = copy_job(job)
+        if job.status != "running":
+            self._release(job.job_id)
         if job.status == "queued":
             self._queued.add(job.job_id)
-            self._job_ready.notify()
+            self._job_ready.notify_all()
         else:
             self._queued.discard(job.job_id)
 
-    def claim_job(self, worker_id: str, timeout_s: float) -> TrainingJob | None:
+    def _release(self, job_id: str) -> None:
+        """Drop job_id's claim and free its edge if the edge's lease is that claim's."""
+        token = self._owners.pop(job_id, None)
+        if token is None:
+            return
+        for edge_id, lease in list(self._edge_leases.items()):
+            if lease.token == token:
+                del self._edge_leases[edge_id]
+        self._job_ready.notify_all()  # a queued job of that edge may be claimable now
+
+    def _edge_busy(self, edge_id: str, now: float) -> bool:
+        lease = self._edge_leases.get(edge_id)
+        return lease is not None and lease.expires > now
+
+    def _lease(self, job: TrainingJob, worker_id: str, lease_s: float, now: float, *, takeover: bool) -> TrainingJob:
+        token = new_lease_token(worker_id)
+        self._owners[job.job_id] = token
+        self._edge_leases[job.edge_id] = _EdgeLease(token, now + lease_s)
+        self._queued.discard(job.job_id)
+        claimed(job, worker_id, token, time.time(), takeover=takeover)
+        verb = "took over" if takeover else "claimed"
+        logger.info("worker %s %s job %s (edge %s, attempt %d)", worker_id, verb, job.job_id, job.edge_id, job.attempts)
+        return copy_job(job)
+
+    def _claim_now(self, worker_id: str, lease_s: float, now: float) -> TrainingJob | None:
+        orphans = [
+            self._jobs[j]
+            for j in self._owners
+            if self._jobs[j].status == "running" and not self._edge_busy(self._jobs[j].edge_id, now)
+        ]
+        if orphans:  # their workers stopped renewing: resume them before starting new work
+            return self._lease(min(orphans, key=job_rank), worker_id, lease_s, now, takeover=True)
+        free = [self._jobs[j] for j in self._queued if not self._edge_busy(self._jobs[j].edge_id, now)]
+        if free:
+            return self._lease(min(free, key=job_rank), worker_id, lease_s, now, takeover=False)
+        return None
+
+    def claim_job(self, worker_id: str, timeout_s: float, lease_s: float = DEFAULT_LEASE_S) -> TrainingJob | None:
         deadline = time.monotonic() + max(timeout_s, 0.0)
         with self._lock:
-            while not self._queued:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._job_ready.wait(remaining)
-            job = min((self._jobs[j] for j in self._queued), key=job_rank)
-            self._queued.discard(job.job_id)
-            job.status = "running"
-            job.started = time.time()
-            logger.info("worker %s claimed job %s (edge %s)", worker_id, job.job_id, job.edge_id)
-            return copy_job(job)
+            while True:
+                now = time.monotonic()
+                job = self._claim_now(worker_id, lease_s, now)
+                if job is not None or now >= deadline:
+                    return job
+                wait = deadline - now
+                expiries = [lease.expires - now for lease in self._edge_leases.values() if lease.expires > now]
+                if expiries:  # a lease lapsing may make a job claimable without any notify
+                    wait = min(wait, min(expiries) + 0.001)
+                self._job_ready.wait(wait)
+
+    def renew_lease(self, job: TrainingJob, lease_s: float = DEFAULT_LEASE_S) -> bool:
+        with self._lock:
+            stored = self._jobs.get(job.job_id)
+            if stored is None or not job.lease or self._owners.get(job.job_id) != job.lease:
+                return False
+            now = time.monotonic()
+            current = self._edge_leases.get(stored.edge_id)
+            if current is not None and current.token != job.lease and current.expires > now:
+                return False  # the lease lapsed and another job of the edge holds it now
+            self._edge_leases[stored.edge_id] = _EdgeLease(job.lease, now + lease_s)
+            return True
+
+    def complete_job(self, job: TrainingJob) -> bool:
+        with self._lock:
+            if not job.lease or job.job_id not in self._jobs or self._owners.get(job.job_id) != job.lease:
+                return False
+            self._release(job.job_id)
+            self._write_job(job)
+            return True
 
     def get_job(self, job_id: str) -> TrainingJob:
         with self._lock:

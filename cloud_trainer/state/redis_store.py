@@ -1,7 +1,7 @@
 """Redis state store: many front ends and workers, in any number of processes, share one Redis.
 
 Every multi-key change is one Lua script or one MULTI/EXEC transaction, so processes never see
-half a write, a retried upload is stored once, and a job is claimed by exactly one worker.
+half a write, a retried upload is stored once, and a job is held by exactly one worker's claim.
 Needs Redis >= 6.2 (fractional blocking timeouts, LPOP with a count); a single Redis or a
 primary with replicas, not Redis Cluster (scripts touch keys of several edges).
 
@@ -22,32 +22,22 @@ key                                   type    holds
 ``{p}:samples:{edge}:unlabelled``     zset    unlabelled sample ids, score = seq
 ``{p}:labelq``                        list    JSON ``[edge, sample_id]`` awaiting the teacher
                                               (RPUSH on arrival, BLPOP/LPOP to take)
-``{p}:job:{job_id}``                  string  TrainingJob.to_json as JSON
-``{p}:jobs``                          zset    all job ids, score = created
-``{p}:jobs:edge:{edge}``              zset    the edge's job ids, score = created
-``{p}:jobs:queued``                   zset    claimable jobs: member ``{created:020.6f}|{job_id}``,
-                                              score = -priority, so ZPOPMIN gives the highest
-                                              priority and, among equals, the oldest
 ``{p}:meta:{edge}``                   hash    the training manager's per-edge floats
 ====================================  ======  ===================================================
 
-Limits: a job popped from ``{p}:jobs:queued`` by a worker that dies before marking it running
-stays "queued" without a queue entry (put_job it again to requeue); a labelling-queue entry
-taken by a labeller that dies is not retaken, though the sample stays listed as unlabelled.
+Jobs (the queue, the work stream, leases and takeover of a dead worker's job) live in
+cloud_trainer.state.redis_jobs, with their keys. Limit: a labelling-queue entry taken by a
+labeller that dies is not retaken, though the sample stays listed as unlabelled.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import redis
-from redis.client import Pipeline
 
 from cloud_trainer.state.base import (
     DEFAULT_MAX_SAMPLES_PER_EDGE,
@@ -61,16 +51,12 @@ from cloud_trainer.state.base import (
     sample_from_json,
     sample_to_json,
 )
+from cloud_trainer.state.redis_common import BLOCK_CHUNK_S, MIN_BLOCK_S, available, redact_url
+from cloud_trainer.state.redis_jobs import RedisJobQueue
 from edgesync.errors import ConfigError, NotFound, UnknownEdge
-from edgesync.types import Detection, EdgeInfo, StoredSample, TrainingJob, check_edge_id
+from edgesync.types import Detection, EdgeInfo, StoredSample, check_edge_id
 
 logger = logging.getLogger(__name__)
-
-# Blocking commands wait at most this long per call, well under the socket timeout,
-# and are repeated until the caller's own timeout has passed.
-_BLOCK_CHUNK_S = 5.0
-_MIN_BLOCK_S = 0.01  # Redis treats a blocking timeout that rounds to 0 ms as "forever"
-_LIST_PAGE = 200
 
 # KEYS: sample hash, all zset, unlabelled zset, labelled zset, seq counter, labelq
 # ARGV: sample_id, meta JSON, jpeg, labelq entry, max samples per edge, sample key prefix
@@ -116,61 +102,8 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 return redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
 """
 
-# Compare-and-set that turns a queued job into a running one.
-# KEYS: job key, queued zset.  ARGV: job JSON as read, job JSON to write, its queue member
-_CLAIM = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('ZREM', KEYS[2], ARGV[3])
-return 1
-"""
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ***, safe to put in logs and error messages."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:
-        return "<unparsable redis URL>"
-
-
-def _available(method: Callable[P, R]) -> Callable[P, R]:
-    """Turn Redis connection failures inside a store method into StoreUnavailable naming the URL."""
-
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            url = getattr(args[0], "url", "?")
-            raise StoreUnavailable(f"Redis at {url} is unreachable: {exc}") from exc
-
-    return wrapper
-
-
-def _queue_member(job: TrainingJob) -> bytes:
-    """Member of {p}:jobs:queued: sorts oldest created first among jobs of equal priority."""
-    return f"{max(job.created, 0.0):020.6f}|{job.job_id}".encode()
-
-
-def _job_json(job: TrainingJob) -> bytes:
-    return json.dumps(job.to_json(), separators=(",", ":")).encode()
-
-
-def _job_from(raw: bytes) -> TrainingJob:
-    return TrainingJob.from_json(json.loads(raw))
-
-
-class RedisStore(StateStore):
+class RedisStore(RedisJobQueue, StateStore):
     """StateStore in Redis; safe to share between threads and between processes."""
 
     def __init__(
@@ -192,7 +125,7 @@ class RedisStore(StateStore):
                 url,
                 decode_responses=False,
                 socket_connect_timeout=connect_timeout_s,
-                socket_timeout=max(socket_timeout_s, _BLOCK_CHUNK_S + 5.0),
+                socket_timeout=max(socket_timeout_s, BLOCK_CHUNK_S + 5.0),
                 health_check_interval=30,
             )
         except ValueError as exc:
@@ -209,13 +142,10 @@ class RedisStore(StateStore):
         self._set_labels = self._r.register_script(_SET_LABELS)
         self._update_edge = self._r.register_script(_UPDATE_EDGE)
         self._incr_edge = self._r.register_script(_INCR_EDGE)
-        self._claim = self._r.register_script(_CLAIM)
+        self._init_jobs()
         logger.info("state store: Redis at %s, prefix %r", self.url, prefix)
 
     # ------------------------------------------------------------------ keys
-
-    def _k(self, *parts: str) -> str:
-        return ":".join((self.prefix, *parts))
 
     def _sample_zset(self, edge_id: str, labelled: bool | None) -> str:
         if labelled is None:
@@ -246,7 +176,7 @@ class RedisStore(StateStore):
     def _unknown_edge(self, edge_id: str) -> UnknownEdge:
         return UnknownEdge(f"unknown edge {edge_id!r}: it has not registered with this cloud")
 
-    @_available
+    @available
     def upsert_edge(self, info: EdgeInfo) -> None:
         check_edge_id(info.edge_id)
         mapping = {name: self._encode_edge_value(value) for name, value in info.__dict__.items()}
@@ -255,14 +185,14 @@ class RedisStore(StateStore):
         pipe.sadd(self._k("edges"), info.edge_id)
         pipe.execute()
 
-    @_available
+    @available
     def get_edge(self, edge_id: str) -> EdgeInfo:
         raw = self._r.hgetall(self._k("edge", edge_id))
         if not raw:
             raise self._unknown_edge(edge_id)
         return self._decode_edge(raw)
 
-    @_available
+    @available
     def list_edges(self) -> list[EdgeInfo]:
         ids = sorted(m.decode() for m in self._r.smembers(self._k("edges")))
         pipe = self._r.pipeline(transaction=False)
@@ -270,7 +200,7 @@ class RedisStore(StateStore):
             pipe.hgetall(self._k("edge", edge_id))
         return [self._decode_edge(raw) for raw in pipe.execute() if raw]
 
-    @_available
+    @available
     def update_edge(self, edge_id: str, **fields: Any) -> None:
         values = coerce_edge_fields(edge_id, fields)
         args: list[Any] = []
@@ -279,7 +209,7 @@ class RedisStore(StateStore):
         if not self._update_edge(keys=[self._k("edge", edge_id)], args=args):
             raise self._unknown_edge(edge_id)
 
-    @_available
+    @available
     def incr_edge(self, edge_id: str, field: str, amount: int = 1) -> int:
         check_int_edge_field(edge_id, field)
         value = self._incr_edge(keys=[self._k("edge", edge_id)], args=[field, int(amount)])
@@ -289,7 +219,7 @@ class RedisStore(StateStore):
 
     # ------------------------------------------------------------------ samples
 
-    @_available
+    @available
     def add_sample(self, sample: StoredSample, jpeg: bytes) -> bool:
         edge_id = check_edge_id(sample.edge_id)
         sample_id = check_sample_id(sample.sample_id)
@@ -340,7 +270,7 @@ class RedisStore(StateStore):
             if remaining <= 0:
                 first = self._r.lpop(key)
                 break
-            got = self._r.blpop([key], timeout=min(max(remaining, _MIN_BLOCK_S), _BLOCK_CHUNK_S))
+            got = self._r.blpop([key], timeout=min(max(remaining, MIN_BLOCK_S), BLOCK_CHUNK_S))
             if got is not None:
                 first = got[1]
                 break
@@ -349,7 +279,7 @@ class RedisStore(StateStore):
         rest = self._r.lpop(key, max_items - 1) if max_items > 1 else None
         return [first, *(rest or [])]
 
-    @_available
+    @available
     def take_unlabelled(self, max_items: int, timeout_s: float) -> list[StoredSample]:
         if max_items <= 0:
             return []
@@ -362,14 +292,14 @@ class RedisStore(StateStore):
             if samples or time.monotonic() >= deadline:
                 return samples  # every entry popped was trimmed: wait on while time is left
 
-    @_available
+    @available
     def get_jpeg(self, edge_id: str, sample_id: str) -> bytes:
         jpeg = self._r.hget(self._k("sample", edge_id, sample_id), "jpeg")
         if jpeg is None:
             raise NotFound(f"no stored sample {sample_id!r} from edge {edge_id!r}")
         return jpeg
 
-    @_available
+    @available
     def set_labels(self, edge_id: str, sample_id: str, labels: list[Detection]) -> None:
         done = self._set_labels(
             keys=[
@@ -382,7 +312,7 @@ class RedisStore(StateStore):
         if not done:
             raise NotFound(f"no stored sample {sample_id!r} from edge {edge_id!r} to label")
 
-    @_available
+    @available
     def list_samples(
         self,
         edge_id: str,
@@ -402,152 +332,18 @@ class RedisStore(StateStore):
             ids = self._r.zrangebyscore(key, min_seq, "+inf", **page)
         return self._load_samples([(edge_id, i.decode()) for i in ids])
 
-    @_available
+    @available
     def count_samples(self, edge_id: str, *, labelled: bool | None = None, min_seq: int = 0) -> int:
         return int(self._r.zcount(self._sample_zset(edge_id, labelled), min_seq, "+inf"))
 
-    # ------------------------------------------------------------------ jobs
-
-    def _write_job(self, job: TrainingJob, *, must_exist: bool) -> None:
-        key = self._k("job", job.job_id)
-        raw = _job_json(job)
-
-        def write(pipe: Pipeline) -> None:
-            old_raw = pipe.get(key)  # WATCHed: EXEC fails (and this reruns) if it changes
-            if old_raw is None and must_exist:
-                raise NotFound(f"no training job {job.job_id!r} to update")
-            pipe.multi()
-            if old_raw is not None:
-                old = _job_from(old_raw)
-                pipe.zrem(self._k("jobs", "queued"), _queue_member(old))
-                if old.edge_id != job.edge_id:
-                    pipe.zrem(self._k("jobs", "edge", old.edge_id), job.job_id)
-            pipe.set(key, raw)
-            pipe.zadd(self._k("jobs"), {job.job_id: job.created})
-            pipe.zadd(self._k("jobs", "edge", job.edge_id), {job.job_id: job.created})
-            if job.status == "queued":
-                pipe.zadd(self._k("jobs", "queued"), {_queue_member(job): -job.priority})
-
-        self._r.transaction(write, key)
-
-    @_available
-    def put_job(self, job: TrainingJob) -> None:
-        self._write_job(job, must_exist=False)
-
-    @_available
-    def reprioritize_job(self, job_id: str, priority: float) -> bool:
-        key = self._k("job", job_id)
-        changed = False
-
-        def write(pipe: Pipeline) -> None:
-            nonlocal changed
-            raw = pipe.get(key)  # WATCHed: a claim in between makes EXEC fail and this rerun
-            job = _job_from(raw) if raw is not None else None
-            changed = job is not None and job.status == "queued"
-            if not changed:
-                return
-            job.priority = priority
-            pipe.multi()
-            pipe.set(key, _job_json(job))
-            pipe.zadd(self._k("jobs", "queued"), {_queue_member(job): -priority})
-
-        self._r.transaction(write, key)
-        return changed
-
-    @_available
-    def update_job(self, job: TrainingJob) -> None:
-        self._write_job(job, must_exist=True)
-
-    def _pop_queued(self, deadline: float) -> bytes | None:
-        """Pop the best member of the queued zset, waiting until deadline for one."""
-        key = self._k("jobs", "queued")
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                popped = self._r.zpopmin(key, 1)
-                return popped[0][0] if popped else None
-            got = self._r.bzpopmin(key, timeout=min(max(remaining, _MIN_BLOCK_S), _BLOCK_CHUNK_S))
-            if got is not None:
-                return got[1]
-
-    def _mark_running(self, job_id: str, worker_id: str) -> TrainingJob | None:
-        """Compare-and-set job_id from queued to running; None if it is no longer queued."""
-        key = self._k("job", job_id)
-        while True:
-            raw = self._r.get(key)
-            if raw is None:
-                return None
-            job = _job_from(raw)
-            if job.status != "queued":
-                return None  # a stale queue entry: someone claimed or finished it already
-            member = _queue_member(job)
-            job.status = "running"
-            job.started = time.time()
-            if self._claim(keys=[key, self._k("jobs", "queued")], args=[raw, _job_json(job), member]):
-                logger.info("worker %s claimed job %s (edge %s)", worker_id, job_id, job.edge_id)
-                return job
-            # the job changed between GET and the script (e.g. re-put): read it again
-
-    @_available
-    def claim_job(self, worker_id: str, timeout_s: float) -> TrainingJob | None:
-        deadline = time.monotonic() + max(timeout_s, 0.0)
-        while True:
-            member = self._pop_queued(deadline)
-            if member is None:
-                return None
-            job = self._mark_running(member.split(b"|", 1)[1].decode(), worker_id)
-            if job is not None:
-                return job
-
-    @_available
-    def get_job(self, job_id: str) -> TrainingJob:
-        raw = self._r.get(self._k("job", job_id))
-        if raw is None:
-            raise NotFound(f"no training job {job_id!r}")
-        return _job_from(raw)
-
-    @_available
-    def list_jobs(
-        self, *, status: str | None = None, edge_id: str | None = None, limit: int = 100
-    ) -> list[TrainingJob]:
-        index = self._k("jobs") if edge_id is None else self._k("jobs", "edge", edge_id)
-        out: list[TrainingJob] = []
-        start = 0
-        while len(out) < limit:
-            ids = self._r.zrevrange(index, start, start + _LIST_PAGE - 1)
-            if not ids:
-                break
-            start += len(ids)
-            for raw in self._r.mget([self._k("job", i.decode()) for i in ids]):
-                if raw is None:
-                    continue
-                job = _job_from(raw)
-                if status is None or job.status == status:
-                    out.append(job)
-        return out[: max(limit, 0)]
-
-    @_available
-    def queued_job_for(self, edge_id: str) -> TrainingJob | None:
-        members = self._r.zrange(self._k("jobs", "queued"), 0, -1)
-        if not members:
-            return None
-        keys = [self._k("job", m.split(b"|", 1)[1].decode()) for m in members]
-        for raw in self._r.mget(keys):  # in claim order
-            if raw is None:
-                continue
-            job = _job_from(raw)
-            if job.edge_id == edge_id and job.status == "queued":
-                return job
-        return None
-
     # ------------------------------------------------------------------ manager metadata
 
-    @_available
+    @available
     def get_meta(self, edge_id: str) -> dict[str, float]:
         raw = self._r.hgetall(self._k("meta", edge_id))
         return {k.decode(): float(v) for k, v in raw.items()}
 
-    @_available
+    @available
     def set_meta(self, edge_id: str, **values: float) -> None:
         if values:
             mapping = {k: repr(float(v)) for k, v in values.items()}

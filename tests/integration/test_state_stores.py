@@ -1,4 +1,8 @@
-"""The cloud state store contract, run against the in-process store and a real Redis."""
+"""The cloud state store contract, run against the in-process store and a real Redis.
+
+Both back-ends must agree on jobs too: claim order, one live claim per edge, leases renewed by
+heartbeat, takeover of a claim whose lease lapsed, and fencing of the claim that lost it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
+import redis
 
 from cloud_trainer.state import MemoryStore, RedisStore, StateStore, StoreUnavailable, build_store
 from edgesync.config import MemoryStoreConfig, RedisStoreConfig
@@ -50,8 +55,10 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def make_job(job_id: str, priority: float = 1.0, created: float = 1000.0, edge_id: str = "cam-a") -> TrainingJob:
-    return TrainingJob(job_id=job_id, edge_id=edge_id, priority=priority, created=created, base_version=1)
+def make_job(job_id: str, priority: float = 1.0, created: float = 1000.0, edge_id: str | None = None) -> TrainingJob:
+    """A queued job; each job id gets its own edge unless edge_id says otherwise (one edge, one claim at a time)."""
+    edge = edge_id or f"cam-{job_id}"
+    return TrainingJob(job_id=job_id, edge_id=edge, priority=priority, created=created, base_version=1)
 
 
 # ---------------------------------------------------------------------- samples
@@ -209,13 +216,14 @@ def test_reprioritize_reorders_queued_jobs_but_never_requeues_a_claimed_one(stor
     assert not store.reprioritize_job("missing", 1.0)
 
 
-def test_claimed_job_is_running_with_a_start_time(store: StateStore) -> None:
-    store.put_job(make_job("j1"))
+def test_claimed_job_is_running_with_a_start_time_and_a_lease(store: StateStore) -> None:
+    store.put_job(make_job("j1", edge_id="cam-a"))
     before = time.time()
     job = store.claim_job("w1", 1.0)
     assert job is not None and job.status == "running" and job.started >= before
+    assert (job.worker_id, job.attempts) == ("w1", 1) and job.lease.startswith("w1/")
     stored = store.get_job("j1")
-    assert stored.status == "running" and stored.started == job.started
+    assert stored == job
     assert store.queued_job_for("cam-a") is None
 
 
@@ -299,6 +307,130 @@ def test_queued_job_for_finds_only_that_edges_queued_job(store: StateStore) -> N
     assert store.queued_job_for("cam-c") is None
 
 
+# ---------------------------------------------------------------------- leases, takeover, fencing
+
+SHORT_LEASE_S = 0.4
+
+
+def test_one_edge_is_never_claimed_twice_at_once(store: StateStore) -> None:
+    store.put_job(make_job("a1", priority=3.0, edge_id="cam-a"))
+    store.put_job(make_job("a2", priority=2.0, edge_id="cam-a"))
+    store.put_job(make_job("b1", priority=1.0, edge_id="cam-b"))
+    first = store.claim_job("w1", 0.0)
+    assert first is not None and first.job_id == "a1"
+    second = store.claim_job("w2", 0.0)
+    assert second is not None and second.job_id == "b1", "a2 must wait: cam-a is being trained"
+    assert store.claim_job("w3", 0.0) is None
+    first.status = "done"
+    assert store.complete_job(first)
+    third = store.claim_job("w3", 0.0)
+    assert third is not None and third.job_id == "a2"
+
+
+def test_a_claim_blocked_by_a_busy_edge_wakes_when_the_edge_is_released(store: StateStore) -> None:
+    store.put_job(make_job("a1", edge_id="cam-a"))
+    store.put_job(make_job("a2", edge_id="cam-a", created=2000.0))
+    running = store.claim_job("w1", 0.0)
+    assert running is not None
+    running.status = "done"
+    timer = threading.Timer(0.2, store.complete_job, args=(running,))
+    timer.start()
+    start = time.monotonic()
+    try:
+        job = store.claim_job("w2", 10.0)
+    finally:
+        timer.join()
+    assert job is not None and job.job_id == "a2"
+    assert time.monotonic() - start < 5.0
+
+
+def test_an_expired_lease_is_taken_over_and_the_old_claim_is_fenced_off(store: StateStore) -> None:
+    store.put_job(make_job("j1", edge_id="cam-a"))
+    old = store.claim_job("w1", 0.0, lease_s=SHORT_LEASE_S)
+    assert old is not None
+    assert store.claim_job("w2", 0.0, lease_s=SHORT_LEASE_S) is None  # the lease is live
+    time.sleep(SHORT_LEASE_S + 0.1)  # w1 "dies": no heartbeat
+    new = store.claim_job("w2", 5.0, lease_s=SHORT_LEASE_S)
+    assert new is not None and new.job_id == "j1"
+    assert (new.worker_id, new.attempts, new.status) == ("w2", 2, "running")
+    assert new.lease != old.lease and new.started == old.started  # the same run, resumed
+
+    assert not store.renew_lease(old), "w1 came back: its heartbeat must fail"
+    old.status, old.result_version = "done", 7
+    assert not store.complete_job(old), "and its result must not be written"
+    assert store.get_job("j1").worker_id == "w2"
+
+    assert store.renew_lease(new, 5.0)
+    new.status, new.result_version = "done", 2
+    assert store.complete_job(new)
+    assert (store.get_job("j1").status, store.get_job("j1").result_version) == ("done", 2)
+    assert store.claim_job("w3", 0.0, lease_s=SHORT_LEASE_S) is None  # nothing left to take over
+    assert not store.complete_job(new), "a claim completes once"
+
+
+def test_a_renewed_lease_is_never_taken_over(store: StateStore) -> None:
+    store.put_job(make_job("j1"))
+    job = store.claim_job("w1", 0.0, lease_s=SHORT_LEASE_S)
+    assert job is not None
+    stop = threading.Event()
+    renewed: list[bool] = []
+
+    def heartbeat() -> None:
+        while not stop.wait(SHORT_LEASE_S / 4):
+            renewed.append(store.renew_lease(job, SHORT_LEASE_S))
+
+    beat = threading.Thread(target=heartbeat)
+    beat.start()
+    try:
+        assert store.claim_job("w2", 3 * SHORT_LEASE_S, lease_s=SHORT_LEASE_S) is None
+    finally:
+        stop.set()
+        beat.join()
+    assert renewed and all(renewed)
+    assert store.get_job("j1").worker_id == "w1"
+
+
+def test_a_lapsed_lease_nobody_took_is_renewed_and_completes(store: StateStore) -> None:
+    store.put_job(make_job("j1"))
+    job = store.claim_job("w1", 0.0, lease_s=0.1)
+    assert job is not None
+    time.sleep(0.2)
+    assert store.renew_lease(job, SHORT_LEASE_S)
+    job.status = "failed"
+    assert store.complete_job(job)
+    assert store.get_job("j1").status == "failed"
+
+
+def test_completing_a_claim_as_queued_puts_the_job_back(store: StateStore) -> None:
+    store.put_job(make_job("j1"))
+    job = store.claim_job("w1", 0.0)
+    assert job is not None
+    job.status, job.error = "queued", "waiting for frames"
+    assert store.complete_job(job)
+    assert store.queued_job_for("cam-j1") is not None
+    again = store.claim_job("w2", 0.0)
+    assert again is not None and (again.job_id, again.attempts, again.worker_id) == ("j1", 2, "w2")
+
+
+def test_update_job_out_of_running_releases_the_edge(store: StateStore) -> None:
+    store.put_job(make_job("a1", edge_id="cam-a"))
+    store.put_job(make_job("a2", edge_id="cam-a", created=2000.0))
+    job = store.claim_job("w1", 0.0)
+    assert job is not None
+    job.status = "done"
+    store.update_job(job)  # the unfenced path (benchmark, tools)
+    assert not store.renew_lease(job)
+    nxt = store.claim_job("w1", 0.0)
+    assert nxt is not None and nxt.job_id == "a2"
+
+
+def test_a_job_never_claimed_has_no_lease_to_renew_or_complete(store: StateStore) -> None:
+    store.put_job(make_job("j1"))
+    assert not store.renew_lease(make_job("j1"))
+    assert not store.complete_job(replace(make_job("j1"), status="done"))
+    assert store.get_job("j1").status == "queued"
+
+
 # ---------------------------------------------------------------------- edges and metadata
 
 
@@ -372,6 +504,41 @@ def test_two_redis_stores_share_state_like_two_processes(redis_url: str, redis_p
         for t in threads:
             t.join(timeout=20)
         assert sorted(claimed) == sorted(f"j{i}" for i in range(20))
+
+
+def test_redis_token_read_by_a_worker_that_died_before_claiming_is_spent_again(
+    redis_url: str, redis_prefix: str
+) -> None:
+    with RedisStore(redis_url, redis_prefix) as store:
+        store.put_job(make_job("j1"))
+        client = redis.Redis.from_url(redis_url)
+        stream = f"{redis_prefix}:jobs:stream"
+        assert client.xreadgroup("workers", "ghost", {stream: ">"}, count=1)  # read, then "died"
+        client.close()
+        assert store.claim_job("w2", 0.0, lease_s=SHORT_LEASE_S) is None  # its token is pending
+        job = store.claim_job("w2", 5.0, lease_s=SHORT_LEASE_S)
+        assert job is not None and job.job_id == "j1" and job.attempts == 1
+
+
+def test_redis_stream_keeps_no_spent_tokens(redis_url: str, redis_prefix: str) -> None:
+    with RedisStore(redis_url, redis_prefix) as store:
+        for i in range(5):
+            store.put_job(make_job(f"j{i}", edge_id="cam-a", created=float(i)))
+        store.put_job(make_job("j0", edge_id="cam-a", priority=4.0, created=0.0))  # re-put: a spare token
+        done = []
+        while (job := store.claim_job("w1", 0.0)) is not None:
+            job.status = "done"
+            assert store.complete_job(job)
+            done.append(job.job_id)
+        assert done == ["j0", "j1", "j2", "j3", "j4"]
+        client = redis.Redis.from_url(redis_url)
+        try:
+            assert client.xlen(f"{redis_prefix}:jobs:stream") == 0
+            assert client.xpending(f"{redis_prefix}:jobs:stream", "workers")["pending"] == 0
+            assert not client.exists(f"{redis_prefix}:jobs:owners", f"{redis_prefix}:jobs:entries")
+            assert not client.exists(f"{redis_prefix}:lease:cam-a")
+        finally:
+            client.close()
 
 
 def test_unreachable_redis_error_names_the_url() -> None:

@@ -106,6 +106,13 @@ def test_cloud_serve_with_a_misspelt_key_is_one_line_naming_file_and_key(tmp_pat
     assert_one_line_error(result, str(config), "training.epocs")
 
 
+def test_cloud_worker_on_the_in_process_store_is_one_line_pointing_at_redis(tmp_path: Path) -> None:
+    config = tmp_path / "cloud.yaml"
+    config.write_text("store:\n  type: memory\n")
+    result = run_cli("cloud", "worker", "--config", str(config), cwd=tmp_path)
+    assert_one_line_error(result, str(config), "store.type: redis", "cloud-redis.yaml")
+
+
 def test_error_text_is_printed_literally_not_as_markup(tmp_path: Path) -> None:
     config = tmp_path / "edge.yaml"
     config.write_text('edge_id: "[/bold]cam"\n')

@@ -151,6 +151,16 @@ def test_job_is_queued_once_enough_labelled_samples_arrive(cloud: Cloud) -> None
     assert cloud.store.queued_job_for("cam-1") == job
 
 
+def test_a_queued_job_records_the_gain_the_manager_predicts(cloud: Cloud) -> None:
+    cloud.label("cam-1", 2, student_right=True)  # live mAP50 1.0, then ...
+    (job,) = cloud.label("cam-1", 3)  # ... the student misses every box: the proxy falls
+    live = cloud.store.get_meta("cam-1")["live_map50"]
+    assert 0.0 < live < 1.0
+    assert job.predicted_gain == pytest.approx(1.0 - live)
+    assert cloud.store.get_job(job.job_id).predicted_gain == job.predicted_gain
+    assert job.achieved_gain is None  # the worker fills it in
+
+
 def test_more_samples_re_rank_the_queued_job_instead_of_queuing_another(cloud: Cloud) -> None:
     (job,) = cloud.label("cam-1", 5, now=T0 + 10)
     assert cloud.label("cam-1", 5, now=T0 + 600) == []  # much staler now

@@ -1,0 +1,168 @@
+"""The worker under leases: fencing before registering, resuming from a checkpoint, heartbeats.
+
+Training and scoring are replaced by known outcomes (as in test_worker_decisions); the store is
+the in-process one, whose lease semantics the contract tests show equal to Redis's. The real
+thing, with worker processes, SIGKILL and Redis, is tests/integration/test_worker_failover.py.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import cloud_trainer.worker as worker_module
+from cloud_trainer.checkpoints import JobCheckpoints, JobPlan
+from cloud_trainer.lease import LeaseKeeper, LeaseLost
+from cloud_trainer.registry import ModelRegistry
+from cloud_trainer.state import MemoryStore
+from cloud_trainer.training import FineTuneResult
+from cloud_trainer.worker import TrainingWorker
+from edgesync.config import TrainingConfig
+from edgesync.student import StudentModel
+from edgesync.types import Detection, EdgeInfo, StoredSample, TrainingJob
+
+EDGE = "cam-1"
+CLASSES = ["person", "car"]
+EPOCHS = 5
+
+
+def _model(seed: int) -> StudentModel:
+    torch.manual_seed(seed)
+    return StudentModel.fresh(CLASSES, 64)
+
+
+class Setup:
+    """A store with 10 labelled samples, a registry holding the edge's v1, and a worker factory."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.store = MemoryStore()
+        self.registry = ModelRegistry(tmp_path / "registry")
+        self.checkpoints = JobCheckpoints(tmp_path / "checkpoints")
+        self.base, self.candidate = _model(1), _model(2)
+        data, _ = self.base.encode()
+        self.registry.register(EDGE, data, self.base.manifest(data))
+        self.store.upsert_edge(EdgeInfo(edge_id=EDGE, class_names=CLASSES))
+        jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))[1].tobytes()
+        for i in range(10):
+            self.store.add_sample(StoredSample(f"s{i}", EDGE, float(i), float(i), 1, 0.5, i, [], 64, 64), jpeg)
+            self.store.set_labels(EDGE, f"s{i}", [Detection(5, 5, 30, 30, 0, 0.9)])
+        self.calls: list[dict] = []
+        self.tmp_path = tmp_path
+        monkeypatch.setattr(worker_module, "fine_tune", self._fine_tune)
+        monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: 0.5)
+
+    def _fine_tune(self, start, train, val, cfg, workdir, *, epochs, on_weights=None, **kw) -> FineTuneResult:
+        """Record what it was asked; report each epoch's weights as the real one does."""
+        self.calls.append({"start": start.state_dict(), "train": len(train), "epochs": epochs})
+        for epoch in range(1, epochs + 1):
+            if on_weights is not None:
+                on_weights(epoch, self.candidate.state_dict())
+        return FineTuneResult(self.candidate, epochs, len(train))
+
+    def worker(self, worker_id: str = "w1") -> TrainingWorker:
+        cfg = TrainingConfig(min_heldout=2, min_fresh=4, epochs=EPOCHS, tolerance=1.0, fallback_to_first=False)
+        return TrainingWorker(
+            self.store, self.registry, cfg, worker_id, workdir=self.tmp_path, lease_s=5.0, checkpoints=self.checkpoints
+        )
+
+    def claim(self, worker_id: str = "w1", lease_s: float = 5.0) -> TrainingJob:
+        job = self.store.claim_job(worker_id, 0.0, lease_s=lease_s)
+        assert job is not None
+        return job
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Setup:
+    s = Setup(tmp_path, monkeypatch)
+    s.store.put_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 1, predicted_gain=0.3))
+    return s
+
+
+def test_a_claimed_job_runs_checkpoints_every_epoch_and_finishes_with_both_gains(setup: Setup) -> None:
+    job = setup.worker().process(setup.claim())
+    assert (job.status, job.result_version) == ("done", 2)
+    assert setup.calls[0]["epochs"] == EPOCHS
+    assert (job.predicted_gain, job.achieved_gain) == (0.3, 0.0)
+    assert job.metrics["resumed_from_epoch"] == 0 and job.metrics["epochs"] == EPOCHS
+    stored = setup.store.get_job("job-1")
+    assert stored.status == "done" and stored.result_version == 2
+    assert setup.checkpoints.load("job-1") is None, "a finished job's checkpoint is removed"
+
+
+def test_a_taken_over_job_resumes_from_its_checkpoint_with_the_remaining_epochs(setup: Setup) -> None:
+    plan = JobPlan(base_version=1, epochs_total=EPOCHS, train=["s1", "s2", "s3", "s5"], held=["s4", "s6"], replay=[])
+    plan.epochs_done = 2
+    saved = _model(7).state_dict()
+    setup.checkpoints.save("job-1", plan, saved)
+    setup.claim("w1", lease_s=0.05)
+    time.sleep(0.1)  # w1 died after epoch 2
+    job = setup.worker("w2").process(setup.claim("w2"))
+
+    (call,) = setup.calls
+    assert call["epochs"] == EPOCHS - 2 and call["train"] == 4  # the plan's samples, the rest of its epochs
+    assert all(torch.equal(call["start"][k], saved[k]) for k in saved)  # from the checkpoint's weights
+    assert (job.status, job.result_version, job.attempts, job.worker_id) == ("done", 2, 2, "w2")
+    assert job.metrics["resumed_from_epoch"] == 2 and job.metrics["epochs"] == EPOCHS
+
+
+def test_a_checkpoint_from_an_older_model_is_not_resumed(setup: Setup) -> None:
+    data, _ = setup.candidate.encode()
+    setup.registry.register(EDGE, data, setup.candidate.manifest(data, parent=1))  # the edge moved on to v2
+    plan = JobPlan(base_version=1, epochs_total=EPOCHS, train=["s1", "s2", "s3"], held=["s4"], replay=[])
+    plan.epochs_done = 3
+    setup.checkpoints.save("job-1", plan, _model(7).state_dict())
+    job = setup.worker().process(setup.claim())
+    assert setup.calls[0]["epochs"] == EPOCHS and job.metrics["resumed_from_epoch"] == 0
+    assert job.result_version == 3
+
+
+def test_a_job_an_earlier_claim_registered_is_not_registered_again(setup: Setup) -> None:
+    setup.checkpoints.record_result("job-1", 2, {"gain": 0.25})
+    data, _ = setup.candidate.encode()
+    setup.registry.register(EDGE, data, setup.candidate.manifest(data, parent=1))  # then that claim died
+    job = setup.worker("w2").process(setup.claim("w2"))
+    assert (job.status, job.result_version, job.achieved_gain) == ("done", 2, 0.25)
+    assert setup.calls == [] and setup.registry.latest_version(EDGE) == 2
+
+
+def test_a_worker_whose_job_was_taken_over_registers_nothing_and_writes_nothing(setup: Setup) -> None:
+    stale = setup.claim("w1", lease_s=0.05)
+    time.sleep(0.1)
+    setup.claim("w2")  # w1 was presumed dead; it comes back and finishes training
+    job = setup.worker("w1").process(stale)
+    assert job.status == "running"  # nothing written back
+    assert setup.registry.latest_version(EDGE) == 1, "the fence must stop the registration"
+    current = setup.store.get_job("job-1")
+    assert (current.worker_id, current.status) == ("w2", "running")
+
+
+def test_a_job_not_ready_goes_back_to_the_queue_and_releases_its_edge(setup: Setup) -> None:
+    setup.store.put_job(TrainingJob("job-2", "cam-2", 2.0, 0.0, 1))
+    setup.store.upsert_edge(EdgeInfo(edge_id="cam-2", class_names=CLASSES))
+    job = setup.worker().process(setup.claim())  # cam-2 has no samples yet
+    assert job.job_id == "job-2" and job.status == "queued"
+    assert setup.store.queued_job_for("cam-2") is not None
+    again = setup.claim("w2")  # cam-2's lease was released with it: claimable at once
+    assert (again.job_id, again.attempts) == ("job-2", 2)
+
+
+def test_the_heartbeat_notices_a_lost_lease_and_the_fence_refuses(setup: Setup) -> None:
+    job = setup.claim("w1", lease_s=0.3)
+    with LeaseKeeper(setup.store, job, 0.3) as keeper:
+        time.sleep(0.2)
+        keeper.check()  # still held: renewed by the heartbeat
+        taken = setup.store.get_job("job-1")
+        taken.status = "done"
+        setup.store.update_job(taken)  # someone else ended it
+        deadline = time.monotonic() + 2.0
+        while not keeper.lost.is_set() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with pytest.raises(LeaseLost, match="job-1"):
+            keeper.check()
+        with pytest.raises(LeaseLost):
+            keeper.fence()
