@@ -6,7 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint protos assets clean help
+.PHONY: demo test lint protos assets browser clean help
+
+# root installs Debian packages directly; anyone else through sudo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -25,7 +28,10 @@ assets: $(STAMP)  ## fetch vtest.avi (Debian's opencv-doc) and check the offline
 demo: assets  ## bootstrap a student if needed, then stream vtest.avi through drift with a cloud and an edge
 	$(VENV)/bin/edgesync demo
 
-test: assets  ## the whole suite: unit and integration (real gRPC, real Redis, real footage)
+browser:  ## install Debian's chromium for the dashboard's browser test (once per machine)
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+test: assets browser  ## the whole suite: unit and integration (real gRPC, real Redis, real footage, real browser)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)  ## ruff lint and format check

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from concurrent import futures
 from pathlib import Path
@@ -10,10 +11,12 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from cloud_trainer.api import ApiServer, create_app
 from cloud_trainer.ingest import Ingest
 from cloud_trainer.interceptor import ErrorMappingInterceptor
 from cloud_trainer.labeller import Labeller
 from cloud_trainer.manager import TrainingManager
+from cloud_trainer.operations import FleetOperations
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.scenes import SceneChangeHandler
 from cloud_trainer.service import EdgeSyncService
@@ -49,6 +52,10 @@ class CloudTrainer:
         zoo = ModelZoo(self.registry) if cfg.manager.zoo else None
         self.scenes = SceneChangeHandler(self.store, self.manager, zoo)
         self.service = EdgeSyncService(self.store, self.registry, self.ingest, cfg.heartbeat_s, scenes=self.scenes)
+        self.operations = FleetOperations(self.store, self.registry, self.manager)
+        self.api_token = cfg.api.token or secrets.token_urlsafe(18)
+        self.api: ApiServer | None = None
+        self.api_port = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: grpc.Server | None = None
@@ -68,6 +75,8 @@ class CloudTrainer:
         self.port = self._server.add_insecure_port(self.cfg.listen)
         if not self.port:
             raise OSError(f"cannot listen on {self.cfg.listen}")
+        if self.cfg.api.enabled:
+            self._start_api()
         self._spawn("labeller", self.labeller.run)
         for worker in self.workers:
             self._spawn(worker.worker_id, worker.run)
@@ -76,6 +85,28 @@ class CloudTrainer:
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("cloud trainer serving on port %d (%d workers)", self.port, len(self.workers))
         return self.port
+
+    def _start_api(self) -> None:
+        app = create_app(
+            self.store,
+            self.registry,
+            self.operations,
+            token=self.api_token,
+            heartbeat_s=self.cfg.heartbeat_s,
+            offline_after_heartbeats=self.cfg.api.offline_after_heartbeats,
+            store_type=self.cfg.store.type,
+        )
+        self.api = ApiServer(app, self.cfg.api.listen)
+        self.api_port = self.api.start()
+        generated = "" if self.cfg.api.token else " (token generated at start-up; set api.token to fix it)"
+        log.info("dashboard: %s%s", self.dashboard_url(), generated)
+
+    def dashboard_url(self, host: str | None = None) -> str:
+        """The dashboard's address with the token in the fragment (never sent to a server or a log line of it)."""
+        host = host or self.cfg.api.listen.rpartition(":")[0].strip("[]")
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.api_port}/#token={self.api_token}"
 
     def _spawn(self, name: str, target) -> None:
         thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
@@ -86,6 +117,8 @@ class CloudTrainer:
         """Stop serving and let background threads finish their current step."""
         self._health.enter_graceful_shutdown()
         self._stop.set()
+        if self.api is not None:
+            self.api.stop()
         if self._server is not None:
             self._server.stop(grace_s).wait()
         for thread in self._threads:

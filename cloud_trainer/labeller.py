@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from cloud_trainer.metrics import SAMPLES_LABELLED
 from cloud_trainer.state import StateStore
 from edgesync.teachers import Teacher
 from edgesync.types import Detection, StoredSample
@@ -68,6 +69,7 @@ class Labeller:
             s.labels = map_to_edge_classes(boxes, self.teacher.class_names, class_names[s.edge_id])
             self.store.set_labels(s.edge_id, s.sample_id, s.labels)
         self.labelled += len(kept)
+        SAMPLES_LABELLED.inc(len(kept))
         self.listener.on_labelled(kept)
         return kept
 

@@ -19,11 +19,22 @@ from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import StateStore
 from edgesync.config import ManagerConfig
 from edgesync.evaluation import map50
-from edgesync.types import SceneChange, StoredSample, TrainingJob, detections_to_array
+from edgesync.types import EdgeEvent, SceneChange, StoredSample, TrainingJob, detections_to_array
 
 log = logging.getLogger(__name__)
 
 LIVE_ACCURACY_EMA = 0.3  # weight of the newest batch in the live accuracy proxy
+OPERATOR_PRIORITY = 1e9  # a job an operator asked for goes ahead of every job the manager ranked
+
+
+def pinned_version(meta: dict[str, float]) -> int:
+    """The version an operator pinned the edge to (cloud_trainer.operations), 0 if none."""
+    return int(meta.get("pinned_version", 0))
+
+
+def is_paused(meta: dict[str, float]) -> bool:
+    """Whether an operator stopped training for the edge: paused, or pinned to a version."""
+    return bool(meta.get("paused")) or pinned_version(meta) > 0
 
 
 def job_priority(
@@ -82,13 +93,15 @@ class TrainingManager:
         old = meta.get("live_map50")
         live = batch_map if old is None else (1 - LIVE_ACCURACY_EMA) * old + LIVE_ACCURACY_EMA * batch_map
         self.store.set_meta(edge_id, live_map50=live)
+        data = {"batch_map50": batch_map, "live_map50": live, "samples": float(len(batch))}
+        self.store.add_event(EdgeEvent(edge_id, "accuracy", self.clock(), data))
 
     def on_scene_change(self, change: SceneChange) -> None:
         """The edge's scene changed: its live accuracy on the new scene is unknown, so rank it as
         having everything to gain until labelled frames of the new scene say otherwise."""
         self.store.set_meta(change.edge_id, live_map50=0.0, scene_changed_at=change.time)
         queued = self.store.queued_job_for(change.edge_id)
-        if queued is not None:
+        if queued is not None and queued.priority < OPERATOR_PRIORITY:
             meta = self.store.get_meta(change.edge_id)
             last_model = meta.get("last_model_time", meta.get("first_seen", self.clock()))
             self.store.reprioritize_job(
@@ -120,14 +133,16 @@ class TrainingManager:
     def maybe_queue(self, edge_id: str, now: float) -> TrainingJob | None:
         """Queue (or re-rank) a job for edge_id if enough new labelled samples are waiting."""
         meta = self.store.get_meta(edge_id)
-        covered = int(meta.get("last_queued_seq", 0))
+        if is_paused(meta):
+            return None
         new, new_scene = self._scene_backlog(edge_id, meta)
         queued = self.store.queued_job_for(edge_id)
         last_model = meta.get("last_model_time", meta.get("first_seen", now))
         needed = self.cfg.min_scene_samples if new_scene is not None else self.cfg.min_new_samples
         priority = job_priority(meta.get("live_map50", 0.0), now - last_model, new, self.cfg, needed)
         if queued is not None:  # re-rank it; a worker may have claimed it meanwhile, then nothing changes
-            self.store.reprioritize_job(queued.job_id, priority)
+            if queued.priority < OPERATOR_PRIORITY:
+                self.store.reprioritize_job(queued.job_id, priority)
             return None
         if new < needed:
             return None
@@ -135,20 +150,42 @@ class TrainingManager:
             return None
         if any(j.status == "running" for j in self.store.list_jobs(edge_id=edge_id, status="running", limit=1)):
             return None
+        reason = f"{new} new labelled samples, live mAP50 {meta.get('live_map50', 0.0):.2f}"
+        if new_scene is not None:
+            reason = f"new scene since t={new_scene:.1f}; " + reason
+        return self._queue(edge_id, now, priority, reason, meta)
+
+    def queue_now(self, edge_id: str, reason: str) -> TrainingJob:
+        """Queue a job for edge_id at once, ahead of all others (an operator's request).
+
+        An edge with a job already queued gets that job moved to the front instead.
+        """
+        now = self.clock()
+        queued = self.store.queued_job_for(edge_id)
+        if queued is not None and self.store.reprioritize_job(queued.job_id, OPERATOR_PRIORITY):
+            queued.priority = OPERATOR_PRIORITY
+            return queued
+        return self._queue(edge_id, now, OPERATOR_PRIORITY, reason, self.store.get_meta(edge_id), suffix="-op")
+
+    def _queue(
+        self, edge_id: str, now: float, priority: float, reason: str, meta: dict[str, float], suffix: str = ""
+    ) -> TrainingJob:
+        covered = int(meta.get("last_queued_seq", 0))
         newest = self.store.list_samples(edge_id, labelled=True, newest_first=True, limit=1)
+        seq = newest[0].seq if newest else covered
         job = TrainingJob(
-            job_id=f"{edge_id}-s{newest[0].seq if newest else covered:07d}",  # unique: each job needs new samples
+            job_id=f"{edge_id}-s{seq:07d}{suffix}",  # unique: each job of the manager needs new samples
             edge_id=edge_id,
             priority=priority,
             created=now,
             base_version=self.registry.latest_version(edge_id),
-            reason=f"{new} new labelled samples, live mAP50 {meta.get('live_map50', 0.0):.2f}",
+            reason=reason,
             predicted_gain=predicted_gain(meta.get("live_map50", 0.0)),
         )
-        if new_scene is not None:
-            job.reason = f"new scene since t={new_scene:.1f}; " + job.reason
+        if suffix and any(j.job_id == job.job_id for j in self.store.list_jobs(edge_id=edge_id, limit=20)):
+            job.job_id += f"-{int(now)}"
         self.store.put_job(job)
-        marks = {"last_queued_seq": float(newest[0].seq if newest else covered), "last_job_time": now}
+        marks = {"last_queued_seq": float(seq), "last_job_time": now}
         if newest:
             marks["served_scene"] = newest[0].scene_start
         self.store.set_meta(edge_id, **marks)

@@ -166,6 +166,24 @@ class ModelRegistry:
             self._changed.notify_all()
         return stored
 
+    def reissue(self, edge_id: str, version: int, **metrics: float) -> ModelManifest:
+        """Register version's weights again as the edge's newest version, so the edge receives it.
+
+        The zoo sends a stored specialist this way, an operator rolls back or pins; metrics are
+        added to the copy's (e.g. zoo_of, reissue_of). The copy's parent is the version it
+        replaces, and its weights are identical, so a delta against the edge's copy is tiny.
+        """
+        manifest, data = self.load(edge_id, version)
+        copy = ModelManifest.from_json(
+            {
+                **manifest.to_json(),
+                "parent": self.latest_version(edge_id),
+                "created": time.time(),
+                "metrics": {**manifest.metrics, **metrics},
+            }
+        )
+        return self.register(edge_id, data, copy)
+
     def ensure_edge(self, edge_id: str) -> int:
         """Give a new edge its first version, a copy of the newest base model; returns its latest version."""
         current = self.latest_version(edge_id)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 
-from cloud_trainer.manager import TrainingManager
+from cloud_trainer.manager import TrainingManager, pinned_version
 from cloud_trainer.state import StateStore
 from cloud_trainer.zoo import ModelZoo
-from edgesync.types import SceneChange, check_edge_id
+from edgesync.types import EdgeEvent, SceneChange, check_edge_id
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,12 @@ class SceneChangeHandler:
         check_edge_id(change.edge_id)
         self.store.get_edge(change.edge_id)  # unknown edges are refused
         self.manager.on_scene_change(change)
-        sent = self.zoo.on_scene_change(change) if self.zoo is not None else None
+        pinned = pinned_version(self.store.get_meta(change.edge_id))  # an operator's pin outranks the zoo
+        sent = self.zoo.on_scene_change(change) if self.zoo is not None and not pinned else None
+        data = {"capture_time": change.time, "confidence": change.confidence, "specialist_version": 0.0}
+        if sent is not None:
+            data["specialist_version"] = float(sent.version)
+        self.store.add_event(EdgeEvent(change.edge_id, "scene_change", self.manager.clock(), data))
         log.info(
             "edge %s: scene change at %.1f (confidence %.2f)%s",
             change.edge_id,

@@ -14,12 +14,13 @@ from collections.abc import Iterator
 import grpc
 
 from cloud_trainer.ingest import Ingest
+from cloud_trainer.metrics import UPDATE_DELAY
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.scenes import SceneChangeHandler
 from cloud_trainer.state import StateStore
 from edgesync import wire
-from edgesync.errors import EdgeSyncError, UnknownEdge
-from edgesync.types import EdgeInfo, check_edge_id
+from edgesync.errors import EdgeSyncError, NotFound, UnknownEdge
+from edgesync.types import EdgeEvent, EdgeInfo, check_edge_id
 from edgesync.v1 import edgesync_pb2 as pb
 from edgesync.v1 import edgesync_pb2_grpc as pb_grpc
 
@@ -28,6 +29,25 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 256 * 1024
 # uplink and downlink bytes are counted by the cloud itself (ingest, SubscribeModels)
 HEARTBEAT_FIELDS = ("model_version", "frames", "queue_depth", "confidence_proxy")
+
+
+def deployment(registry: ModelRegistry, edge_id: str, version: int, now: float) -> dict[str, float | str]:
+    """What a model_deployed event records: the version, where it came from and its update delay.
+
+    The update delay is how old the newest frame a model was trained on is when the model starts
+    running on the edge (as its next heartbeat reports). A copy of an earlier model (zoo, rollback,
+    pin) was trained on nothing new: its delay runs from when it was issued.
+    """
+    try:
+        manifest = registry.manifest(edge_id, version)
+    except NotFound:
+        return {"version": float(version), "origin": "unknown"}
+    metrics = manifest.metrics
+    origin = "zoo" if metrics.get("zoo_of") else "operator" if metrics.get("reissue_of") else "trained"
+    if manifest.parent == 0:
+        origin = "base"
+    since = manifest.trained_until if origin == "trained" and manifest.trained_until else manifest.created
+    return {"version": float(version), "origin": origin, "delay_s": max(0.0, now - since)}
 
 
 class EdgeSyncService(pb_grpc.EdgeSyncServicer):
@@ -77,8 +97,23 @@ class EdgeSyncService(pb_grpc.EdgeSyncServicer):
     def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> pb.HeartbeatResponse:
         edge_id = check_edge_id(request.edge_id)
         fields = {name: getattr(request, name) for name in HEARTBEAT_FIELDS}
-        self.store.update_edge(edge_id, last_heartbeat=time.time(), **fields)
+        now = time.time()
+        before = self.store.get_edge(edge_id)
+        self.store.update_edge(edge_id, last_heartbeat=now, **fields)
+        self._record_heartbeat(edge_id, now, request, before)
         return pb.HeartbeatResponse(latest_model_version=self.registry.latest_version(edge_id))
+
+    def _record_heartbeat(self, edge_id: str, now: float, request: pb.HeartbeatRequest, before: EdgeInfo) -> None:
+        """History for the API: what the edge reported, and when it started running a new model."""
+        data = {name: float(getattr(request, name)) for name in HEARTBEAT_FIELDS}
+        data |= {"uplink_bytes": float(before.uplink_bytes), "downlink_bytes": float(before.downlink_bytes)}
+        self.store.add_event(EdgeEvent(edge_id, "heartbeat", now, data))
+        version = int(request.model_version)
+        if version and version != before.model_version:
+            deployed = deployment(self.registry, edge_id, version, now)
+            if "delay_s" in deployed:
+                UPDATE_DELAY.labels(deployed["origin"]).observe(deployed["delay_s"])
+            self.store.add_event(EdgeEvent(edge_id, "model_deployed", now, deployed))
 
     def ReportSceneChange(self, request: pb.SceneChange, context: grpc.ServicerContext) -> pb.SceneChangeResponse:
         change = wire.scene_change_from_pb(request)

@@ -31,6 +31,8 @@ import numpy as np
 
 from cloud_trainer.checkpoints import Checkpoint, JobCheckpoints, JobPlan
 from cloud_trainer.lease import LeaseKeeper, LeaseLost
+from cloud_trainer.manager import pinned_version
+from cloud_trainer.metrics import JOB_DURATION
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import StateStore
 from cloud_trainer.state.base import DEFAULT_LEASE_S
@@ -206,6 +208,10 @@ class TrainingWorker:
             job.metrics["map50_first"] = first_score
             if first_score > max(before, score):
                 chosen, score = first, first_score
+        pinned = pinned_version(self.store.get_meta(job.edge_id))
+        if chosen is not None and pinned:
+            job.error = f"edge pinned to v{pinned} by an operator: the model was not registered"
+            chosen = None
         if chosen is not None:
             payload = update.weights if chosen is candidate else chosen.encode()[0]
             deltas = [update.payload] if chosen is candidate and update.payload is not None else []
@@ -340,6 +346,7 @@ class TrainingWorker:
             job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
         if job.status != "queued":
             job.finished = self.clock()
+            JOB_DURATION.labels(job.status).observe(max(0.0, job.finished - job.started))
         if not self.store.complete_job(job):
             log.warning(
                 "job %s: lost its lease before completing; the worker that took it over finishes it", job.job_id

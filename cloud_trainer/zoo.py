@@ -136,10 +136,6 @@ class ModelZoo:
 
     def _send(self, change: SceneChange, version: int, scene_start: float) -> ModelManifest:
         """Register version's weights again as the edge's newest version."""
-        manifest, data = self.registry.load(change.edge_id, version)
-        latest = self.registry.latest_version(change.edge_id)
-        metrics = {**manifest.metrics, "scene_start": scene_start, "zoo_of": float(version)}
-        copy = ModelManifest.from_json({**manifest.to_json(), "parent": latest, "metrics": metrics})
-        stored = self.registry.register(change.edge_id, data, copy)
+        stored = self.registry.reissue(change.edge_id, version, scene_start=scene_start, zoo_of=float(version))
         log.info("zoo: %s gets v%d's weights as v%d", change.edge_id, version, stored.version)
         return stored

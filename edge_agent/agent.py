@@ -17,6 +17,7 @@ from pathlib import Path
 import grpc
 
 from edge_agent.hotswap import HotSwapDetector, SwapEvent
+from edge_agent.metrics import EdgeMetrics
 from edge_agent.model_store import EdgeModelStore, load_safetensors_model
 from edge_agent.scene_reports import SceneReporter
 from edge_agent.sink import JsonlSink
@@ -72,6 +73,7 @@ class EdgeAgent:
         self.model_kwargs = {"conf": cfg.student.conf, "iou": cfg.student.iou, "device": cfg.student.device}
         self.detector: HotSwapDetector | None = None
         self.stats = EdgeStats()
+        self.metrics = EdgeMetrics(self)
         self._run_id = int(time.time() * 1000)  # makes sample ids unique across restarts
         self._stream_origin = 0.0  # wall clock at stream time 0
         self.registered = threading.Event()
@@ -184,6 +186,8 @@ class EdgeAgent:
             max_frames=source_cfg.max_frames,
             fps=source_cfg.fps,
         )
+        if self.cfg.metrics_listen:
+            self.metrics.serve(self.cfg.metrics_listen)
         initial = self.load_initial_model()
         if initial is not None:
             initial.warmup()
@@ -222,6 +226,7 @@ class EdgeAgent:
         event = self.detector.swap_if_ready()
         if event is not None:
             self.stats.swaps += 1
+            self.metrics.update_delay.observe(event.update_delay_s)
             sink.swap(event, frame.t_s, frame.index)
             # a model chosen for the current scene ends that scene's novelty in the sampler
             self.sampler.model_updated(event.scene_start - self._stream_origin if event.scene_start else None)
@@ -230,6 +235,7 @@ class EdgeAgent:
         start = time.perf_counter()
         prediction = self.detector.predict(frame.image)
         latency_ms = (time.perf_counter() - start) * 1000
+        self.metrics.inference.observe(latency_ms / 1000)
         version = self.detector.version
         self._stream_origin = frame.capture_time - frame.t_s
         if self.scenes is not None:
@@ -276,5 +282,6 @@ class EdgeAgent:
         """Stop the loop and background threads."""
         self._stop.set()
         self.listener.close()
+        self.metrics.close()
         for thread in self._threads:
             thread.join(timeout=2.0)

@@ -104,6 +104,8 @@ def cloud_serve(config: ConfigOption = None, verbose: Verbose = False) -> None:
     trainer = CloudTrainer(cfg)
     port = trainer.start()
     console.print(f"cloud trainer listening on {cfg.listen.rsplit(':', 1)[0]}:{port} (store: {cfg.store.type})")
+    if trainer.api is not None:
+        console.print(f"dashboard and REST API: {trainer.dashboard_url()}")
     try:
         trainer.wait()
     except KeyboardInterrupt:
@@ -172,6 +174,36 @@ def cloud_worker(
         console.print("stopped mid-job; another worker takes it over when its lease lapses")
     finally:
         store.close()
+
+
+STATUS_HELP = (
+    "Print the fleet as a table, from a running cloud's REST API.\n\n"
+    "The token is the one the cloud printed with its dashboard address (or api.token in its config); "
+    "pass it with --token or the EDGESYNC_API_TOKEN environment variable."
+)
+
+
+@app.command(help=STATUS_HELP)
+def status(
+    url: Annotated[
+        str, typer.Option(help="The cloud's REST API.", envvar="EDGESYNC_API_URL")
+    ] = "http://127.0.0.1:8080",
+    token: Annotated[str | None, typer.Option(help="API token.", envvar="EDGESYNC_API_TOKEN")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of a table.")] = False,
+) -> None:
+    from edgesync.fleet_status import StatusError, fetch_fleet, fleet_table
+
+    if not token:
+        raise typer.BadParameter("give the API token with --token or EDGESYNC_API_TOKEN", param_hint="--token")
+    try:
+        fleet = fetch_fleet(url, token)
+    except StatusError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(fleet, indent=2))
+    else:
+        console.print(fleet_table(fleet))
 
 
 @app.command()

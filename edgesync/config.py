@@ -126,6 +126,20 @@ class QueueConfig(Strict):
     max_spill_items: int = Field(10_000, gt=0)
 
 
+def split_host_port(listen: str) -> tuple[str, int]:
+    """("host", port) from "host:port" (IPv6 as "[::1]:8080"); ValueError naming the text otherwise."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"expected host:port, e.g. 127.0.0.1:8080, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+def _listen_address(value: str) -> str:
+    if value:
+        split_host_port(value)
+    return value
+
+
 class EdgeConfig(Strict):
     """Everything the edge agent needs (configs/edge.yaml)."""
 
@@ -139,6 +153,13 @@ class EdgeConfig(Strict):
     model_dir: Path = Path("runs/edge/models")  # received models, kept across restarts
     sink: Path | None = Path("runs/edge/frames.jsonl")  # per-frame results as JSON lines
     limits: LimitsConfig = LimitsConfig()
+    # Prometheus metrics (GET /metrics) on host:port, e.g. 0.0.0.0:9101; "" serves none
+    metrics_listen: str = ""
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen(cls, value: str) -> str:
+        return _listen_address(value)
 
     @field_validator("edge_id")
     @classmethod
@@ -263,6 +284,23 @@ class DownlinkConfig(Strict):
         return self
 
 
+class ApiConfig(Strict):
+    """The REST API, dashboard and Prometheus metrics, served by the cloud process next to gRPC."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:8080"  # 0.0.0.0:8080 to reach it from other machines
+    # Bearer token for /api (the dashboard asks for it once). Empty: a random one is made at
+    # start-up and logged with the dashboard's address. Env: EDGESYNC_CLOUD__API__TOKEN.
+    token: str = ""
+    # how long after its last heartbeat an edge is shown offline, in heartbeat intervals
+    offline_after_heartbeats: float = Field(3.0, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _listen_address(value)
+
+
 class CloudConfig(Strict):
     """Everything the cloud trainer needs (configs/cloud.yaml)."""
 
@@ -281,6 +319,7 @@ class CloudConfig(Strict):
     # it every lease_s/3 while training, and a worker that stops (killed, crashed, cut off) has its
     # job taken over by another worker this long after its last renewal. Same for every worker.
     lease_s: float = Field(30.0, gt=0)
+    api: ApiConfig = ApiConfig()
 
 
 # ---------------------------------------------------------------- loading

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -48,6 +49,8 @@ class DemoSettings:
     bootstrap_dir: Path = Path("runs/bootstrap")
     window_s: float = 15.0
     startup_timeout_s: float = 120.0
+    api_port: int = 8080  # dashboard, REST API and cloud metrics (a free port if this one is taken)
+    edge_metrics_port: int = 9101  # the edge's Prometheus metrics (likewise)
 
 
 @dataclass
@@ -74,6 +77,16 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _port_or_free(preferred: int) -> int:
+    """preferred if nothing listens on it on 127.0.0.1, else a free port."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            return _free_port()
+    return preferred
 
 
 def _wait_healthy(address: str, process: subprocess.Popen, timeout_s: float) -> None:
@@ -146,9 +159,19 @@ def run_demo(settings: DemoSettings) -> dict:
     shutil.copytree(base, out / "cloud" / "registry" / "base")
     address = f"127.0.0.1:{_free_port()}"
     frames_path = out / "frames.jsonl"
-    cloud_env = {**env, "EDGESYNC_CLOUD__LISTEN": address, "EDGESYNC_CLOUD__DATA_DIR": str(out / "cloud")}
+    api = f"127.0.0.1:{_port_or_free(settings.api_port)}"
+    token = secrets.token_urlsafe(18)
+    cloud_env = {
+        **env,
+        "EDGESYNC_CLOUD__LISTEN": address,
+        "EDGESYNC_CLOUD__DATA_DIR": str(out / "cloud"),
+        "EDGESYNC_CLOUD__API__LISTEN": api,
+        "EDGESYNC_CLOUD__API__TOKEN": token,
+    }
+    edge_metrics = f"127.0.0.1:{_port_or_free(settings.edge_metrics_port)}"
     edge_env = {
         **env,
+        "EDGESYNC_EDGE__METRICS_LISTEN": edge_metrics,
         "EDGESYNC_EDGE__CLOUD__ADDRESS": address,
         "EDGESYNC_EDGE__SINK": str(frames_path),
         "EDGESYNC_EDGE__MODEL_DIR": str(out / "edge" / "models"),
@@ -168,6 +191,8 @@ def run_demo(settings: DemoSettings) -> dict:
         try:
             _wait_healthy(address, cloud, settings.startup_timeout_s)
             console.print(f"cloud up at {address} (log: {out / 'cloud.log'})")
+            console.print(f"dashboard: [bold]http://{api}/#token={token}[/bold]")
+            console.print(f"metrics:   curl http://{api}/metrics (cloud), curl http://{edge_metrics}/metrics (edge)")
             edge = subprocess.Popen(
                 _cli("edge", "run", "--config", str(settings.edge_config)),
                 env=edge_env,

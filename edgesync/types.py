@@ -228,3 +228,30 @@ class SceneChange:
     signature: tuple[float, ...]  # embedding of the new scene
     model_version: int  # what the edge ran through the scene that ended
     confidence: float = 1.0
+
+
+EVENT_KINDS = ("heartbeat", "accuracy", "scene_change", "model_deployed", "operator")
+
+
+@dataclass(frozen=True)
+class EdgeEvent:
+    """One point of an edge's history, kept by the cloud for the API and the dashboard.
+
+    kind is one of EVENT_KINDS: heartbeat (what the edge reported: confidence proxy, frames,
+    queue depth, with the uplink and downlink byte counters at that moment), accuracy (the
+    student's mAP50 against the teacher on a labelled batch of its uploads), scene_change (a
+    change point the edge reported), model_deployed (the edge started running a new version,
+    with the update delay), operator (an action taken through the API).
+    """
+
+    edge_id: str
+    kind: str
+    time: float  # the cloud's clock (time.time()) when it learned of the event
+    data: dict[str, float | str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"edge_id": self.edge_id, "kind": self.kind, "time": self.time, "data": dict(self.data)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> EdgeEvent:
+        return cls(edge_id=data["edge_id"], kind=data["kind"], time=float(data["time"]), data=dict(data["data"]))

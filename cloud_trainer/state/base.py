@@ -29,9 +29,18 @@ from typing import Any
 import grpc
 
 from edgesync.errors import EdgeSyncError, InvalidInput
-from edgesync.types import Detection, EdgeInfo, StoredSample, TrainingJob
+from edgesync.types import (
+    EVENT_KINDS,
+    Detection,
+    EdgeEvent,
+    EdgeInfo,
+    StoredSample,
+    TrainingJob,
+    check_edge_id,
+)
 
 DEFAULT_MAX_SAMPLES_PER_EDGE = 5000
+DEFAULT_MAX_EVENTS = 2000  # per edge and kind: about 3 hours of heartbeats every 5 s
 DEFAULT_LEASE_S = 30.0  # how long a claim lasts without a heartbeat before another worker may take it over
 
 
@@ -195,6 +204,16 @@ class StateStore(ABC):
     def set_meta(self, edge_id: str, **values: float) -> None:
         """Set (merge) some of the training manager's numbers for an edge."""
 
+    # ------------------------------------------------------------------ events
+
+    @abstractmethod
+    def add_event(self, event: EdgeEvent) -> None:
+        """Append to the edge's history of event.kind; the oldest beyond DEFAULT_MAX_EVENTS go."""
+
+    @abstractmethod
+    def list_events(self, edge_id: str, kind: str, *, since: float = 0.0, limit: int = 500) -> list[EdgeEvent]:
+        """The edge's newest `limit` events of one kind with time >= since, oldest first."""
+
     # ------------------------------------------------------------------ lifecycle
 
     @abstractmethod
@@ -310,6 +329,14 @@ def sample_from_json(data: dict[str, Any]) -> StoredSample:
     fields["student"] = labels_from_json(fields["student"]) or []
     fields["labels"] = labels_from_json(fields.get("labels"))
     return StoredSample(**fields)
+
+
+def check_event(event: EdgeEvent) -> EdgeEvent:
+    """Return event if its kind is known and its edge id valid."""
+    if event.kind not in EVENT_KINDS:
+        raise InvalidInput(f"unknown event kind {event.kind!r}; known: {', '.join(EVENT_KINDS)}")
+    check_edge_id(event.edge_id)
+    return event
 
 
 def check_sample_id(sample_id: str) -> str:

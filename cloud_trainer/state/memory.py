@@ -19,8 +19,10 @@ from typing import Any
 
 from cloud_trainer.state.base import (
     DEFAULT_LEASE_S,
+    DEFAULT_MAX_EVENTS,
     DEFAULT_MAX_SAMPLES_PER_EDGE,
     StateStore,
+    check_event,
     check_int_edge_field,
     check_sample_id,
     claimed,
@@ -32,7 +34,7 @@ from cloud_trainer.state.base import (
     new_lease_token,
 )
 from edgesync.errors import NotFound, UnknownEdge
-from edgesync.types import Detection, EdgeInfo, StoredSample, TrainingJob, check_edge_id
+from edgesync.types import Detection, EdgeEvent, EdgeInfo, StoredSample, TrainingJob, check_edge_id
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ class MemoryStore(StateStore):
         self._owners: dict[str, str] = {}  # running job id -> token of the claim holding it
         self._edge_leases: dict[str, _EdgeLease] = {}
         self._meta: dict[str, dict[str, float]] = {}
+        self._events: dict[tuple[str, str], deque[EdgeEvent]] = {}
 
     # ------------------------------------------------------------------ edges
 
@@ -315,6 +318,19 @@ class MemoryStore(StateStore):
         converted = {k: float(v) for k, v in values.items()}
         with self._lock:
             self._meta.setdefault(edge_id, {}).update(converted)
+
+    # ------------------------------------------------------------------ events
+
+    def add_event(self, event: EdgeEvent) -> None:
+        check_event(event)
+        with self._lock:
+            key = (event.edge_id, event.kind)
+            self._events.setdefault(key, deque(maxlen=DEFAULT_MAX_EVENTS)).append(event)
+
+    def list_events(self, edge_id: str, kind: str, *, since: float = 0.0, limit: int = 500) -> list[EdgeEvent]:
+        with self._lock:
+            found = [e for e in self._events.get((edge_id, kind), ()) if e.time >= since]
+        return found[-limit:] if limit > 0 else []
 
     # ------------------------------------------------------------------ lifecycle
 

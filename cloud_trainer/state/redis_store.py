@@ -23,6 +23,8 @@ key                                   type    holds
 ``{p}:labelq``                        list    JSON ``[edge, sample_id]`` awaiting the teacher
                                               (RPUSH on arrival, BLPOP/LPOP to take)
 ``{p}:meta:{edge}``                   hash    the training manager's per-edge floats
+``{p}:events:{edge}:{kind}``          stream  the edge's history of one event kind, field ``e``
+                                              (EdgeEvent JSON), capped near DEFAULT_MAX_EVENTS
 ====================================  ======  ===================================================
 
 Jobs (the queue, the work stream, leases and takeover of a dead worker's job) live in
@@ -40,10 +42,12 @@ from typing import Any
 import redis
 
 from cloud_trainer.state.base import (
+    DEFAULT_MAX_EVENTS,
     DEFAULT_MAX_SAMPLES_PER_EDGE,
     EDGE_FIELD_TYPES,
     StateStore,
     StoreUnavailable,
+    check_event,
     check_int_edge_field,
     check_sample_id,
     coerce_edge_fields,
@@ -54,7 +58,7 @@ from cloud_trainer.state.base import (
 from cloud_trainer.state.redis_common import BLOCK_CHUNK_S, MIN_BLOCK_S, available, redact_url
 from cloud_trainer.state.redis_jobs import RedisJobQueue
 from edgesync.errors import ConfigError, NotFound, UnknownEdge
-from edgesync.types import Detection, EdgeInfo, StoredSample, check_edge_id
+from edgesync.types import Detection, EdgeEvent, EdgeInfo, StoredSample, check_edge_id
 
 logger = logging.getLogger(__name__)
 
@@ -348,6 +352,22 @@ class RedisStore(RedisJobQueue, StateStore):
         if values:
             mapping = {k: repr(float(v)) for k, v in values.items()}
             self._r.hset(self._k("meta", edge_id), mapping=mapping)
+
+    # ------------------------------------------------------------------ events
+
+    @available
+    def add_event(self, event: EdgeEvent) -> None:
+        check_event(event)
+        key = self._k("events", event.edge_id, event.kind)
+        self._r.xadd(key, {"e": json.dumps(event.to_json())}, maxlen=DEFAULT_MAX_EVENTS, approximate=True)
+
+    @available
+    def list_events(self, edge_id: str, kind: str, *, since: float = 0.0, limit: int = 500) -> list[EdgeEvent]:
+        if limit <= 0:
+            return []
+        entries = self._r.xrevrange(self._k("events", edge_id, kind), count=limit)
+        events = [EdgeEvent.from_json(json.loads(fields[b"e"])) for _, fields in reversed(entries)]
+        return [e for e in events if e.time >= since]
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -45,7 +45,13 @@ def models() -> tuple[StudentModel, StudentModel]:
 def cloud(tmp_path: Path) -> Iterator[tuple[CloudTrainer, pb_grpc.EdgeSyncStub]]:
     cfg = parse_config(
         CloudConfig,
-        {"listen": "127.0.0.1:0", "data_dir": str(tmp_path / "cloud"), "workers": 0, "downlink": DOWNLINK},
+        {
+            "listen": "127.0.0.1:0",
+            "api": {"enabled": False},
+            "data_dir": str(tmp_path / "cloud"),
+            "workers": 0,
+            "downlink": DOWNLINK,
+        },
     )
     trainer = CloudTrainer(cfg)
     port = trainer.start()

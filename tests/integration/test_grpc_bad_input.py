@@ -34,6 +34,7 @@ def cloud(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Clou
         CloudConfig,
         {
             "listen": "127.0.0.1:0",
+            "api": {"listen": "127.0.0.1:0"},
             "data_dir": str(tmp_path),
             "store": store,
             "workers": 0,

@@ -24,7 +24,9 @@ DAY, NIGHT = (1.0, 0.0), (0.0, 1.0)
 
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[tuple[CloudTrainer, pb_grpc.EdgeSyncStub]]:
-    cfg = parse_config(CloudConfig, {"listen": "127.0.0.1:0", "data_dir": str(tmp_path), "workers": 0})
+    cfg = parse_config(
+        CloudConfig, {"listen": "127.0.0.1:0", "api": {"enabled": False}, "data_dir": str(tmp_path), "workers": 0}
+    )
     trainer = CloudTrainer(cfg)
     port = trainer.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")

@@ -18,8 +18,8 @@ import redis
 
 from cloud_trainer.state import MemoryStore, RedisStore, StateStore, StoreUnavailable, build_store
 from edgesync.config import MemoryStoreConfig, RedisStoreConfig
-from edgesync.errors import NotFound, UnknownEdge
-from edgesync.types import Detection, EdgeInfo, StoredSample, TrainingJob
+from edgesync.errors import InvalidInput, NotFound, UnknownEdge
+from edgesync.types import Detection, EdgeEvent, EdgeInfo, StoredSample, TrainingJob
 
 pytestmark = pytest.mark.integration
 
@@ -569,3 +569,22 @@ def test_redis_password_is_not_shown_in_errors() -> None:
 
 def test_default_config_builds_an_in_process_store() -> None:
     assert isinstance(build_store(MemoryStoreConfig()), MemoryStore)
+
+
+# ---------------------------------------------------------------- events
+
+
+def test_events_are_kept_per_edge_and_kind_oldest_first(store: StateStore) -> None:
+    for i in range(5):
+        store.add_event(EdgeEvent("cam-a", "heartbeat", 100.0 + i, {"frames": float(i)}))
+    store.add_event(EdgeEvent("cam-a", "scene_change", 102.5, {"confidence": 0.9}))
+    store.add_event(EdgeEvent("cam-b", "heartbeat", 101.0, {"frames": 7.0}))
+    beats = store.list_events("cam-a", "heartbeat")
+    assert [e.data["frames"] for e in beats] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert [e.time for e in store.list_events("cam-a", "heartbeat", since=102.0)] == [102.0, 103.0, 104.0]
+    assert [e.time for e in store.list_events("cam-a", "heartbeat", limit=2)] == [103.0, 104.0]
+    change = EdgeEvent("cam-a", "scene_change", 102.5, {"confidence": 0.9})
+    assert store.list_events("cam-a", "scene_change") == [change]
+    assert store.list_events("cam-b", "scene_change") == []
+    with pytest.raises(InvalidInput, match="weather"):
+        store.add_event(EdgeEvent("cam-a", "weather", 1.0))
