@@ -55,7 +55,8 @@ ENV EDGESYNC_HOME=/home/edgesync/.cache/edgesync \
     YOLO_OFFLINE=1 \
     YOLO_AUTOINSTALL=0 \
     EDGESYNC_CLOUD__LISTEN=0.0.0.0:50051 \
-    EDGESYNC_CLOUD__DATA_DIR=/var/lib/edgesync/cloud
+    EDGESYNC_CLOUD__DATA_DIR=/var/lib/edgesync/cloud \
+    EDGESYNC_CLOUD__API__LISTEN=0.0.0.0:8080
 
 USER edgesync
 WORKDIR /var/lib/edgesync
@@ -63,7 +64,8 @@ WORKDIR /var/lib/edgesync
 RUN python3 -c "from edgesync.ultralytics_env import configure; configure(); import cv2, torch, ultralytics" \
  && edgesync --help > /dev/null
 
-EXPOSE 50051
+# gRPC for edges; REST API, dashboard and Prometheus /metrics (set EDGESYNC_CLOUD__API__TOKEN)
+EXPOSE 50051 8080
 
 # The standard gRPC health service (grpc.health.v1, service ""), on the port of the listen address.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \

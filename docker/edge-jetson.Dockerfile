@@ -61,6 +61,7 @@ ENV EDGESYNC_HOME=/home/edgesync/.cache/edgesync \
     EDGESYNC_EDGE__SINK=/var/lib/edgesync/edge/frames.jsonl \
     EDGESYNC_EDGE__QUEUE__SPILL_DIR=/var/lib/edgesync/edge/spill \
     EDGESYNC_EDGE__MODEL_DIR=/var/lib/edgesync/edge/models \
+    EDGESYNC_EDGE__METRICS_LISTEN=0.0.0.0:9101 \
     EDGESYNC_EDGE__STUDENT__DEVICE=cuda:0
 
 USER edgesync
@@ -70,6 +71,8 @@ RUN python3 -c "from edgesync.ultralytics_env import configure; configure(); imp
  && edgesync --help > /dev/null
 
 # Healthy while frames flow (see edge.Dockerfile).
+# Prometheus /metrics of the edge
+EXPOSE 9101
 HEALTHCHECK --interval=30s --timeout=5s --start-period=6m --retries=3 \
     CMD test -n "$(find "$EDGESYNC_EDGE__SINK" -mmin -1 2>/dev/null)"
 

@@ -55,7 +55,8 @@ ENV EDGESYNC_HOME=/home/edgesync/.cache/edgesync \
     YOLO_AUTOINSTALL=0 \
     EDGESYNC_EDGE__SINK=/var/lib/edgesync/edge/frames.jsonl \
     EDGESYNC_EDGE__QUEUE__SPILL_DIR=/var/lib/edgesync/edge/spill \
-    EDGESYNC_EDGE__MODEL_DIR=/var/lib/edgesync/edge/models
+    EDGESYNC_EDGE__MODEL_DIR=/var/lib/edgesync/edge/models \
+    EDGESYNC_EDGE__METRICS_LISTEN=0.0.0.0:9101
 
 USER edgesync
 WORKDIR /var/lib/edgesync
@@ -68,6 +69,8 @@ RUN python3 -c "from edgesync.ultralytics_env import configure; configure(); imp
 # Healthy while frames flow: the agent appends one line per frame to the sink, so a sink not
 # written for a minute means a stalled or finished stream. The start period covers the wait
 # for the cloud's first model (up to 300 s) and the warm-up.
+# Prometheus /metrics of the edge
+EXPOSE 9101
 HEALTHCHECK --interval=30s --timeout=5s --start-period=6m --retries=3 \
     CMD test -n "$(find "$EDGESYNC_EDGE__SINK" -mmin -1 2>/dev/null)"
 

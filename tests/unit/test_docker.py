@@ -137,8 +137,12 @@ def _default_argv(df: Dockerfile) -> list[str]:
 # ---------------------------------------------------------------- reading compose.yaml
 
 
+class ComposeRefuses(Exception):
+    """Compose stops with this message: a ${VAR:?message} variable is unset or empty."""
+
+
 def _interpolate(text: str, environ: dict[str, str]) -> str:
-    """Compose's ${VAR}, ${VAR:-default} (nested) and $$ with the given host environment."""
+    """Compose's ${VAR}, ${VAR:-default} (nested), ${VAR:?error} and $$ with the given host environment."""
     out, i = "", 0
     while i < len(text):
         if text.startswith("$$", i):
@@ -152,8 +156,10 @@ def _interpolate(text: str, environ: dict[str, str]) -> str:
                     depth, j = depth - (text[j] == "}"), j + 1
             body = text[i + 2 : j - 1]
             name, op, default = re.match(r"(\w+)(:?[-?+]?)(.*)", body, re.S).groups()
-            assert op in ("", ":-", "-"), f"this test reads only ${{VAR}} and ${{VAR:-default}}, not {body!r}"
+            assert op in ("", ":-", "-", ":?"), f"this test reads only ${{VAR}}, :- and :?, not {body!r}"
             value = environ.get(name)
+            if op == ":?" and not value:
+                raise ComposeRefuses(f"{name}: {default}")
             if op in (":-", "-") and (value is None or (op == ":-" and not value)):
                 value = _interpolate(default, environ)
             assert value is not None, f"compose needs ${{{name}}} set: {text!r}"
@@ -175,9 +181,15 @@ def _interpolated(node: object, environ: dict[str, str]) -> object:
 
 @pytest.fixture(scope="module")
 def compose() -> dict:
-    """compose.yaml as Compose sees it on a host where no EDGESYNC_* variable is set."""
+    """compose.yaml as Compose sees it on a host where only the required EDGESYNC_API_TOKEN is set."""
     raw = yaml.safe_load(COMPOSE_FILE.read_text())
-    return _interpolated(raw, {"HOME": "/home/someone"})
+    return _interpolated(raw, {"HOME": "/home/someone", "EDGESYNC_API_TOKEN": "a-real-token"})
+
+
+def test_compose_refuses_to_start_without_an_api_token() -> None:
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())
+    with pytest.raises(ComposeRefuses, match="EDGESYNC_API_TOKEN"):
+        _interpolated(raw, {"HOME": "/home/someone"})
 
 
 @pytest.fixture(scope="module")
@@ -391,9 +403,14 @@ def test_image_default_command_loads_a_valid_config_with_the_image_environment(
     cfg = _load_for(_default_argv(df), df.env, monkeypatch)
     chowned = " ".join(r for r in df.runs if "chown" in r)
     if name == "cloud.Dockerfile":
-        host, port = cfg.listen.rsplit(":", 1)
-        assert host == "0.0.0.0", "a container must listen on every interface"
-        assert df.expose == [int(port)], f"EXPOSE {df.expose} is not the listen port {port}"
+        listens = [cfg.listen, cfg.api.listen]
+        assert cfg.api.enabled
+    else:
+        listens = [cfg.metrics_listen]
+    hosts, ports = zip(*(address.rsplit(":", 1) for address in listens), strict=True)
+    assert set(hosts) == {"0.0.0.0"}, f"a container must listen on every interface: {listens}"
+    assert df.expose == [int(p) for p in ports], f"EXPOSE {df.expose} is not the listen ports {ports}"
+    if name == "cloud.Dockerfile":
         assert _is_under(cfg.data_dir, CLOUD_DATA) and str(CLOUD_DATA) in chowned
     else:
         for path in (cfg.sink, cfg.queue.spill_dir, cfg.model_dir):
@@ -498,8 +515,10 @@ def test_compose_services_load_valid_configs_and_reach_each_other_on_the_publish
 
     cloud, cloud_cfg = services["cloud"], configs["cloud"]
     host, port = cloud_cfg.listen.rsplit(":", 1)
-    assert host == "0.0.0.0"
-    assert _published_container_ports(cloud) == [int(port)] == _service_image(cloud).expose
+    api_host, api_port = cloud_cfg.api.listen.rsplit(":", 1)
+    assert host == api_host == "0.0.0.0"
+    assert _published_container_ports(cloud) == [int(port), int(api_port)] == _service_image(cloud).expose
+    assert cloud_cfg.api.token == "a-real-token", "the dashboard's token comes from the host's EDGESYNC_API_TOKEN"
     assert cloud_cfg.store.type == "redis"
     assert re.match(r"redis://([^:/]+)", cloud_cfg.store.url)[1] in compose["services"]
 
@@ -509,6 +528,8 @@ def test_compose_services_load_valid_configs_and_reach_each_other_on_the_publish
     edge_mounts = dict((target, source) for source, target in _mounts(services["edge"]))
     assert edge_cfg.source.uri in edge_mounts, f"the edge reads {edge_cfg.source.uri}, which is not mounted"
     assert edge_cfg.source.loop is True
+    metrics_port = int(edge_cfg.metrics_listen.rsplit(":", 1)[1])
+    assert _published_container_ports(services["edge"]) == [metrics_port] == _service_image(services["edge"]).expose
     edge_volume = edge_mounts[str(EDGE_DATA)]
     assert edge_volume in compose["volumes"], "the edge's data must live in a named volume"
     for path in (edge_cfg.sink, edge_cfg.queue.spill_dir, edge_cfg.model_dir):
