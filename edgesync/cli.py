@@ -280,7 +280,8 @@ def bench(
         str,
         typer.Option(
             help="Comma-separated, from static, uniform, shoggoth, edgesync (change points and zoo), "
-            "cpd (edgesync without the zoo), edgesync-nocpd, edgesync-oracle (true scene changes). "
+            "cpd (edgesync without the zoo), edgesync-nocpd, edgesync-oracle (true scene changes); with "
+            "--cameras, fifo, fair and manager (how the shared worker orders the cameras' jobs). "
             "Append +ENCODING (full, fp16-delta, int8-delta), then optionally @FRACTION (sparse) and :raw "
             "(uncompressed), to send that strategy's updates another way, e.g. edgesync+int8-delta@0.1 "
             "(default: the config's downlink section, fp16-delta with zstd)."
@@ -300,6 +301,14 @@ def bench(
         float, typer.Option(help="Training budget: GPU-seconds (at speed-up 1) per stream second.")
     ] = 0.4,
     max_seconds: Annotated[float | None, typer.Option(help="Stop the stream after this many seconds.")] = None,
+    cameras: Annotated[
+        Path | None,
+        typer.Option(
+            help="Several cameras sharing one cloud and one training worker (configs/bench/four-cameras.yaml): "
+            "each with its own drift schedule, seed and start in the video. Replaces --video and --drift; "
+            "results give the mean over cameras and per_camera."
+        ),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Replay a video through a drift schedule in virtual time and compare retraining strategies."""
@@ -326,6 +335,7 @@ def bench(
         rtt_ms=rtt_ms,
         train_budget_share=train_budget_share,
         max_seconds=max_seconds,
+        cameras=cameras,
     )
     results = run_bench(request)
     console.print((out / "results.md").read_text())

@@ -86,6 +86,7 @@ def summarise(
         "uplink_bytes": run.uplink_bytes,
         "downlink_bytes": run.downlink_bytes,
         "downlink_bytes_per_update_median": statistics.median(update_bytes) if update_bytes else None,
+        "update_bytes": update_bytes,
         "downlink_bytes_per_camera_hour": None if not duration_s else run.downlink_bytes / duration_s * 3600,
         # uplink plus downlink, averaged over the stream, for this one camera
         "link_kbit_s": None if not duration_s else (run.uplink_bytes + run.downlink_bytes) * 8 / 1000 / duration_s,

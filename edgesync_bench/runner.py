@@ -22,10 +22,20 @@ from edgesync.errors import ConfigError
 from edgesync.ground_truth import clean_ground_truth, read_video
 from edgesync.student import StudentModel
 from edgesync.teachers import build_teacher
+from edgesync_bench.cameras import combine, load_cameras
+from edgesync_bench.cameras import markdown_table as cameras_table
+from edgesync_bench.cameras import plot as cameras_plot
 from edgesync_bench.costs import CostModel
 from edgesync_bench.metrics import summarise
 from edgesync_bench.report import write_report
-from edgesync_bench.simulation import BenchKnobs, CachingTeacher, PredictionCache, Simulation, StreamSetup
+from edgesync_bench.simulation import (
+    BenchKnobs,
+    CachingTeacher,
+    CameraSetup,
+    PredictionCache,
+    Simulation,
+    StreamSetup,
+)
 from edgesync_bench.strategies import get_strategies
 
 log = logging.getLogger(__name__)
@@ -54,6 +64,7 @@ class BenchRequest:
     max_seconds: float | None = None  # stop the stream early (tests)
     bootstrap: BootstrapSettings | None = None
     cache_dir: Path | None = None
+    cameras: Path | None = None  # a cameras file: several cameras sharing one cloud (replaces drift)
 
 
 def _bootstrap_key(video: str, settings: BootstrapSettings, teacher_name: str, classes: list[str]) -> str:
@@ -118,11 +129,22 @@ def bench_student(
 
 
 def run_bench(req: BenchRequest) -> dict:
-    """Run every requested strategy on the same stream and budgets; returns and writes the results."""
+    """Run every requested strategy on the same stream(s) and budgets; returns and writes the results."""
     started = time.monotonic()
     strategies = get_strategies(req.strategies)
-    schedule = load_schedule(req.drift)
-    video = resolve_video(req.video)
+    spec = load_cameras(req.cameras) if req.cameras is not None else None
+    if spec is not None:
+        schedules = [load_schedule(c.drift) for c in spec.cameras]
+        lengths = {round(s.duration_s, 3) for s in schedules}
+        if len(lengths) > 1:
+            raise ConfigError(f"{req.cameras}: every camera's schedule must last as long, got {sorted(lengths)} s")
+        schedule = schedules[0]
+        video = resolve_video(spec.video)
+        share = spec.train_budget_share or req.train_budget_share
+    else:
+        schedule = load_schedule(req.drift)
+        video = resolve_video(req.video)
+        share = req.train_budget_share
     cloud = req.cloud or CloudConfig()
     cache_dir = req.cache_dir or edgesync_home() / "bench"
     teacher = CachingTeacher(build_teacher(cloud.teacher))
@@ -139,6 +161,12 @@ def run_bench(req: BenchRequest) -> dict:
     )
 
     duration = schedule.duration_s if req.max_seconds is None else min(schedule.duration_s, req.max_seconds)
+    cameras = []
+    if spec is not None:
+        cameras = [
+            CameraSetup(c.edge_id, s, c.seed, round(c.offset_s * fps))
+            for c, s in zip(spec.cameras, schedules, strict=True)
+        ]
     setup = StreamSetup(
         frames=frames,
         fps=fps,
@@ -150,6 +178,7 @@ def run_bench(req: BenchRequest) -> dict:
         eval_from_s=eval_from,
         duration_s=duration,
         num_classes=len(base_manifest.class_names),
+        cameras=cameras,
     )
     costs = CostModel(gpu_speedup=req.gpu_speedup)
     knobs = BenchKnobs(
@@ -159,13 +188,13 @@ def run_bench(req: BenchRequest) -> dict:
         uplink_kbit_s=req.uplink_kbit_s,
         downlink_kbit_s=req.downlink_kbit_s,
         rtt_s=req.rtt_ms / 1000,
-        train_share=req.train_budget_share,
+        train_share=share,
         downlink=cloud.downlink,
     )
     predictions = PredictionCache()
     results: dict = {
-        "video": str(req.video),
-        "drift": str(req.drift),
+        "video": str(spec.video if spec is not None else req.video),
+        "drift": str(req.cameras if spec is not None else req.drift),
         "seed": req.seed,
         "duration_s": duration,
         "gpu_speedup": req.gpu_speedup,
@@ -185,13 +214,30 @@ def run_bench(req: BenchRequest) -> dict:
         "segments": [{"name": s.name, "until_s": s.until_s} for s in schedule.segments],
         "strategies": {},
     }
+    if spec is not None:
+        results["cameras"] = [
+            {
+                "edge_id": c.edge_id,
+                "drift": str(c.drift),
+                "seed": c.seed,
+                "offset_s": c.offset_s,
+                "segments": [{"name": seg.name, "until_s": seg.until_s} for seg in s.segments],
+            }
+            for c, s in zip(spec.cameras, schedules, strict=True)
+        ]
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console) as progress:
         for strategy in strategies:
             task = progress.add_task(f"{strategy.name:<9}", total=setup.total_frames)
             sim = Simulation(strategy, setup, knobs, teacher, predictions, req.out / "work" / strategy.name)
-            run = sim.run(on_frame=lambda i, task=task: progress.update(task, completed=i + 1))
-            summary = summarise(run, schedule, eval_from, req.window_s, setup.num_classes, duration)
+            runs = sim.run_all(on_frame=lambda i, task=task: progress.update(task, completed=i + 1))
+            per_camera = {
+                edge_id: summarise(
+                    run, sim.cameras[edge_id].setup.schedule, eval_from, req.window_s, setup.num_classes, duration
+                )  # fmt: skip
+                for edge_id, run in runs.items()
+            }
+            summary = combine(per_camera) if spec is not None else next(iter(per_camera.values()))
             summary["downlink"] = (strategy.downlink or knobs.downlink).model_dump()
             results["strategies"][strategy.name] = summary
             progress.console.print(
@@ -201,5 +247,9 @@ def run_bench(req: BenchRequest) -> dict:
     results["wall_s"] = round(time.monotonic() - started, 1)
     req.out.mkdir(parents=True, exist_ok=True)
     (req.out / "results.json").write_text(json.dumps(results, indent=2))
-    write_report(results, req.out)
+    if spec is not None:
+        (req.out / "results.md").write_text(cameras_table(results))
+        cameras_plot(results, req.out / "accuracy.png")
+    else:
+        write_report(results, req.out)
     return results

@@ -1,4 +1,4 @@
-"""One strategy over one drifting stream, in virtual time.
+"""One strategy over one or several drifting streams (cameras) sharing one cloud, in virtual time.
 
 Frames arrive at the video's frame rate. The simulated edge runs the real student on the
 drifted frame and the real sampler; selected samples cross a simulated uplink into the real
@@ -6,6 +6,10 @@ cloud code (Ingest, MemoryStore, Labeller with the real teacher, the strategy's 
 TrainingWorker with ultralytics, ModelRegistry). Each piece of cloud work is done for real
 when its virtual start time comes, and its result becomes visible at start + its cost in the
 cost model, so the outcome depends on the seed, not on how fast this machine is.
+
+Several cameras (each its own edge id, drift schedule, seed and start in the video, its own
+links and sampler) share one store, teacher, registry, training worker and training budget: the
+strategy's `order` then decides which edge's queued job the worker takes next.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from edgesync.types import EdgeInfo, ModelManifest, Sample, SceneChange, detecti
 from edgesync.weights import sha256_hex
 from edgesync_bench.costs import CostModel, Link
 from edgesync_bench.scene_changes import DetectorChanges, Noticed, OracleChanges, SceneChanges
-from edgesync_bench.strategies import Strategy, Trigger
+from edgesync_bench.strategies import Strategy, Trigger, queue_priority
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +61,23 @@ class VirtualClock:
         return self.now
 
 
+@dataclass(frozen=True)
+class CameraSetup:
+    """One simulated camera: its edge id, drift schedule and seed, and where in the video it starts."""
+
+    edge_id: str
+    schedule: DriftSchedule
+    seed: int
+    offset_frames: int = 0
+
+
 @dataclass
 class StreamSetup:
-    """Everything strategies share: footage, schedule, ground truth, the starting student."""
+    """Everything strategies share: footage, schedule(s), ground truth, the starting student.
+
+    One camera (the single-stream bench) uses schedule and seed; `cameras` replaces them with
+    several cameras sharing the cloud.
+    """
 
     frames: list[np.ndarray]  # the clean video, in memory
     fps: float
@@ -71,10 +89,14 @@ class StreamSetup:
     eval_from_s: float  # frames before this (the bootstrap's clean segment) are not scored
     duration_s: float
     num_classes: int
+    cameras: list[CameraSetup] = field(default_factory=list)
 
     @property
     def total_frames(self) -> int:
         return int(math.floor(self.duration_s * self.fps))
+
+    def camera_setups(self) -> list[CameraSetup]:
+        return self.cameras or [CameraSetup(EDGE_ID, self.schedule, self.seed)]
 
 
 @dataclass
@@ -130,16 +152,17 @@ class StrategyRun:
 
 
 class PredictionCache:
-    """Student predictions by (model sha256, frame index): strategies running the same model share them."""
+    """Student predictions by (model sha256, camera, frame index): strategies running the same model
+    on the same camera's frame share them."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[str, int], Prediction] = {}
+        self._cache: dict[tuple[str, str, int], Prediction] = {}
 
-    def get(self, sha: str, index: int) -> Prediction | None:
-        return self._cache.get((sha, index))
+    def get(self, sha: str, camera: str, index: int) -> Prediction | None:
+        return self._cache.get((sha, camera, index))
 
-    def put(self, sha: str, index: int, prediction: Prediction) -> None:
-        self._cache[(sha, index)] = prediction
+    def put(self, sha: str, camera: str, index: int, prediction: Prediction) -> None:
+        self._cache[(sha, camera, index)] = prediction
 
 
 class CachingTeacher(Teacher):
@@ -162,8 +185,162 @@ class CachingTeacher(Teacher):
         return [list(self._cache[k]) for k in keys]
 
 
+class Camera:
+    """One simulated edge: drift, student, sampler, change points, links, and what it saw."""
+
+    def __init__(self, sim: Simulation, cam: CameraSetup) -> None:
+        strategy, setup, knobs = sim.strategy, sim.setup, sim.knobs
+        self.sim = sim
+        self.setup = cam
+        self.edge_id = cam.edge_id
+        sim.registry.register(cam.edge_id, setup.base_weights, setup.base_manifest)
+        names = list(setup.base_manifest.class_names)
+        sim.store.upsert_edge(EdgeInfo(edge_id=cam.edge_id, class_names=names, model_version=1))
+        sim.store.set_meta(cam.edge_id, first_seen=0.0, last_model_time=0.0)
+        self.trigger: Trigger | None = None
+        if strategy.trigger is not None:
+            self.trigger = strategy.trigger(sim.store, sim.registry, cam.edge_id, sim.clock)
+        sampler_cfg = knobs.sampler.model_copy(update={"type": strategy.sampler or knobs.sampler.type})
+        self.sampler = build_sampler(sampler_cfg) if strategy.sampler else None
+        self.drift = DriftApplier(cam.schedule, cam.seed)
+        self.changes: SceneChanges | None = None
+        self.scenes: SceneChangeHandler | None = None
+        if strategy.changes is not None:
+            if strategy.changes == "oracle":
+                self.changes = OracleChanges(cam.schedule)
+            elif strategy.changes == "detector":
+                self.changes = DetectorChanges(ChangePointConfig())
+            else:
+                raise ValueError(f"strategy {strategy.name}: unknown scene-change source {strategy.changes!r}")
+            manager = getattr(self.trigger, "manager", None)
+            if manager is not None:
+                zoo = ModelZoo(sim.registry) if manager.cfg.zoo else None
+                self.scenes = SceneChangeHandler(sim.store, manager, zoo)
+        self.uplink = Link(knobs.uplink_kbit_s, knobs.rtt_s)
+        self.downlink = Link(knobs.downlink_kbit_s, knobs.rtt_s)
+        self.deployed = StudentModel.from_bytes(setup.base_manifest, setup.base_weights, source="base model")
+        self.deployed_sha = setup.base_manifest.sha256
+        self.edge_models = {1: setup.base_weights}  # what the edge's model store keeps: deltas' bases
+        self.result = StrategyRun(strategy.name)
+
+    # ------------------------------------------------------------ the stream
+
+    def step(self, i: int, t: float) -> None:
+        """Frame i of this camera's stream arrives at t: detect, score, sample, watch for changes."""
+        setup, result = self.sim.setup, self.result
+        if self.trigger is not None:
+            self.trigger.on_tick(t)
+        video_index = (i + self.setup.offset_frames) % len(setup.frames)
+        image = _LazyDriftedFrame(self.drift, setup.frames[video_index], t, i)
+        prediction = self._predict(i, image)
+        if t >= setup.eval_from_s:
+            result.frames.append(
+                FrameResult(
+                    t,
+                    self.drift.condition_at(t),
+                    self.deployed.version,
+                    detections_to_array(prediction.detections),
+                    setup.truth[video_index],
+                )
+            )
+        if self.sampler is not None and self.changes is not None:
+            noticed = self.changes.update(t, prediction, image)
+            if noticed is not None:
+                self._report_scene_change(noticed, t)
+        if self.sampler is not None:
+            info = FrameInfo(t, i, prediction.scores, tuple(prediction.detections))
+            for selected in self.sampler.offer(info, image()):
+                self._send(selected, t)
+
+    def _predict(self, index: int, image: Callable[[], np.ndarray]) -> Prediction:
+        predictions = self.sim.predictions
+        cached = predictions.get(self.deployed_sha, self.edge_id, index)
+        if cached is None:
+            cached = self.deployed.predict([image()])[0]
+            predictions.put(self.deployed_sha, self.edge_id, index, cached)
+        return cached
+
+    def _send(self, selected, t: float) -> None:
+        info = selected.info
+        sample = selected.to_sample(f"s{info.frame_index:07d}", self.edge_id, self.deployed.version)
+        arrival = self.uplink.send(max(t, selected.released_s), selected.nbytes)
+        self.result.samples += 1
+        self.result.arrivals.append((info.t_s, arrival))
+        self.sim.push(arrival, "arrive", sample)
+
+    def _report_scene_change(self, noticed: Noticed, t: float) -> None:
+        """The edge marks the new scene in its sampler and tells the cloud (one message up the link)."""
+        assert self.sampler is not None
+        previous_start = self.sampler.scene_change_s or 0.0
+        self.sampler.mark_scene_change(noticed.t_s)
+        self.result.scene_changes.append(noticed.t_s)
+        change = SceneChange(
+            self.edge_id,
+            noticed.t_s,
+            previous_start,
+            noticed.previous_signature,
+            noticed.signature,
+            self.deployed.version,
+            noticed.confidence,
+        )
+        self.sim.push(self.uplink.send(t, SCENE_CHANGE_BYTES + 8 * len(noticed.signature)), "scene_change", change)
+
+    # ------------------------------------------------------------ updates
+
+    def ship(self, t: float, version: int) -> None:
+        """Send a version down the link as the registry delivers it: a delta against a model the edge holds."""
+        held = {v: sha256_hex(data) for v, data in self.edge_models.items()}
+        manifest, payload = self.sim.registry.delivery(self.edge_id, version, held)
+        self.sim.push(self.downlink.send(t, len(payload)), "deploy", (self.edge_id, manifest, payload))
+
+    def deploy(self, t: float, manifest: ModelManifest, payload: bytes) -> None:
+        if manifest.version <= self.deployed.version:
+            return
+        source = f"{self.edge_id} update v{manifest.version}"
+        manifest, weights = decode_update(manifest, payload, self.edge_models.get, source)
+        self.edge_models = dict(sorted({**self.edge_models, manifest.version: weights}.items())[-EDGE_KEEPS:])
+        self.deployed = StudentModel.from_bytes(manifest, weights, source=source)
+        self.deployed_sha = manifest.sha256
+        if self.sampler is not None:
+            self.sampler.model_updated(manifest.metrics.get("scene_start") or None)
+        if isinstance(self.changes, DetectorChanges):
+            self.changes.model_swapped()
+        self.result.updates.append(
+            UpdateResult(
+                manifest.version,
+                t,
+                manifest.trained_until,
+                t - manifest.trained_until,
+                len(payload),
+                zoo_of=int(manifest.metrics.get("zoo_of", 0)),
+                chosen_for=manifest.metrics.get("scene_start", 0.0),
+            )
+        )
+
+    def finish(self) -> StrategyRun:
+        self.result.uplink_bytes = self.uplink.bytes_sent
+        self.result.downlink_bytes = self.downlink.bytes_sent
+        return self.result
+
+
+class _ByEdge:
+    """The labeller's listener: each labelled batch goes to the trigger of the edge it came from."""
+
+    def __init__(self, cameras: dict[str, Camera]) -> None:
+        self.cameras = cameras
+
+    def on_labelled(self, samples) -> None:
+        by_edge: dict[str, list] = {}
+        for s in samples:
+            by_edge.setdefault(s.edge_id, []).append(s)
+        for edge_id, batch in by_edge.items():
+            trigger = self.cameras[edge_id].trigger
+            if trigger is not None:
+                trigger.on_labelled(batch)
+
+
 class Simulation:
-    """Runs one strategy over the stream; see the module docstring."""
+    """Runs one strategy over the stream(s); see the module docstring."""
 
     def __init__(
         self,
@@ -185,40 +362,13 @@ class Simulation:
         self.clock = VirtualClock()
         self.store = MemoryStore()
         self.registry = ModelRegistry(workdir / "registry", downlink=strategy.downlink or knobs.downlink)
-        self.registry.register(EDGE_ID, setup.base_weights, setup.base_manifest)
-        names = list(setup.base_manifest.class_names)
-        self.store.upsert_edge(EdgeInfo(edge_id=EDGE_ID, class_names=names, model_version=1))
-        self.store.set_meta(EDGE_ID, first_seen=0.0, last_model_time=0.0)
         self.training = knobs.training.model_copy(update=strategy.training)
         self.ingest = Ingest(self.store, LimitsConfig(), clock=self.clock)
-        self.trigger: Trigger | None = None
-        if strategy.trigger is not None:
-            self.trigger = strategy.trigger(self.store, self.registry, EDGE_ID, self.clock)
-        self.labeller = Labeller(self.store, teacher, self.trigger or _NoListener(), batch_size=1, max_wait_s=0)
+        self.cameras = {cam.edge_id: Camera(self, cam) for cam in setup.camera_setups()}
+        self.labeller = Labeller(self.store, teacher, _ByEdge(self.cameras), batch_size=1, max_wait_s=0)
         self.worker = TrainingWorker(
             self.store, self.registry, self.training, "bench-worker", workdir=workdir, clock=self.clock
         )
-        sampler_cfg = knobs.sampler.model_copy(update={"type": strategy.sampler or knobs.sampler.type})
-        self.sampler = build_sampler(sampler_cfg) if strategy.sampler else None
-        self.drift = DriftApplier(setup.schedule, setup.seed)
-        self.changes: SceneChanges | None = None
-        self.scenes: SceneChangeHandler | None = None
-        if strategy.changes is not None:
-            if strategy.changes == "oracle":
-                self.changes = OracleChanges(setup.schedule)
-            elif strategy.changes == "detector":
-                self.changes = DetectorChanges(ChangePointConfig())
-            else:
-                raise ValueError(f"strategy {strategy.name}: unknown scene-change source {strategy.changes!r}")
-            manager = getattr(self.trigger, "manager", None)
-            if manager is not None:
-                zoo = ModelZoo(self.registry) if manager.cfg.zoo else None
-                self.scenes = SceneChangeHandler(self.store, manager, zoo)
-        self.uplink = Link(knobs.uplink_kbit_s, knobs.rtt_s)
-        self.downlink = Link(knobs.downlink_kbit_s, knobs.rtt_s)
-        self.deployed = StudentModel.from_bytes(setup.base_manifest, setup.base_weights, source="base model")
-        self.deployed_sha = setup.base_manifest.sha256
-        self.edge_models = {1: setup.base_weights}  # what the edge's model store keeps: deltas' bases
         self._events: list = []
         self._order = itertools.count()
         self._teacher_free_at = 0.0
@@ -226,11 +376,17 @@ class Simulation:
         self._training_job = False
         self._tokens_spent = 0.0
         self._wanted: dict[str, float] = {}  # job id -> budget it waits for (see _maybe_start_job)
-        self.run_result = StrategyRun(strategy.name)
+        self._gpu_s_by_edge: dict[str, float] = dict.fromkeys(self.cameras, 0.0)
+
+    @property
+    def run_result(self) -> StrategyRun:
+        """The single camera's run (the single-stream bench)."""
+        (camera,) = self.cameras.values()
+        return camera.result
 
     # ------------------------------------------------------------ events
 
-    def _push(self, t: float, kind: str, payload) -> None:
+    def push(self, t: float, kind: str, payload) -> None:
         heapq.heappush(self._events, (t, next(self._order), kind, payload))
 
     def _advance(self, until: float) -> None:
@@ -248,7 +404,7 @@ class Simulation:
         if self.ingest.accept(sample):
             start = max(t, self._teacher_free_at)
             self._teacher_free_at = start + self.knobs.costs.teacher(1)
-            self._push(self._teacher_free_at, "label", sample.sample_id)
+            self.push(self._teacher_free_at, "label", sample.sample_id)
 
     def _on_label(self, t: float, sample_id: str) -> None:
         batch = self.store.take_unlabelled(1, timeout_s=0)
@@ -259,39 +415,22 @@ class Simulation:
         self._training_job = False
         self.store.update_job(job)
         if job.result_version:
-            self.store.set_meta(EDGE_ID, last_model_time=t)
-            self._ship(t, job.result_version)
+            self.store.set_meta(job.edge_id, last_model_time=t)
+            self.cameras[job.edge_id].ship(t, job.result_version)
 
-    def _ship(self, t: float, version: int) -> None:
-        """Send a version down the link as the registry delivers it: a delta against a model the edge holds."""
-        held = {v: sha256_hex(data) for v, data in self.edge_models.items()}
-        manifest, payload = self.registry.delivery(EDGE_ID, version, held)
-        self._push(self.downlink.send(t, len(payload)), "deploy", (manifest, payload))
+    def _on_deploy(self, t: float, update: tuple[str, ModelManifest, bytes]) -> None:
+        edge_id, manifest, payload = update
+        self.cameras[edge_id].deploy(t, manifest, payload)
 
-    def _on_deploy(self, t: float, update: tuple[ModelManifest, bytes]) -> None:
-        manifest, payload = update
-        if manifest.version <= self.deployed.version:
+    def _on_scene_change(self, t: float, change: SceneChange) -> None:
+        camera = self.cameras[change.edge_id]
+        if camera.scenes is None:
             return
-        source = f"update v{manifest.version}"
-        manifest, weights = decode_update(manifest, payload, self.edge_models.get, source)
-        self.edge_models = dict(sorted({**self.edge_models, manifest.version: weights}.items())[-EDGE_KEEPS:])
-        self.deployed = StudentModel.from_bytes(manifest, weights, source=source)
-        self.deployed_sha = manifest.sha256
-        if self.sampler is not None:
-            self.sampler.model_updated(manifest.metrics.get("scene_start") or None)
-        if isinstance(self.changes, DetectorChanges):
-            self.changes.model_swapped()
-        self.run_result.updates.append(
-            UpdateResult(
-                manifest.version,
-                t,
-                manifest.trained_until,
-                t - manifest.trained_until,
-                len(payload),
-                zoo_of=int(manifest.metrics.get("zoo_of", 0)),
-                chosen_for=manifest.metrics.get("scene_start", 0.0),
-            )
-        )
+        version = camera.scenes.handle(change)
+        if version:
+            camera.ship(t, version)
+
+    # ------------------------------------------------------------ training
 
     def _tokens(self, t: float) -> float:
         """Training budget available at t: the share accrued so far, banked up to bank_s, minus spending."""
@@ -301,10 +440,23 @@ class Simulation:
             self._tokens_spent = earned - knobs.train_share * knobs.bank_s
         return earned - self._tokens_spent
 
+    def _order_queue(self) -> None:
+        """Rank the queued jobs by the strategy's order before the worker claims one.
+
+        None keeps the training manager's priorities (predicted gain x staleness); fifo ranks by
+        arrival; fair serves the edge that has had the least training time so far.
+        """
+        order = self.strategy.order
+        if order is None:
+            return
+        for job in self.store.list_jobs(status="queued", limit=10_000):
+            self.store.reprioritize_job(job.job_id, queue_priority(order, job, self._gpu_s_by_edge))
+
     def _maybe_start_job(self, t: float) -> None:
         if self._training_job or self._worker_free_at > t:
             return
         costs = self.knobs.costs
+        self._order_queue()
         job = self.store.claim_job("bench-worker", timeout_s=0)
         if job is None:
             return
@@ -330,19 +482,21 @@ class Simulation:
         job = self.worker.run_job(job, max_epochs=epochs)
         image_epochs = job.metrics.get("image_epochs", 0.0)
         duration = costs.training(image_epochs, int(job.metrics.get("heldout_samples", 0)), self.training.imgsz)
-        self.run_result.train_gpu_s += duration * costs.gpu_speedup
+        result = self.cameras[job.edge_id].result
+        result.train_gpu_s += duration * costs.gpu_speedup
+        self._gpu_s_by_edge[job.edge_id] += duration * costs.gpu_speedup
         self._tokens_spent += duration * costs.gpu_speedup
-        self.run_result.train_iterations += int(
+        result.train_iterations += int(
             job.metrics.get("epochs", 0) * math.ceil(images / min(self.training.batch, images))
         )
         job.finished = t + duration
-        self.run_result.jobs.append(
+        result.jobs.append(
             {"job_id": job.job_id, "started": t, "finished": t + duration, "version": job.result_version}
             | {k: round(v, 4) for k, v in job.metrics.items()}
         )
         self._worker_free_at = t + duration
         self._training_job = True
-        self._push(t + duration, "job_done", job)
+        self.push(t + duration, "job_done", job)
 
     def _requeue(self, job, retry_at: float) -> None:
         job.status = "queued"
@@ -351,81 +505,21 @@ class Simulation:
 
     # ------------------------------------------------------------ the stream
 
-    def _predict(self, index: int, image: Callable[[], np.ndarray]) -> Prediction:
-        cached = self.predictions.get(self.deployed_sha, index)
-        if cached is None:
-            cached = self.deployed.predict([image()])[0]
-            self.predictions.put(self.deployed_sha, index, cached)
-        return cached
-
     def run(self, on_frame: Callable[[int], None] | None = None) -> StrategyRun:
-        setup = self.setup
-        result = self.run_result
-        n_video = len(setup.frames)
-        for i in range(setup.total_frames):
-            t = i / setup.fps
+        """The single camera's run; see run_all for several."""
+        self.run_all(on_frame)
+        return self.run_result
+
+    def run_all(self, on_frame: Callable[[int], None] | None = None) -> dict[str, StrategyRun]:
+        """Stream every camera frame by frame, the cloud advancing between frames; runs by edge id."""
+        for i in range(self.setup.total_frames):
+            t = i / self.setup.fps
             self._advance(t)
-            if self.trigger is not None:
-                self.trigger.on_tick(t)
-            video_index = i % n_video
-            image = _LazyDriftedFrame(self.drift, setup.frames[video_index], t, i)
-            prediction = self._predict(i, image)
-            segment = self.drift.condition_at(t)
-            if t >= setup.eval_from_s:
-                result.frames.append(
-                    FrameResult(
-                        t,
-                        segment,
-                        self.deployed.version,
-                        detections_to_array(prediction.detections),
-                        setup.truth[video_index],
-                    )
-                )
-            if self.sampler is not None and self.changes is not None:
-                noticed = self.changes.update(t, prediction, image)
-                if noticed is not None:
-                    self._report_scene_change(noticed, t)
-            if self.sampler is not None:
-                info = FrameInfo(t, i, prediction.scores, tuple(prediction.detections))
-                for selected in self.sampler.offer(info, image()):
-                    self._send(selected, t)
+            for camera in self.cameras.values():
+                camera.step(i, t)
             if on_frame is not None:
                 on_frame(i)
-        result.uplink_bytes = self.uplink.bytes_sent
-        result.downlink_bytes = self.downlink.bytes_sent
-        return result
-
-    def _report_scene_change(self, noticed: Noticed, t: float) -> None:
-        """The edge marks the new scene in its sampler and tells the cloud (one message up the link)."""
-        assert self.sampler is not None
-        previous_start = self.sampler.scene_change_s or 0.0
-        self.sampler.mark_scene_change(noticed.t_s)
-        self.run_result.scene_changes.append(noticed.t_s)
-        change = SceneChange(
-            EDGE_ID,
-            noticed.t_s,
-            previous_start,
-            noticed.previous_signature,
-            noticed.signature,
-            self.deployed.version,
-            noticed.confidence,
-        )
-        self._push(self.uplink.send(t, SCENE_CHANGE_BYTES + 8 * len(noticed.signature)), "scene_change", change)
-
-    def _on_scene_change(self, t: float, change: SceneChange) -> None:
-        if self.scenes is None:
-            return
-        version = self.scenes.handle(change)
-        if version:
-            self._ship(t, version)
-
-    def _send(self, selected, t: float) -> None:
-        info = selected.info
-        sample = selected.to_sample(f"s{info.frame_index:07d}", EDGE_ID, self.deployed.version)
-        arrival = self.uplink.send(max(t, selected.released_s), selected.nbytes)
-        self.run_result.samples += 1
-        self.run_result.arrivals.append((info.t_s, arrival))
-        self._push(arrival, "arrive", sample)
+        return {edge_id: camera.finish() for edge_id, camera in self.cameras.items()}
 
 
 class _LazyDriftedFrame:
@@ -440,8 +534,3 @@ class _LazyDriftedFrame:
             drift, clean, t, index = self.args
             self.image = drift.apply(clean, t, index)
         return self.image
-
-
-class _NoListener:
-    def on_labelled(self, samples) -> None:
-        return None

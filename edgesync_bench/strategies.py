@@ -99,6 +99,22 @@ class CountTrigger(Trigger):
             self._queue(f"{self.every} new labelled samples")
 
 
+JOB_ORDERS = ("fifo", "fair")
+
+
+def queue_priority(order: str, job: TrainingJob, gpu_s_by_edge: dict[str, float]) -> float:
+    """A queued job's rank under a job order (higher is served first).
+
+    fifo: the job queued first. fair: the job of the edge that has had the least training time so
+    far (ties: the one queued first). The training manager's own order needs no re-ranking.
+    """
+    if order == "fifo":
+        return -job.created
+    if order == "fair":
+        return -gpu_s_by_edge.get(job.edge_id, 0.0) * 1e6 - job.created
+    raise ValueError(f"unknown job order {order!r}; known: {', '.join(JOB_ORDERS)}")
+
+
 @dataclass(frozen=True)
 class Strategy:
     """A named recipe: sampler type (None: never uploads), training overrides, and a trigger."""
@@ -110,6 +126,10 @@ class Strategy:
     trigger: Callable[..., Trigger] | None = None
     changes: str | None = None  # scene changes: None (not watched), "detector" or "oracle" (the schedule)
     downlink: DownlinkConfig | None = None  # how updates reach the edge; None: the bench's (cloud config's)
+    # which edge's queued job the shared worker takes next (several cameras): None keeps the
+    # training manager's priority (predicted gain x staleness); "fifo" by arrival; "fair" the edge
+    # with the least training time so far
+    order: str | None = None
 
 
 EDGESYNC_TRAINING = {"epochs": 10, "max_fresh": 80, "replay_fraction": 0.5, "tolerance": 0.0}
@@ -178,6 +198,27 @@ STRATEGIES: dict[str, Strategy] = {
         changes="oracle",
     ),
 }
+
+# Ordering across cameras sharing one worker (`edgesync bench --cameras`): the same edge side and
+# the same manager deciding *when* an edge needs a job; only the order jobs are served in differs.
+STRATEGIES["manager"] = replace(
+    STRATEGIES["edgesync"],
+    name="manager",
+    description="edgesync; the shared worker serves the job the training manager ranks highest "
+    "(predicted gain x staleness)",
+)
+STRATEGIES["fifo"] = replace(
+    STRATEGIES["edgesync"],
+    name="fifo",
+    description="edgesync; the shared worker serves jobs in arrival order",
+    order="fifo",
+)
+STRATEGIES["fair"] = replace(
+    STRATEGIES["edgesync"],
+    name="fair",
+    description="edgesync; the shared worker serves the edge with the least training time so far",
+    order="fair",
+)
 
 
 def get_strategies(names: list[str]) -> list[Strategy]:

@@ -225,3 +225,46 @@ def test_bench_changepoints_scores_the_detector_against_the_schedule(inputs: Pat
         assert key in written
     assert written["boundaries_s"] == [8.0]
     assert written["recall"] == 1.0 and 0 <= written["delay_s_median"] <= 5.0
+
+
+def test_cameras_share_one_cloud_and_one_training_budget(inputs: Path) -> None:
+    (inputs / "steady.yaml").write_text("segments:\n  - {until_s: 15, condition: clean}\n")
+    (inputs / "cameras.yaml").write_text(
+        "video: " + str(inputs / "clip.avi") + "\n"
+        "train_budget_share: 0.6\n"
+        "cameras:\n"
+        "  - {edge_id: cam-a, drift: drift.yaml, seed: 1}\n"
+        "  - {edge_id: cam-b, drift: steady.yaml, seed: 2, offset_s: 3}\n"
+    )
+    cloud = parse_config(CloudConfig, {"training": {"epochs": 1, "batch": 4, "min_heldout": 2}})
+    out = inputs / "cameras-out"
+    results = run_bench(
+        BenchRequest(
+            video="unused: the cameras file names it",
+            drift=Path("unused"),
+            strategies=["fifo", "manager"],
+            out=out,
+            student=inputs / "student" / "weights.safetensors",
+            cloud=cloud,
+            max_samples_per_s=MAX_SAMPLES_PER_S,
+            max_bytes_per_s=MAX_BYTES_PER_S,
+            window_s=5,
+            cache_dir=inputs / "cache",
+            cameras=inputs / "cameras.yaml",
+        )
+    )
+    assert [c["edge_id"] for c in results["cameras"]] == ["cam-a", "cam-b"]
+    budget = results["budgets"]["train_budget_gpu_s"]
+    assert budget == pytest.approx(0.6 * 15)  # the cameras file's share, for the one worker they share
+    for name in ("fifo", "manager"):
+        strategy = results["strategies"][name]
+        per = strategy["per_camera"]
+        assert set(per) == {"cam-a", "cam-b"}
+        assert strategy["map50_mean"] == pytest.approx((per["cam-a"]["map50_mean"] + per["cam-b"]["map50_mean"]) / 2)
+        assert set(per["cam-a"]["map50_by_segment"]) == {"clean", "night"}
+        assert set(per["cam-b"]["map50_by_segment"]) == {"clean"}
+        assert strategy["frames"] == 2 * CLIP_FRAMES
+        assert strategy["train_gpu_s"] <= budget + 1e-6  # both cameras' jobs come out of one budget
+        assert strategy["uplink_bytes"] == per["cam-a"]["uplink_bytes"] + per["cam-b"]["uplink_bytes"] > 0
+    table = (out / "results.md").read_text()
+    assert "cam-a" in table and "| fifo |" in table and (out / "accuracy.png").stat().st_size > 0

@@ -146,3 +146,17 @@ def test_clean_segments_and_segments_before_evaluation_starts_are_not_scored() -
     run.updates.append(_update(deployed_at=25.0, trained_until=21.5))
     assert segment_update_delays(run, SCHEDULE, eval_from_s=0.0) == [pytest.approx(3.5), pytest.approx(3.5)]
     assert segment_update_delays(run, SCHEDULE, eval_from_s=15.0) == [pytest.approx(3.5)]
+
+
+def test_job_orders_rank_by_arrival_or_by_training_time_so_far() -> None:
+    from edgesync.types import TrainingJob
+    from edgesync_bench.strategies import queue_priority
+
+    old = TrainingJob("a-1", "cam-a", priority=0.9, created=10.0, base_version=1)
+    new = TrainingJob("b-1", "cam-b", priority=0.1, created=20.0, base_version=1)
+    assert queue_priority("fifo", old, {}) > queue_priority("fifo", new, {})
+    spent = {"cam-a": 30.0, "cam-b": 5.0}  # cam-b has had less of the worker: fair serves it first
+    assert queue_priority("fair", new, spent) > queue_priority("fair", old, spent)
+    assert queue_priority("fair", old, {}) > queue_priority("fair", new, {})  # equal time: first come
+    with pytest.raises(ValueError, match="lottery"):
+        queue_priority("lottery", old, {})
