@@ -300,6 +300,9 @@ def bench(
     train_budget_share: Annotated[
         float, typer.Option(help="Training budget: GPU-seconds (at speed-up 1) per stream second.")
     ] = 0.4,
+    max_samples_per_s: Annotated[float, typer.Option(help="Upload budget per camera: samples/s.")] = 1.0,
+    max_bytes_per_s: Annotated[float, typer.Option(help="Upload budget per camera: bytes/s.")] = 60_000.0,
+    max_side: Annotated[int, typer.Option(help="Uploads are downscaled to this longest side (px).")] = 640,
     max_seconds: Annotated[float | None, typer.Option(help="Stop the stream after this many seconds.")] = None,
     cameras: Annotated[
         Path | None,
@@ -334,6 +337,9 @@ def bench(
         downlink_kbit_s=downlink_kbps,
         rtt_ms=rtt_ms,
         train_budget_share=train_budget_share,
+        max_samples_per_s=max_samples_per_s,
+        max_bytes_per_s=max_bytes_per_s,
+        max_side=max_side,
         max_seconds=max_seconds,
         cameras=cameras,
     )

@@ -8,7 +8,7 @@ import numpy as np
 
 from edgesync.drift import DriftSchedule
 from edgesync.evaluation import map50
-from edgesync_bench.simulation import FrameResult, StrategyRun
+from edgesync_bench.stream import FrameResult, StrategyRun
 
 
 def windows(frames: list[FrameResult], window_s: float, num_classes: int) -> list[dict]:

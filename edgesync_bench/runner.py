@@ -28,15 +28,9 @@ from edgesync_bench.cameras import plot as cameras_plot
 from edgesync_bench.costs import CostModel
 from edgesync_bench.metrics import summarise
 from edgesync_bench.report import write_report
-from edgesync_bench.simulation import (
-    BenchKnobs,
-    CachingTeacher,
-    CameraSetup,
-    PredictionCache,
-    Simulation,
-    StreamSetup,
-)
+from edgesync_bench.simulation import CachingTeacher, PredictionCache, Simulation
 from edgesync_bench.strategies import get_strategies
+from edgesync_bench.stream import BenchKnobs, CameraSetup, StreamSetup
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
@@ -60,6 +54,7 @@ class BenchRequest:
     train_budget_share: float = 0.4  # GPU-seconds (at speedup 1) per stream second
     max_samples_per_s: float = 1.0
     max_bytes_per_s: float = 60_000.0
+    max_side: int = 640  # uploads are downscaled to this longest side
     window_s: float = 10.0
     max_seconds: float | None = None  # stop the stream early (tests)
     bootstrap: BootstrapSettings | None = None
@@ -182,7 +177,9 @@ def run_bench(req: BenchRequest) -> dict:
     )
     costs = CostModel(gpu_speedup=req.gpu_speedup)
     knobs = BenchKnobs(
-        sampler=SamplerConfig(max_samples_per_s=req.max_samples_per_s, max_bytes_per_s=req.max_bytes_per_s),
+        sampler=SamplerConfig(
+            max_samples_per_s=req.max_samples_per_s, max_bytes_per_s=req.max_bytes_per_s, max_side=req.max_side
+        ),
         training=cloud.training.model_copy(update={"imgsz": base_manifest.imgsz}),
         costs=costs,
         uplink_kbit_s=req.uplink_kbit_s,
@@ -203,6 +200,7 @@ def run_bench(req: BenchRequest) -> dict:
         "budgets": {
             "max_samples_per_s": req.max_samples_per_s,
             "max_bytes_per_s": req.max_bytes_per_s,
+            "max_side": req.max_side,
             "train_budget_gpu_s": knobs.train_share * duration,
             "train_share": knobs.train_share,
             "train_bank_s": knobs.bank_s,

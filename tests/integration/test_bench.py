@@ -21,7 +21,7 @@ from edgesync.assets import vtest_path
 from edgesync.config import CloudConfig, SamplerConfig, parse_config
 from edgesync.student import StudentModel
 from edgesync_bench.runner import BenchRequest, run_bench
-from edgesync_bench.simulation import EDGE_ID
+from edgesync_bench.stream import EDGE_ID
 
 pytestmark = pytest.mark.integration
 

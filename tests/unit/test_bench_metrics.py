@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from edgesync.drift import DriftSchedule
 from edgesync_bench.costs import CostModel, Link
 from edgesync_bench.metrics import segment_update_delays, windows
-from edgesync_bench.simulation import FrameResult, StrategyRun, UpdateResult
+from edgesync_bench.stream import FrameResult, StrategyRun, UpdateResult
 
 PERSON = np.array([[10, 10, 50, 90, 0, 0.9]], dtype=np.float32)
 NOTHING = np.zeros((0, 6), dtype=np.float32)
