@@ -132,7 +132,9 @@ class Camera:
             self.deployed.version,
             noticed.confidence,
         )
-        self.sim.push(self.uplink.send(t, SCENE_CHANGE_BYTES + 8 * len(noticed.signature)), "scene_change", change)
+        report = SCENE_CHANGE_BYTES + 8 * (len(noticed.signature) + len(noticed.previous_signature))
+        # ReportSceneChange is its own RPC: it does not queue behind the upload stream's samples
+        self.sim.push(self.uplink.send_control(t, report), "scene_change", change)
 
     # ------------------------------------------------------------ updates
 

@@ -57,3 +57,10 @@ class Link:
         self.free_at = start + nbytes * 8 / (self.kbit_per_s * 1000)
         self.bytes_sent += nbytes
         return self.free_at + self.rtt_s / 2
+
+    def send_control(self, t: float, nbytes: int) -> float:
+        """A small message on its own RPC: gRPC multiplexes it beside the bulk stream (HTTP/2), so it
+        does not wait for queued bulk bytes. Returns its arrival; the bulk queue is not delayed
+        (a control message is a few hundred bytes against tens of kilobytes per sample)."""
+        self.bytes_sent += nbytes
+        return t + nbytes * 8 / (self.kbit_per_s * 1000) + self.rtt_s / 2

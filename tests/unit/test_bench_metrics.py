@@ -33,6 +33,14 @@ def test_link_queues_sends_first_in_first_out() -> None:
     assert link.bytes_sent == 1500
 
 
+def test_a_control_message_does_not_wait_behind_queued_bulk_bytes() -> None:
+    link = Link(kbit_per_s=8, rtt_s=0.2)
+    assert link.send(0.0, 5000) == pytest.approx(5.1)  # 5 s of samples on the wire
+    assert link.send_control(1.0, 100) == pytest.approx(1.0 + 0.1 + 0.1)
+    assert link.send(1.0, 1000) == pytest.approx(6.1)  # the bulk queue is unchanged
+    assert link.bytes_sent == 6100
+
+
 def test_an_idle_link_starts_sending_at_once() -> None:
     link = Link(kbit_per_s=8, rtt_s=0.0)
     link.send(0.0, 1000)
