@@ -45,6 +45,17 @@ from edgesync.types import ModelManifest, StoredSample, TrainingJob
 log = logging.getLogger(__name__)
 
 
+class Preempted(Exception):
+    """A job yields the worker at an epoch boundary to a much more valuable queued job."""
+
+    def __init__(self, job: TrainingJob, by: TrainingJob, epochs_done: int) -> None:
+        super().__init__(
+            f"job {job.job_id} pre-empted after epoch {epochs_done} by job {by.job_id} of {by.edge_id} "
+            f"(priority {by.priority:.3g} against {job.priority:.3g}); it resumes from its checkpoint"
+        )
+        self.by = by
+
+
 def default_worker_id() -> str:
     """A worker id unique across machines and processes: host name and process id."""
     return f"{socket.gethostname()}-{os.getpid()}"
@@ -296,6 +307,8 @@ class TrainingWorker:
             plan.epochs_done = done_before + epochs_done
             if self.checkpoints is not None:
                 self.checkpoints.save(job.job_id, plan, state)
+                if epochs_done < remaining and (other := self._preempting(job)) is not None:
+                    raise Preempted(job, other, plan.epochs_done)
 
         workdir = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=self.workdir))
         try:
@@ -304,6 +317,20 @@ class TrainingWorker:
             shutil.rmtree(workdir, ignore_errors=True)
         plan.epochs_done = done_before + result.epochs
         return result
+
+    def _preempting(self, job: TrainingJob) -> TrainingJob | None:
+        """A queued job of another edge worth at least preempt_ratio times this one, if any.
+
+        Only a claimed job with checkpoints yields (its work so far is kept); the margin keeps
+        two jobs of similar value from taking turns.
+        """
+        ratio = self.cfg.preempt_ratio
+        if not ratio or not job.lease:
+            return None
+        for other in self.store.list_jobs(status="queued", limit=100):
+            if other.edge_id != job.edge_id and other.priority >= ratio * max(job.priority, 1e-9):
+                return other
+        return None
 
     def _as_delivered(
         self, trained: StudentModel, base_manifest: ModelManifest, base_data: bytes
@@ -333,7 +360,7 @@ class TrainingWorker:
 
     def process(self, job: TrainingJob) -> TrainingJob:
         """Run one claimed job under its lease and write back the outcome, if the claim still holds."""
-        resuming = " (taken over: resuming)" if job.attempts > 1 else ""
+        resuming = " (claimed before: resuming)" if job.attempts > 1 else ""
         log.info("worker %s took job %s for %s%s", self.worker_id, job.job_id, job.edge_id, resuming)
         try:
             with LeaseKeeper(self.store, job, self.lease_s) as keeper:
@@ -341,6 +368,9 @@ class TrainingWorker:
         except LeaseLost as exc:
             log.warning("%s: leaving the job to the worker that took it over", exc)
             return job
+        except Preempted as exc:
+            log.info("%s", exc)
+            job.status, job.error = "queued", str(exc)
         except Exception as exc:
             log.exception("job %s failed", job.job_id)
             job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"

@@ -261,6 +261,10 @@ class TrainingConfig(Strict):
     min_heldout: int = Field(4, gt=0)
     tolerance: float = Field(0.0, ge=0, le=1)  # accept a candidate up to this much worse (mAP50)
     fallback_to_first: bool = True  # redeploy the edge's first model when it beats both on held-out frames
+    # a queued job of another edge ranked at least this many times higher than the running one
+    # pre-empts it at the next epoch boundary; the pre-empted job goes back to the queue and later
+    # resumes from that epoch's checkpoint (0: never pre-empt)
+    preempt_ratio: float = Field(2.0, ge=0)
     device: str = "cpu"
     workers: int = Field(0, ge=0)  # dataloader processes
 

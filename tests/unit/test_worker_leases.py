@@ -166,3 +166,44 @@ def test_the_heartbeat_notices_a_lost_lease_and_the_fence_refuses(setup: Setup) 
             keeper.check()
         with pytest.raises(LeaseLost):
             keeper.fence()
+
+
+def test_a_much_more_valuable_job_pre_empts_at_an_epoch_boundary_and_the_first_resumes_later(
+    setup: Setup,
+) -> None:
+    other = "cam-2"
+    setup.store.upsert_edge(EdgeInfo(edge_id=other, class_names=CLASSES))
+    data, _ = setup.base.encode()
+    setup.registry.register(other, data, setup.base.manifest(data))
+    jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))[1].tobytes()
+    for i in range(10):
+        setup.store.add_sample(StoredSample(f"o{i}", other, float(i), float(i), 1, 0.5, i, [], 64, 64), jpeg)
+        setup.store.set_labels(other, f"o{i}", [Detection(5, 5, 30, 30, 0, 0.9)])
+    worker = setup.worker()
+    real_fine_tune = setup._fine_tune
+
+    def drift_arrives(start, train, val, cfg, workdir, *, epochs, on_weights=None, **kw):
+        if not setup.calls:  # during job-1's first epoch a new drift on cam-2 queues a job worth 3x
+            setup.store.put_job(TrainingJob("job-2", other, 3.0, 1.0, 1))
+        return real_fine_tune(start, train, val, cfg, workdir, epochs=epochs, on_weights=on_weights, **kw)
+
+    worker_module.fine_tune = drift_arrives  # monkeypatch in the fixture restores it
+    first = worker.process(setup.claim())
+    assert first.status == "queued" and "pre-empted after epoch 1 by job job-2" in first.error
+    assert setup.store.get_job("job-1").status == "queued"
+    assert setup.checkpoints.load("job-1").plan.epochs_done == 1  # its work so far is kept
+
+    second = worker.process(setup.claim())  # the worker serves the valuable job first
+    assert (second.job_id, second.status) == ("job-2", "done")
+    resumed = worker.process(setup.claim())
+    assert (resumed.job_id, resumed.status, resumed.attempts) == ("job-1", "done", 2)
+    assert resumed.metrics["resumed_from_epoch"] == 1 and resumed.metrics["epochs"] == EPOCHS
+    assert [c["epochs"] for c in setup.calls] == [EPOCHS, EPOCHS, EPOCHS - 1]
+
+
+def test_a_job_of_similar_value_does_not_pre_empt(setup: Setup) -> None:
+    claimed = setup.claim()
+    setup.store.put_job(TrainingJob("job-2", "cam-2", 1.5, 1.0, 1))  # 1.5x: under the 2x margin
+    job = setup.worker().process(claimed)
+    assert (job.job_id, job.status) == ("job-1", "done")
+    assert setup.store.get_job("job-2").status == "queued"
