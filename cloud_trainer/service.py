@@ -44,8 +44,8 @@ def deployment(registry: ModelRegistry, edge_id: str, version: int, now: float) 
         return {"version": float(version), "origin": "unknown"}
     metrics = manifest.metrics
     origin = "zoo" if metrics.get("zoo_of") else "operator" if metrics.get("reissue_of") else "trained"
-    if manifest.parent == 0:
-        origin = "base"
+    if manifest.parent == 0:  # the edge's first model: there was nothing to update
+        return {"version": float(version), "origin": "base"}
     since = manifest.trained_until if origin == "trained" and manifest.trained_until else manifest.created
     return {"version": float(version), "origin": origin, "delay_s": max(0.0, now - since)}
 

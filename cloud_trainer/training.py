@@ -102,9 +102,10 @@ def fine_tune(
 ) -> FineTuneResult:
     """Train a copy of student on train (validating on val) and return the result as a new model.
 
-    ultralytics' own early stopping (patience) ends training when val fitness stops improving.
+    ultralytics' own validation is off (val=False), so its patience never triggers: the worker's
+    profiler scores the held-out frames after each epoch instead (cloud_trainer.profiler).
     on_weights(epochs_done, state_dict) gets the weights training would end with (the EMA)
-    after every epoch, for checkpoints; an exception it raises stops training.
+    after every epoch, for checkpoints and that scoring; an exception it raises stops training.
     """
     ultralytics_env.configure()
     from ultralytics import YOLO

@@ -33,6 +33,7 @@ from cloud_trainer.checkpoints import Checkpoint, JobCheckpoints, JobPlan
 from cloud_trainer.lease import LeaseKeeper, LeaseLost
 from cloud_trainer.manager import pinned_version
 from cloud_trainer.metrics import JOB_DURATION
+from cloud_trainer.profiler import LearningCurve
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import StateStore
 from cloud_trainer.state.base import DEFAULT_LEASE_S
@@ -43,6 +44,10 @@ from edgesync.student import StudentModel
 from edgesync.types import ModelManifest, StoredSample, TrainingJob
 
 log = logging.getLogger(__name__)
+
+
+class StopEarly(Exception):
+    """The profiler ends training: held-out accuracy stopped improving (the message says how)."""
 
 
 class Preempted(Exception):
@@ -191,8 +196,9 @@ class TrainingWorker:
         plan = resume.plan if resume is not None else JobPlan(base_version, epochs, *self._ids(train, held, replay))
         start = current if resume is None else self._model_from(resume, base_manifest)
         resumed_from = plan.epochs_done
-        result = self._train(job, start, train_frames, held_frames, plan, keeper)
         before = evaluate(current, held_frames)
+        curve = LearningCurve(before, plan.epochs_total - plan.epochs_done, self.cfg.patience)
+        result = self._train(job, start, train_frames, held_frames, plan, keeper, curve)
         trained = evaluate(result.model, held_frames)
         candidate, update = self._as_delivered(result.model, base_manifest, data)
         after = evaluate(candidate, held_frames) if update.lossy else trained
@@ -207,8 +213,14 @@ class TrainingWorker:
             "epochs": float(plan.epochs_done),  # in all, over every claim of the job
             "image_epochs": float(result.image_epochs),  # the work of this claim
             "resumed_from_epoch": float(resumed_from),
+            "heldout_evaluations": float(len(curve.points)),  # one per epoch, for the profiler
             "train_seconds": time.monotonic() - started,
         }
+        job.metrics |= {f"map50_epoch_{i + 1 + resumed_from}": v for i, v in enumerate(curve.points)}
+        if curve.first_prediction is not None:  # the profiler's, which replaces the manager's bound
+            if job.predicted_gain is not None:
+                job.metrics["queued_gain_bound"] = job.predicted_gain
+            job.predicted_gain = curve.first_prediction
         job.achieved_gain = after - before
         chosen, score = (candidate, after) if after + self.cfg.tolerance >= before else (None, before)
         if self.cfg.fallback_to_first and base_manifest.version > 1:
@@ -295,24 +307,38 @@ class TrainingWorker:
         held: list[LabelledFrame],
         plan: JobPlan,
         keeper: LeaseKeeper,
+        curve: LearningCurve,
     ) -> FineTuneResult:
-        """Fine-tune start for the plan's remaining epochs, checkpointing after each one."""
+        """Fine-tune start for the plan's remaining epochs, checkpointing and scoring each one.
+
+        The profiler (curve) may end training early; the last epoch's weights are the result.
+        """
         done_before = plan.epochs_done
         remaining = plan.epochs_total - done_before
         if remaining <= 0:  # the previous claim died after its last epoch
             return FineTuneResult(start, 0, len(train))
+        last: dict = {}
 
         def on_weights(epochs_done: int, state: dict) -> None:
             keeper.check()  # a job taken over stops here rather than train on for nothing
             plan.epochs_done = done_before + epochs_done
+            last.update(epochs=epochs_done, state=state)
             if self.checkpoints is not None:
                 self.checkpoints.save(job.job_id, plan, state)
-                if epochs_done < remaining and (other := self._preempting(job)) is not None:
+            curve.add(evaluate(StudentModel.from_state(state, start.class_names, start.imgsz, start.arch), held))
+            if epochs_done < remaining and (reason := curve.stop_reason()) is not None:
+                raise StopEarly(reason)
+            if self.checkpoints is not None and epochs_done < remaining:
+                if (other := self._preempting(job)) is not None:
                     raise Preempted(job, other, plan.epochs_done)
 
         workdir = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=self.workdir))
         try:
             result = fine_tune(start, train, held, self.cfg, workdir, epochs=remaining, seed=0, on_weights=on_weights)
+        except StopEarly as stop:
+            log.info("job %s: stopped after epoch %d: %s", job.job_id, done_before + last["epochs"], stop)
+            model = StudentModel.from_state(last["state"], start.class_names, start.imgsz, start.arch)
+            result = FineTuneResult(model, last["epochs"], len(train))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         plan.epochs_done = done_before + result.epochs

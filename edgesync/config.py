@@ -265,6 +265,10 @@ class TrainingConfig(Strict):
     # pre-empts it at the next epoch boundary; the pre-empted job goes back to the queue and later
     # resumes from that epoch's checkpoint (0: never pre-empt)
     preempt_ratio: float = Field(2.0, ge=0)
+    # the profiler (cloud_trainer.profiler) scores held-out frames after every epoch and predicts
+    # the job's gain; with patience > 0 it also stops a job once held-out mAP50 has not improved
+    # for that many epochs, keeping the last epoch's weights (0: run every epoch; unmeasured on dev)
+    patience: int = Field(0, ge=0)
     device: str = "cpu"
     workers: int = Field(0, ge=0)  # dataloader processes
 

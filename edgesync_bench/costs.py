@@ -26,10 +26,15 @@ class CostModel:
     def teacher(self, frames: int) -> float:
         return frames * self.teacher_s_per_frame / self.gpu_speedup
 
-    def training(self, image_epochs: float, heldout_frames: int, imgsz: int) -> float:
-        """Virtual seconds of one job: fine-tuning plus validating two models on the held-out frames."""
+    def training(self, image_epochs: float, heldout_frames: int, imgsz: int, evaluations: int = 0) -> float:
+        """Virtual seconds of one job: fine-tuning, validating two models on the held-out frames, and
+        the profiler scoring the held-out frames after each of `evaluations` epochs."""
         scale = (imgsz / self.reference_imgsz) ** 2
-        work = image_epochs * self.train_s_per_image_epoch * scale + 2 * heldout_frames * self.predict_s_per_frame
+        validations = 2 + evaluations
+        work = (
+            image_epochs * self.train_s_per_image_epoch * scale
+            + validations * heldout_frames * self.predict_s_per_frame
+        )
         return (self.job_overhead_s + work) / self.gpu_speedup
 
     def epochs_within(self, budget_s: float, images: int, heldout_frames: int, imgsz: int) -> int:

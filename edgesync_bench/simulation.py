@@ -232,7 +232,8 @@ class Simulation:
             return
         job = self.worker.run_job(job, max_epochs=epochs)
         image_epochs = job.metrics.get("image_epochs", 0.0)
-        duration = costs.training(image_epochs, int(job.metrics.get("heldout_samples", 0)), self.training.imgsz)
+        held_n, evaluations = int(job.metrics.get("heldout_samples", 0)), int(job.metrics.get("heldout_evaluations", 0))
+        duration = costs.training(image_epochs, held_n, self.training.imgsz, evaluations)
         result = self.cameras[job.edge_id].result
         result.train_gpu_s += duration * costs.gpu_speedup
         self._gpu_s_by_edge[job.edge_id] += duration * costs.gpu_speedup

@@ -65,7 +65,9 @@ class Setup:
         return FineTuneResult(self.candidate, epochs, len(train))
 
     def worker(self, worker_id: str = "w1") -> TrainingWorker:
-        cfg = TrainingConfig(min_heldout=2, min_fresh=4, epochs=EPOCHS, tolerance=1.0, fallback_to_first=False)
+        cfg = TrainingConfig(
+            min_heldout=2, min_fresh=4, epochs=EPOCHS, tolerance=1.0, fallback_to_first=False, patience=0
+        )
         return TrainingWorker(
             self.store, self.registry, cfg, worker_id, workdir=self.tmp_path, lease_s=5.0, checkpoints=self.checkpoints
         )
@@ -87,7 +89,8 @@ def test_a_claimed_job_runs_checkpoints_every_epoch_and_finishes_with_both_gains
     job = setup.worker().process(setup.claim())
     assert (job.status, job.result_version) == ("done", 2)
     assert setup.calls[0]["epochs"] == EPOCHS
-    assert (job.predicted_gain, job.achieved_gain) == (0.3, 0.0)
+    # the profiler's prediction (a flat held-out curve: no gain) replaces the manager's queued bound
+    assert (job.predicted_gain, job.achieved_gain, job.metrics["queued_gain_bound"]) == (0.0, 0.0, 0.3)
     assert job.metrics["resumed_from_epoch"] == 0 and job.metrics["epochs"] == EPOCHS
     stored = setup.store.get_job("job-1")
     assert stored.status == "done" and stored.result_version == 2
@@ -207,3 +210,13 @@ def test_a_job_of_similar_value_does_not_pre_empt(setup: Setup) -> None:
     job = setup.worker().process(claimed)
     assert (job.job_id, job.status) == ("job-1", "done")
     assert setup.store.get_job("job-2").status == "queued"
+
+
+def test_the_profiler_stops_a_job_whose_held_out_score_does_not_improve(setup: Setup) -> None:
+    worker = setup.worker()
+    worker.cfg = worker.cfg.model_copy(update={"patience": 2})
+    job = worker.process(setup.claim())  # evaluate() is pinned at 0.5: no epoch ever improves
+    assert job.status == "done"
+    assert job.metrics["epochs"] == 2 and job.metrics["heldout_evaluations"] == 2
+    assert (job.metrics["map50_epoch_1"], job.metrics["map50_epoch_2"]) == (0.5, 0.5)
+    assert job.predicted_gain == 0.0 and job.metrics["queued_gain_bound"] == 0.3  # the profiler's, then the manager's
