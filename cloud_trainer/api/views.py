@@ -171,16 +171,15 @@ class FleetView:
 
     def thumbnail(self, edge_id: str, sample_id: str) -> bytes:
         """The sample's frame, THUMBNAIL_WIDTH wide, with teacher and student boxes drawn."""
-        sample = next((s for s in self.store.list_samples(edge_id) if s.sample_id == sample_id), None)
-        jpeg = self.store.get_jpeg(edge_id, sample_id)  # NotFound names the sample if it is gone
+        sample = self.store.get_sample(edge_id, sample_id)  # NotFound names the sample if it is gone
+        jpeg = self.store.get_jpeg(edge_id, sample_id)
         image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise InvalidInput(f"sample {sample_id!r} of edge {edge_id!r} is not a decodable JPEG")
         scale = THUMBNAIL_WIDTH / image.shape[1]
         image = cv2.resize(image, (THUMBNAIL_WIDTH, max(1, round(image.shape[0] * scale))))
-        if sample is not None:  # boxes are in the JPEG's pixels
-            _draw(image, sample.labels or [], TEACHER_BGR, scale)
-            _draw(image, sample.student, STUDENT_BGR, scale)
+        _draw(image, sample.labels or [], TEACHER_BGR, scale)  # boxes are in the JPEG's pixels
+        _draw(image, sample.student, STUDENT_BGR, scale)
         ok, out = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
         if not ok:
             raise InvalidInput(f"cannot encode a thumbnail of sample {sample_id!r}")

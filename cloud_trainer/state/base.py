@@ -107,6 +107,10 @@ class StateStore(ABC):
         """
 
     @abstractmethod
+    def get_sample(self, edge_id: str, sample_id: str) -> StoredSample:
+        """One stored sample (without its JPEG); NotFound if it is not (or no longer) stored."""
+
+    @abstractmethod
     def get_jpeg(self, edge_id: str, sample_id: str) -> bytes:
         """The sample's JPEG bytes; NotFound if it is not (or no longer) stored."""
 

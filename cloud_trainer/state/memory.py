@@ -141,6 +141,10 @@ class MemoryStore(StateStore):
                     return out
                 self._label_ready.wait(remaining)
 
+    def get_sample(self, edge_id: str, sample_id: str) -> StoredSample:
+        with self._lock:
+            return copy_sample(self._record(edge_id, sample_id).sample)
+
     def get_jpeg(self, edge_id: str, sample_id: str) -> bytes:
         with self._lock:
             return self._record(edge_id, sample_id).jpeg

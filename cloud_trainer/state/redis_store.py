@@ -297,6 +297,13 @@ class RedisStore(RedisJobQueue, StateStore):
                 return samples  # every entry popped was trimmed: wait on while time is left
 
     @available
+    def get_sample(self, edge_id: str, sample_id: str) -> StoredSample:
+        found = self._load_samples([(edge_id, sample_id)])
+        if not found:
+            raise NotFound(f"no stored sample {sample_id!r} from edge {edge_id!r}")
+        return found[0]
+
+    @available
     def get_jpeg(self, edge_id: str, sample_id: str) -> bytes:
         jpeg = self._r.hget(self._k("sample", edge_id, sample_id), "jpeg")
         if jpeg is None:

@@ -588,3 +588,19 @@ def test_events_are_kept_per_edge_and_kind_oldest_first(store: StateStore) -> No
     assert store.list_events("cam-b", "scene_change") == []
     with pytest.raises(InvalidInput, match="weather"):
         store.add_event(EdgeEvent("cam-a", "weather", 1.0))
+
+
+def test_get_sample_returns_one_stored_sample_or_names_the_missing_one(store: StateStore) -> None:
+    store.upsert_edge(EdgeInfo("cam-a", ["person"]))
+    sample = StoredSample("s1", "cam-a", 1.0, 2.0, 1, 0.5, 7, [Detection(1, 2, 3, 4, 0, 0.9)], 64, 48)
+    store.add_sample(sample, b"jpeg")
+    store.set_labels("cam-a", "s1", [Detection(1, 2, 3, 5, 0, 1.0)])
+    got = store.get_sample("cam-a", "s1")
+    assert (got.frame_index, got.seq, got.student, got.labels) == (
+        7,
+        1,
+        sample.student,
+        [Detection(1, 2, 3, 5, 0, 1.0)],
+    )
+    with pytest.raises(NotFound, match="s2"):
+        store.get_sample("cam-a", "s2")
