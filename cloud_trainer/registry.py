@@ -52,6 +52,16 @@ def payload_name(encoding: str, sparse_fraction: float | None, compression: str,
     return f"{encoding}{fraction}-{compression or 'raw'}-from-v{base_version:06d}"
 
 
+def model_origin(manifest: ModelManifest) -> tuple[str, int]:
+    """(where a version came from, the version whose weights it copies or 0): base (an edge's first
+    model), trained (by a job), zoo (a stored specialist sent again) or operator (rollback, pin)."""
+    if manifest.metrics.get("zoo_of"):
+        return "zoo", int(manifest.metrics["zoo_of"])
+    if manifest.metrics.get("reissue_of"):
+        return "operator", int(manifest.metrics["reissue_of"])
+    return ("base" if manifest.parent == 0 else "trained"), 0
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

@@ -15,7 +15,7 @@ import grpc
 
 from cloud_trainer.ingest import Ingest
 from cloud_trainer.metrics import UPDATE_DELAY
-from cloud_trainer.registry import ModelRegistry
+from cloud_trainer.registry import ModelRegistry, model_origin
 from cloud_trainer.scenes import SceneChangeHandler
 from cloud_trainer.state import StateStore
 from edgesync import wire
@@ -42,10 +42,9 @@ def deployment(registry: ModelRegistry, edge_id: str, version: int, now: float) 
         manifest = registry.manifest(edge_id, version)
     except NotFound:
         return {"version": float(version), "origin": "unknown"}
-    metrics = manifest.metrics
-    origin = "zoo" if metrics.get("zoo_of") else "operator" if metrics.get("reissue_of") else "trained"
-    if manifest.parent == 0:  # the edge's first model: there was nothing to update
-        return {"version": float(version), "origin": "base"}
+    origin, _ = model_origin(manifest)
+    if origin == "base":  # the edge's first model: there was nothing to update
+        return {"version": float(version), "origin": origin}
     since = manifest.trained_until if origin == "trained" and manifest.trained_until else manifest.created
     return {"version": float(version), "origin": origin, "delay_s": max(0.0, now - since)}
 

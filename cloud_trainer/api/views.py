@@ -13,25 +13,16 @@ import numpy as np
 
 from cloud_trainer.api import schemas
 from cloud_trainer.manager import pinned_version
-from cloud_trainer.registry import ModelRegistry
+from cloud_trainer.registry import ModelRegistry, model_origin
 from cloud_trainer.state import StateStore
 from edgesync.errors import InvalidInput
-from edgesync.types import Detection, EdgeEvent, EdgeInfo, ModelManifest, StoredSample, TrainingJob
+from edgesync.types import Detection, EdgeEvent, EdgeInfo, StoredSample, TrainingJob
 
 JOB_STATUSES = ("queued", "running", "done", "failed")
 TEACHER_BGR = (80, 200, 80)
 STUDENT_BGR = (40, 150, 255)
 THUMBNAIL_WIDTH = 320
 HISTORY_LIMIT = 720  # events per series in an edge's detail: an hour of 5 s heartbeats
-
-
-def model_origin(manifest: ModelManifest) -> tuple[str, int]:
-    """(where a version came from, the version whose weights it copies or 0)."""
-    if manifest.metrics.get("zoo_of"):
-        return "zoo", int(manifest.metrics["zoo_of"])
-    if manifest.metrics.get("reissue_of"):
-        return "operator", int(manifest.metrics["reissue_of"])
-    return ("base" if manifest.parent == 0 else "trained"), 0
 
 
 def event_out(event: EdgeEvent) -> schemas.Event:
