@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edgesync.errors import ConfigError
 from edgesync.types import check_edge_id
+from edgesync_bench.report import shade_segments
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -146,14 +147,7 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(len(cameras), 1, figsize=(11, 2.4 * len(cameras)), dpi=100, sharex=True, squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, camera in zip(axes[:, 0], cameras, strict=True):
-        start = 0.0
-        for i, seg in enumerate(camera["segments"]):
-            end = min(seg["until_s"], results["duration_s"])
-            if end <= start:
-                break
-            ax.axvspan(start, end, color=("#ffffff", "#f0f0f0")[i % 2], zorder=0)
-            ax.text((start + end) / 2, 1.0, seg["name"], ha="center", va="bottom", fontsize=7)
-            start = end
+        shade_segments(ax, camera["segments"], results["duration_s"], fontsize=7)
         for color, (name, r) in zip(colors, results["strategies"].items(), strict=False):
             mine = r["per_camera"][camera["edge_id"]]
             xs = [w["t_s"] for w in mine["timeline"]]

@@ -63,17 +63,22 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(results: dict, path: Path) -> None:
-    """Accuracy over time per strategy, drift segments shaded and named, model updates marked."""
-    fig, ax = plt.subplots(figsize=(11, 4.5), dpi=110)
+def shade_segments(ax, segments: list[dict], duration_s: float, fontsize: int = 8) -> None:
+    """Alternate shading behind each drift segment, its name above it."""
     start = 0.0
-    for i, seg in enumerate(results["segments"]):
-        end = min(seg["until_s"], results["duration_s"])
+    for i, seg in enumerate(segments):
+        end = min(seg["until_s"], duration_s)
         if end <= start:
             break
         ax.axvspan(start, end, color=SEGMENT_SHADES[i % 2], zorder=0)
-        ax.text((start + end) / 2, 1.02, seg["name"], ha="center", va="bottom", fontsize=8)
+        ax.text((start + end) / 2, 1.02, seg["name"], ha="center", va="bottom", fontsize=fontsize)
         start = end
+
+
+def plot(results: dict, path: Path) -> None:
+    """Accuracy over time per strategy, drift segments shaded and named, model updates marked."""
+    fig, ax = plt.subplots(figsize=(11, 4.5), dpi=110)
+    shade_segments(ax, results["segments"], results["duration_s"])
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for color, (name, r) in zip(colors, results["strategies"].items(), strict=False):
         xs = [w["t_s"] for w in r["timeline"]]

@@ -66,8 +66,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _bench(inputs: Path, out: Path, strategies: list[str], seed: int = 0) -> dict:
-    """Run the benchmark on the clip and return results.json as written."""
+def _bench(inputs: Path, out: Path, strategies: list[str], seed: int = 0, cameras: Path | None = None) -> dict:
+    """Run the benchmark on the clip (or the cameras file's cameras) and return results.json as written."""
     cloud = parse_config(CloudConfig, {"training": {"epochs": 1, "batch": 4, "min_heldout": 2}})
     run_bench(
         BenchRequest(
@@ -83,6 +83,7 @@ def _bench(inputs: Path, out: Path, strategies: list[str], seed: int = 0) -> dic
             window_s=5,
             train_budget_share=TRAIN_BUDGET_SHARE,
             cache_dir=inputs / "cache",
+            cameras=cameras,
         )
     )
     return json.loads((out / "results.json").read_text())
@@ -236,23 +237,8 @@ def test_cameras_share_one_cloud_and_one_training_budget(inputs: Path) -> None:
         "  - {edge_id: cam-a, drift: drift.yaml, seed: 1}\n"
         "  - {edge_id: cam-b, drift: steady.yaml, seed: 2, offset_s: 3}\n"
     )
-    cloud = parse_config(CloudConfig, {"training": {"epochs": 1, "batch": 4, "min_heldout": 2}})
     out = inputs / "cameras-out"
-    results = run_bench(
-        BenchRequest(
-            video="unused: the cameras file names it",
-            drift=Path("unused"),
-            strategies=["fifo", "manager"],
-            out=out,
-            student=inputs / "student" / "weights.safetensors",
-            cloud=cloud,
-            max_samples_per_s=MAX_SAMPLES_PER_S,
-            max_bytes_per_s=MAX_BYTES_PER_S,
-            window_s=5,
-            cache_dir=inputs / "cache",
-            cameras=inputs / "cameras.yaml",
-        )
-    )
+    results = _bench(inputs, out, ["fifo", "manager"], cameras=inputs / "cameras.yaml")
     assert [c["edge_id"] for c in results["cameras"]] == ["cam-a", "cam-b"]
     budget = results["budgets"]["train_budget_gpu_s"]
     assert budget == pytest.approx(0.6 * 15)  # the cameras file's share, for the one worker they share
