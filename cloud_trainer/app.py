@@ -6,7 +6,6 @@ import logging
 import secrets
 import threading
 from concurrent import futures
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -38,7 +37,7 @@ class CloudTrainer:
     def __init__(self, cfg: CloudConfig, teacher: Teacher | None = None, store: StateStore | None = None) -> None:
         self.cfg = cfg
         self.store = store or build_store(cfg.store)
-        self.registry = ModelRegistry(Path(cfg.data_dir) / "registry", downlink=cfg.downlink)
+        self.registry = ModelRegistry.for_cloud(cfg)
         self.teacher = teacher or build_teacher(cfg.teacher)
         self.manager = TrainingManager(self.store, self.registry, cfg.manager)
         self.labeller = Labeller(

@@ -31,9 +31,10 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from edgesync.config import DownlinkConfig
+from edgesync.config import CloudConfig, DownlinkConfig
 from edgesync.delta import apply_payload, compression_for, encode_delta, encode_full, is_lossless
 from edgesync.errors import IntegrityError, NotFound
+from edgesync.signing import ManifestSigner
 from edgesync.types import ModelManifest, PayloadInfo, check_edge_id
 from edgesync.weights import sha256_hex
 
@@ -78,15 +79,28 @@ def write_atomic(path: Path, data: bytes) -> None:
 class ModelRegistry:
     """Versioned safetensors models with manifests, one lineage per edge plus a shared base."""
 
-    def __init__(self, root: Path, poll_s: float = 1.0, downlink: DownlinkConfig | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        poll_s: float = 1.0,
+        downlink: DownlinkConfig | None = None,
+        signer: ManifestSigner | None = None,
+    ) -> None:
         self.root = Path(root)
         self.downlink = downlink or DownlinkConfig()
+        self.signer = signer  # None: manifests are registered unsigned
         self.root.mkdir(parents=True, exist_ok=True)
         self.poll_s = poll_s
         self._changed = threading.Condition()
         self._write_lock = threading.Lock()
 
     # ------------------------------------------------------------ paths
+
+    @classmethod
+    def for_cloud(cls, cfg: CloudConfig) -> ModelRegistry:
+        """The registry a cloud process uses: under data_dir, its downlink, signing when configured."""
+        key = cfg.security.signing_key
+        return cls(Path(cfg.data_dir) / "registry", downlink=cfg.downlink, signer=ManifestSigner(key) if key else None)
 
     def _lineage(self, edge_id: str | None) -> Path:
         if edge_id is None:
@@ -158,8 +172,11 @@ class ModelRegistry:
                     "version": version,
                     "sha256": sha256_hex(data),
                     "size_bytes": len(data),
+                    "signature": "",
                 }
             )
+            if self.signer is not None:
+                stored = self.signer.sign(stored)
             staging = Path(tempfile.mkdtemp(dir=lineage, prefix=".staging-"))
             try:
                 (staging / WEIGHTS).write_bytes(data)

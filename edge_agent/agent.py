@@ -32,6 +32,7 @@ from edgesync.drift import load_schedule
 from edgesync.errors import AssetError
 from edgesync.retry import Backoff
 from edgesync.sampling import FrameInfo, Selected, build_sampler
+from edgesync.signing import ManifestVerifier
 from edgesync.student import StudentModel
 from edgesync.types import ModelManifest, SceneChange
 from edgesync.v1 import edgesync_pb2 as pb
@@ -70,6 +71,8 @@ class EdgeAgent:
         self.sampler = build_sampler(cfg.sampler)
         self.scenes = SceneWatcher(cfg.changepoint) if cfg.changepoint.enabled else None
         self.model_store = EdgeModelStore(Path(cfg.model_dir) / cfg.edge_id)
+        key = cfg.security.verify_key
+        self.verifier = ManifestVerifier(key) if key is not None else None  # a bad key fails here, at start
         self.model_kwargs = {"conf": cfg.student.conf, "iou": cfg.student.iou, "device": cfg.student.device}
         self.detector: HotSwapDetector | None = None
         self.stats = EdgeStats()
@@ -91,6 +94,7 @@ class EdgeAgent:
             self.model_kwargs,
             have_version=lambda: self.detector.version if self.detector else 0,
             on_first_model=self._adopt_first_model,
+            verifier=self.verifier,
         )
 
     # ------------------------------------------------------------ model
@@ -104,7 +108,7 @@ class EdgeAgent:
             if Path(weights).suffix == ".pt":
                 return StudentModel.from_pt(Path(weights), imgsz=320, **self.model_kwargs)
             return load_safetensors_model(Path(weights), **self.model_kwargs)
-        return self.model_store.load_newest(**self.model_kwargs)
+        return self.model_store.load_newest(self.verifier, **self.model_kwargs)
 
     def _adopt_first_model(self, model: StudentModel, manifest: ModelManifest, size: int) -> None:
         self.detector = HotSwapDetector(model)

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from edgesync.errors import EdgeSyncError
+from edgesync.signing import ManifestVerifier
 from edgesync.student import StudentModel
 from edgesync.types import ModelManifest
 
@@ -57,10 +58,14 @@ class EdgeModelStore:
         except FileNotFoundError:
             return None
 
-    def load_newest(self, **kw) -> StudentModel | None:
-        """The newest stored model that verifies; corrupt ones are skipped with a warning."""
+    def load_newest(self, verifier: ManifestVerifier | None = None, **kw) -> StudentModel | None:
+        """The newest stored model that verifies (sha256, and the signature when verifier is given);
+        corrupt or unsigned ones are skipped with a warning."""
         for manifest_path in sorted(self.root.glob("v*.json"), reverse=True):
             try:
+                if verifier is not None:
+                    manifest = ModelManifest.from_json(json.loads(manifest_path.read_text()))
+                    verifier.verify(manifest, f"stored model {manifest_path.name}")
                 model = load_safetensors_model(manifest_path.with_suffix(".safetensors"), **kw)
             except (EdgeSyncError, OSError, ValueError) as exc:
                 log.warning("skipping stored model %s: %s", manifest_path.name, exc)

@@ -21,6 +21,7 @@ from edgesync.config import RetryConfig
 from edgesync.delta import decode_update
 from edgesync.errors import EdgeSyncError, IntegrityError
 from edgesync.retry import Backoff
+from edgesync.signing import ManifestVerifier
 from edgesync.student import StudentModel
 from edgesync.types import ModelManifest
 from edgesync.v1 import edgesync_pb2_grpc as pb_grpc
@@ -61,8 +62,10 @@ class UpdateListener:
         model_kwargs: dict,
         have_version: Callable[[], int],
         on_first_model: Callable[[StudentModel, ModelManifest, int], None] | None = None,
+        verifier: ManifestVerifier | None = None,
     ) -> None:
         self.stub = stub
+        self.verifier = verifier  # None: manifests need no signature
         self.edge_id = edge_id
         self.detector_ref = detector_ref
         self.model_store = model_store
@@ -89,6 +92,8 @@ class UpdateListener:
         self.received_bytes += len(data)
         source = f"update v{manifest.version}"
         try:
+            if self.verifier is not None:  # before anything is decoded, saved or loaded
+                self.verifier.verify(manifest, source)
             manifest, weights = decode_update(manifest, data, self.model_store.weights, source)
             model = StudentModel.from_bytes(manifest, weights, source=source, **self.model_kwargs)
         except EdgeSyncError as exc:

@@ -156,7 +156,7 @@ def cloud_worker(
     from cloud_trainer.worker import TrainingWorker, default_worker_id
 
     store = build_store(cfg.store)
-    registry = ModelRegistry(Path(cfg.data_dir) / "registry", downlink=cfg.downlink)
+    registry = ModelRegistry.for_cloud(cfg)
     worker = TrainingWorker.from_config(cfg, store, registry, worker_id or default_worker_id())
     stop = threading.Event()
 
@@ -174,6 +174,28 @@ def cloud_worker(
         console.print("stopped mid-job; another worker takes it over when its lease lapses")
     finally:
         store.close()
+
+
+KEYS_HELP = (
+    "Make the Ed25519 key pair that signs model manifests.\n\n"
+    "Writes manifest-signing.key (the cloud's; security.signing_key, readable by its owner only) and "
+    "manifest-signing.pub (every edge's; security.verify_key). Edges with a verify key run only models "
+    "whose manifest verifies and keep their current model otherwise."
+)
+
+
+@app.command(help=KEYS_HELP)
+def keys(
+    out: Annotated[Path, typer.Option(help="Directory to write the two key files to.")] = Path("keys"),
+) -> None:
+    from edgesync.signing import generate_keypair
+
+    try:
+        private, public = generate_keypair(out)
+    except EdgeSyncError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    console.print(f"signing key (cloud): {private}\nverify key (edges): {public}")
 
 
 STATUS_HELP = (
@@ -229,7 +251,7 @@ def bootstrap(
     from edgesync.teachers import build_teacher
 
     cfg = load_cloud_config(config)
-    registry = ModelRegistry(Path(cfg.data_dir) / "registry")
+    registry = ModelRegistry.for_cloud(cfg)
     existing = registry.latest(None)
     if existing is not None and not force:
         console.print(f"base model v{existing.version} already registered in {registry.root}; use --force to retrain")

@@ -140,6 +140,14 @@ def _listen_address(value: str) -> str:
     return value
 
 
+class EdgeSecurityConfig(Strict):
+    """What the edge trusts."""
+
+    # the cloud's public key (`edgesync keys`): set, the edge runs only models whose manifest
+    # signature verifies with it, and refuses any other, keeping its current model
+    verify_key: Path | None = None
+
+
 class EdgeConfig(Strict):
     """Everything the edge agent needs (configs/edge.yaml)."""
 
@@ -155,6 +163,7 @@ class EdgeConfig(Strict):
     limits: LimitsConfig = LimitsConfig()
     # Prometheus metrics (GET /metrics) on host:port, e.g. 0.0.0.0:9101; "" serves none
     metrics_listen: str = ""
+    security: EdgeSecurityConfig = EdgeSecurityConfig()
 
     @field_validator("metrics_listen")
     @classmethod
@@ -309,6 +318,13 @@ class ApiConfig(Strict):
         return _listen_address(value)
 
 
+class CloudSecurityConfig(Strict):
+    """What the cloud proves to its edges."""
+
+    # Ed25519 private key (`edgesync keys`): set, every registered model's manifest is signed
+    signing_key: Path | None = None
+
+
 class CloudConfig(Strict):
     """Everything the cloud trainer needs (configs/cloud.yaml)."""
 
@@ -328,6 +344,7 @@ class CloudConfig(Strict):
     # job taken over by another worker this long after its last renewal. Same for every worker.
     lease_s: float = Field(30.0, gt=0)
     api: ApiConfig = ApiConfig()
+    security: CloudSecurityConfig = CloudSecurityConfig()
 
 
 # ---------------------------------------------------------------- loading

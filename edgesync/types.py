@@ -126,6 +126,8 @@ class ModelManifest:
     metrics: dict[str, float] = field(default_factory=dict)
     trained_until: float = 0.0  # arrival time of the newest sample it was trained on
     payload: PayloadInfo | None = None  # on the wire: how the bytes that follow encode it (None: canonical)
+    # hex Ed25519 signature by the cloud over the other fields but payload (edgesync.signing); "" unsigned
+    signature: str = ""
 
     def to_json(self) -> dict:
         out = {
@@ -142,6 +144,8 @@ class ModelManifest:
         }
         if self.payload is not None:
             out["payload"] = self.payload.to_json()
+        if self.signature:
+            out["signature"] = self.signature
         return out
 
     @classmethod
@@ -159,6 +163,7 @@ class ModelManifest:
                 metrics={k: float(v) for k, v in data.get("metrics", {}).items()},
                 trained_until=float(data.get("trained_until", 0.0)),
                 payload=PayloadInfo(**data["payload"]) if data.get("payload") else None,
+                signature=str(data.get("signature", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"malformed model manifest: {exc}") from exc

@@ -72,6 +72,7 @@ def manifest_to_pb(m: ModelManifest) -> pb.ModelManifest:
         metrics=dict(m.metrics),
         trained_until=m.trained_until,
         payload=payload_to_pb(m.payload) if m.payload is not None else None,
+        signature=m.signature,
     )
 
 
@@ -88,6 +89,7 @@ def manifest_from_pb(m: pb.ModelManifest) -> ModelManifest:
         metrics={k: float(v) for k, v in m.metrics.items()},
         trained_until=float(m.trained_until),
         payload=payload_from_pb(m.payload) if m.HasField("payload") else None,
+        signature=m.signature,
     )
 
 

@@ -313,3 +313,31 @@ def test_store_keeps_only_the_newest_few(tmp_path: Path) -> None:
         "v000005.json",
         "v000005.safetensors",
     ]
+
+
+def test_an_edge_with_a_verify_key_runs_signed_updates_and_refuses_forged_ones(
+    tmp_path: Path, stub: pb_grpc.EdgeSyncStub, student: StudentModel, update: tuple[ModelManifest, bytes]
+) -> None:
+    from edgesync.signing import ManifestSigner, ManifestVerifier, generate_keypair
+
+    private, public = generate_keypair(tmp_path / "keys")
+    manifest, data = update
+    signed = ManifestSigner(private).sign(manifest)
+    running = versioned(student, 1)
+    detector = HotSwapDetector(running)
+    store = EdgeModelStore(tmp_path / "models")
+    updates = listener(stub, detector, store, verifier=ManifestVerifier(public))
+
+    forged = type(signed).from_json({**signed.to_json(), "metrics": {"map50": 0.99}})
+    assert updates.handle(forged, data) is None  # a manifest altered after signing
+    assert updates.handle(manifest, data) is None  # an unsigned one
+    assert updates.rejected == 2 and "signed" in updates.last_error
+    assert detector.swap_if_ready() is None and detector.current is running
+    assert list((tmp_path / "models").iterdir()) == []  # nothing saved
+
+    assert updates.handle(signed, data) is not None
+    assert detector.swap_if_ready().version == 5
+    # after a restart only stored models that verify are loaded
+    assert store.load_newest(ManifestVerifier(public)).version == 5
+    other_private, other_public = generate_keypair(tmp_path / "other")
+    assert store.load_newest(ManifestVerifier(other_public)) is None

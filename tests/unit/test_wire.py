@@ -38,6 +38,7 @@ def make_manifest() -> ModelManifest:
         created=1_700_000_123.5,
         metrics={"map50": 0.8125, "parent_map50": 0.5},
         trained_until=1_700_000_000.25,
+        signature="5e" * 64,
     )
 
 
