@@ -50,7 +50,16 @@ class CloudTrainer:
         self.ingest = Ingest(self.store, cfg.limits)
         zoo = ModelZoo(self.registry) if cfg.manager.zoo else None
         self.scenes = SceneChangeHandler(self.store, self.manager, zoo)
-        self.service = EdgeSyncService(self.store, self.registry, self.ingest, cfg.heartbeat_s, scenes=self.scenes)
+        self.service = EdgeSyncService(
+            self.store,
+            self.registry,
+            self.ingest,
+            cfg.heartbeat_s,
+            scenes=self.scenes,
+            edge_secret=cfg.security.edge_secret,
+        )
+        if not cfg.security.edge_secret:
+            log.warning("security.edge_secret is not set: any caller may act as any edge (fine for a lab only)")
         self.operations = FleetOperations(self.store, self.registry, self.manager)
         self.api_token = cfg.api.token or secrets.token_urlsafe(18)
         self.api: ApiServer | None = None

@@ -79,6 +79,18 @@ class FleetOperations:
         self.store.set_meta(edge_id, paused=0.0)
         self._record(edge_id, "resume", actor)
 
+    def revoke(self, edge_id: str, actor: str = "operator") -> None:
+        """Refuse the edge's every call from now on (with security.edge_secret set), until reinstated."""
+        self.store.get_edge(edge_id)
+        self.store.set_meta(edge_id, revoked=1.0)
+        self._record(edge_id, "revoke", actor)
+
+    def reinstate(self, edge_id: str, actor: str = "operator") -> None:
+        """Undo revoke."""
+        self.store.get_edge(edge_id)
+        self.store.set_meta(edge_id, revoked=0.0)
+        self._record(edge_id, "reinstate", actor)
+
     def retrain(self, edge_id: str, actor: str = "operator") -> TrainingJob:
         """Queue a training job for the edge now, ahead of the manager's own, whatever its thresholds."""
         self.store.get_edge(edge_id)

@@ -19,7 +19,8 @@ from cloud_trainer.registry import ModelRegistry, model_origin
 from cloud_trainer.scenes import SceneChangeHandler
 from cloud_trainer.state import StateStore
 from edgesync import wire
-from edgesync.errors import EdgeSyncError, NotFound, UnknownEdge
+from edgesync.credentials import caller_of
+from edgesync.errors import EdgeSyncError, NotFound, PermissionDenied, UnknownEdge
 from edgesync.types import EdgeEvent, EdgeInfo, check_edge_id
 from edgesync.v1 import edgesync_pb2 as pb
 from edgesync.v1 import edgesync_pb2_grpc as pb_grpc
@@ -59,7 +60,9 @@ class EdgeSyncService(pb_grpc.EdgeSyncServicer):
         ingest: Ingest,
         heartbeat_s: float,
         scenes: SceneChangeHandler | None = None,
+        edge_secret: str = "",
     ) -> None:
+        self.edge_secret = edge_secret  # "": callers are not authenticated (a lab)
         self.store = store
         self.registry = registry
         self.ingest = ingest
@@ -67,8 +70,19 @@ class EdgeSyncService(pb_grpc.EdgeSyncServicer):
         self.scenes = scenes  # None: scene changes are acknowledged and otherwise ignored
         self.wait_slice_s = 1.0  # how often a subscription checks that its client is still there
 
+    def _authorise(self, context: grpc.ServicerContext, edge_id: str) -> None:
+        """Refuse the call unless its credentials prove edge_id and the edge is not revoked."""
+        if not self.edge_secret:
+            return
+        caller = caller_of(context.invocation_metadata(), self.edge_secret)
+        if caller != edge_id:
+            raise PermissionDenied(f"edge {caller!r} cannot act as edge {edge_id!r}")
+        if self.store.get_meta(edge_id).get("revoked"):
+            raise PermissionDenied(f"edge {edge_id!r} is revoked; an operator must reinstate it")
+
     def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.RegisterResponse:
         edge_id = check_edge_id(request.edge_id)
+        self._authorise(context, edge_id)
         now = time.time()
         try:
             info = self.store.get_edge(edge_id)
@@ -95,6 +109,7 @@ class EdgeSyncService(pb_grpc.EdgeSyncServicer):
 
     def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> pb.HeartbeatResponse:
         edge_id = check_edge_id(request.edge_id)
+        self._authorise(context, edge_id)
         fields = {name: getattr(request, name) for name in HEARTBEAT_FIELDS}
         now = time.time()
         before = self.store.get_edge(edge_id)
@@ -117,15 +132,19 @@ class EdgeSyncService(pb_grpc.EdgeSyncServicer):
     def ReportSceneChange(self, request: pb.SceneChange, context: grpc.ServicerContext) -> pb.SceneChangeResponse:
         change = wire.scene_change_from_pb(request)
         check_edge_id(change.edge_id)
+        self._authorise(context, change.edge_id)
         self.store.get_edge(change.edge_id)
         sent = self.scenes.handle(change) if self.scenes is not None else 0
         return pb.SceneChangeResponse(specialist_version=sent)
 
     def UploadSamples(self, request_iterator: Iterator[pb.Sample], context: grpc.ServicerContext):
         """Acknowledge each sample in order; a bad sample is refused in its ack, the stream goes on."""
+        caller = caller_of(context.invocation_metadata(), self.edge_secret) if self.edge_secret else None
         for message in request_iterator:
             sample = wire.sample_from_pb(message)
             try:
+                if caller is not None:  # each sample, so an edge revoked mid-stream is refused at once
+                    self._authorise(context, sample.edge_id)
                 self.ingest.accept(sample)
             except EdgeSyncError as exc:
                 log.warning("refused %s", exc)
@@ -140,6 +159,7 @@ class EdgeSyncService(pb_grpc.EdgeSyncServicer):
         registry decides); each version sent becomes a base the next one can be a delta against.
         """
         edge_id = check_edge_id(request.edge_id)
+        self._authorise(context, edge_id)
         self.store.get_edge(edge_id)
         have = int(request.have_version)
         held = wire.held_from_pb(request)

@@ -28,6 +28,7 @@ from edge_agent.uploader import Uploader
 from edgesync.assets import resolve_video
 from edgesync.changepoint import ChangePoint, SceneWatcher
 from edgesync.config import EdgeConfig
+from edgesync.credentials import EdgeCredentials
 from edgesync.drift import load_schedule
 from edgesync.errors import AssetError
 from edgesync.retry import Backoff
@@ -66,7 +67,10 @@ class EdgeAgent:
             cfg.cloud.address,
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
         )
-        self.stub = pb_grpc.EdgeSyncStub(self.channel)
+        calls = self.channel
+        if cfg.cloud.token:  # every call carries the edge's id and token
+            calls = grpc.intercept_channel(self.channel, EdgeCredentials(cfg.edge_id, cfg.cloud.token))
+        self.stub = pb_grpc.EdgeSyncStub(calls)
         self.spool = SampleSpool.from_config(cfg.queue)
         self.sampler = build_sampler(cfg.sampler)
         self.scenes = SceneWatcher(cfg.changepoint) if cfg.changepoint.enabled else None

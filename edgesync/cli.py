@@ -198,6 +198,30 @@ def keys(
     console.print(f"signing key (cloud): {private}\nverify key (edges): {public}")
 
 
+EDGE_TOKEN_HELP = (
+    "Print the token an edge needs when the cloud sets security.edge_secret.\n\n"
+    "The token is derived from the cloud's secret and the edge id, so each edge's differs and none "
+    "needs storing on the cloud. Put it in the edge's cloud.token (or EDGESYNC_EDGE__CLOUD__TOKEN). "
+    "Revoke an edge with POST /api/v1/edges/EDGE_ID/revoke."
+)
+
+
+@app.command("edge-token", help=EDGE_TOKEN_HELP)
+def edge_token_cmd(
+    edge_id: Annotated[str, typer.Argument(help="The edge's id, as in its edge_id.")],
+    config: ConfigOption = None,
+) -> None:
+    from edgesync.config import load_cloud_config
+    from edgesync.credentials import edge_token
+    from edgesync.types import check_edge_id
+
+    cfg = load_cloud_config(config)
+    if not cfg.security.edge_secret:
+        console.print("[red]error:[/red] the cloud config sets no security.edge_secret: edges need no token")
+        raise typer.Exit(1)
+    print(edge_token(cfg.security.edge_secret, check_edge_id(edge_id)))
+
+
 STATUS_HELP = (
     "Print the fleet as a table, from a running cloud's REST API.\n\n"
     "The token is the one the cloud printed with its dashboard address (or api.token in its config); "

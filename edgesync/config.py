@@ -15,6 +15,7 @@ from typing import Annotated, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edgesync.credentials import refuse_example_secret
 from edgesync.errors import ConfigError, InvalidInput
 from edgesync.types import check_edge_id
 
@@ -53,6 +54,9 @@ class CloudLinkConfig(Strict):
     heartbeat_s: float = Field(5.0, gt=0)
     retry: RetryConfig = RetryConfig()
     timeout_s: float = Field(10.0, gt=0)
+    # this edge's credential, printed by `edgesync edge-token EDGE_ID` on the cloud; needed when
+    # the cloud sets security.edge_secret. Env: EDGESYNC_EDGE__CLOUD__TOKEN
+    token: str = ""
 
 
 class SourceConfig(Strict):
@@ -309,6 +313,15 @@ class ApiConfig(Strict):
     # Bearer token for /api (the dashboard asks for it once). Empty: a random one is made at
     # start-up and logged with the dashboard's address. Env: EDGESYNC_CLOUD__API__TOKEN.
     token: str = ""
+
+    @field_validator("token")
+    @classmethod
+    def _real_token(cls, value: str) -> str:
+        try:
+            return refuse_example_secret(value, "api.token")
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
     # how long after its last heartbeat an edge is shown offline, in heartbeat intervals
     offline_after_heartbeats: float = Field(3.0, gt=0)
 
@@ -323,6 +336,18 @@ class CloudSecurityConfig(Strict):
 
     # Ed25519 private key (`edgesync keys`): set, every registered model's manifest is signed
     signing_key: Path | None = None
+    # set: every edge call must carry the edge's token (HMAC of its id under this secret, see
+    # edgesync.credentials), an edge may act only as itself, and revoked edges are refused.
+    # "" accepts any caller (a lab). Env: EDGESYNC_CLOUD__SECURITY__EDGE_SECRET
+    edge_secret: str = ""
+
+    @field_validator("edge_secret")
+    @classmethod
+    def _real_secret(cls, value: str) -> str:
+        try:
+            return refuse_example_secret(value, "security.edge_secret")
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class CloudConfig(Strict):

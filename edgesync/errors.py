@@ -37,6 +37,20 @@ class UnknownEdge(EdgeSyncError):
     grpc_code = grpc.StatusCode.NOT_FOUND
 
 
+class Unauthenticated(EdgeSyncError):
+    """A caller without valid credentials (no token, a wrong token)."""
+
+    http_status = 401
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(EdgeSyncError):
+    """A known caller acting beyond its rights: another edge's id, or a revoked edge."""
+
+    http_status = 403
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class NotFound(EdgeSyncError):
     """A model version, sample or asset that does not exist."""
 

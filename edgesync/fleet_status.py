@@ -62,7 +62,7 @@ def fleet_table(fleet: dict, now: float | None = None) -> Table:
                  "downlink", "scene changes", "jobs", "heartbeat"):  # fmt: skip
         key = name in ("edge", "status")
         table.add_column(name, justify="left" if key else "right", no_wrap=key)
-    colours = {"online": "green", "offline": "red", "paused": "yellow", "pinned": "yellow"}
+    colours = {"online": "green", "offline": "red", "revoked": "red", "paused": "yellow", "pinned": "yellow"}
     for e in fleet["edges"]:
         model = f"v{e['model_version']}" + (
             f" (v{e['latest_version']} sent)" if e["latest_version"] > e["model_version"] else ""

@@ -13,7 +13,7 @@
     GET  /api/v1/jobs/{job}                  one job
     GET  /api/v1/models                      model versions with lineage and where they run
     POST /api/v1/edges/{edge}/pin            {"version": n}: run version n and stay on it
-    POST /api/v1/edges/{edge}/unpin | rollback | pause | resume | retrain
+    POST /api/v1/edges/{edge}/unpin | rollback | pause | resume | retrain | revoke | reinstate
 
 Everything under /api needs `Authorization: Bearer <token>` (ApiConfig.token). Errors are JSON
 `{"error": "..."}` with the status code of the EdgeSyncError raised (404 unknown edge, ...).
@@ -190,6 +190,16 @@ def create_app(
     def resume(edge_id: str) -> schemas.ActionResult:
         operations.resume(edge_id, actor="api")
         return schemas.ActionResult(edge_id=edge_id, action="resume", detail="training jobs are queued again")
+
+    @app.post(f"{PREFIX}/edges/{{edge_id}}/revoke", dependencies=[api], tags=["actions"])
+    def revoke(edge_id: str) -> schemas.ActionResult:
+        operations.revoke(edge_id, actor="api")
+        return schemas.ActionResult(edge_id=edge_id, action="revoke", detail="every call of the edge is refused")
+
+    @app.post(f"{PREFIX}/edges/{{edge_id}}/reinstate", dependencies=[api], tags=["actions"])
+    def reinstate(edge_id: str) -> schemas.ActionResult:
+        operations.reinstate(edge_id, actor="api")
+        return schemas.ActionResult(edge_id=edge_id, action="reinstate", detail="the edge may call again")
 
     @app.post(f"{PREFIX}/edges/{{edge_id}}/retrain", dependencies=[api], tags=["actions"])
     def retrain(edge_id: str) -> schemas.ActionResult:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 T = TypeVar("T")
 
-EdgeStatus = Literal["online", "offline", "paused", "pinned"]
+EdgeStatus = Literal["online", "offline", "paused", "pinned", "revoked"]
 
 
 class Page(BaseModel, Generic[T]):
@@ -27,7 +27,7 @@ class Page(BaseModel, Generic[T]):
 class EdgeSummary(BaseModel):
     edge_id: str
     description: str
-    status: EdgeStatus  # online or offline by heartbeat; paused or pinned by an operator
+    status: EdgeStatus  # online or offline by heartbeat; paused, pinned or revoked by an operator
     online: bool
     last_heartbeat: float
     model_version: int = Field(description="the version the edge reports running")

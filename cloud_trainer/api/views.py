@@ -52,7 +52,11 @@ class FleetView:
         online = now - info.last_heartbeat <= self.offline_after_s
         pinned = pinned_version(meta)
         paused = bool(meta.get("paused"))
-        status = "pinned" if pinned else "paused" if paused else "online" if online else "offline"
+        status = "online" if online else "offline"
+        if meta.get("revoked"):
+            status = "revoked"
+        elif pinned or paused:
+            status = "pinned" if pinned else "paused"
         changes = self.store.list_events(info.edge_id, "scene_change", limit=HISTORY_LIMIT)
         running = self.store.list_jobs(edge_id=info.edge_id, status="running", limit=50)
         queued = self.store.list_jobs(edge_id=info.edge_id, status="queued", limit=50)

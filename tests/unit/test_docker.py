@@ -183,7 +183,7 @@ def _interpolated(node: object, environ: dict[str, str]) -> object:
 def compose() -> dict:
     """compose.yaml as Compose sees it on a host where only the required EDGESYNC_API_TOKEN is set."""
     raw = yaml.safe_load(COMPOSE_FILE.read_text())
-    return _interpolated(raw, {"HOME": "/home/someone", "EDGESYNC_API_TOKEN": "a-real-token"})
+    return _interpolated(raw, {"HOME": "/home/someone", "EDGESYNC_API_TOKEN": "a-real-token-0123456789"})
 
 
 def test_compose_refuses_to_start_without_an_api_token() -> None:
@@ -518,7 +518,9 @@ def test_compose_services_load_valid_configs_and_reach_each_other_on_the_publish
     api_host, api_port = cloud_cfg.api.listen.rsplit(":", 1)
     assert host == api_host == "0.0.0.0"
     assert _published_container_ports(cloud) == [int(port), int(api_port)] == _service_image(cloud).expose
-    assert cloud_cfg.api.token == "a-real-token", "the dashboard's token comes from the host's EDGESYNC_API_TOKEN"
+    assert cloud_cfg.api.token == "a-real-token-0123456789", (
+        "the dashboard's token comes from the host's EDGESYNC_API_TOKEN"
+    )
     assert cloud_cfg.store.type == "redis"
     assert re.match(r"redis://([^:/]+)", cloud_cfg.store.url)[1] in compose["services"]
 
