@@ -24,6 +24,7 @@ from cloud_trainer.worker import TrainingWorker, default_worker_id
 from cloud_trainer.zoo import ModelZoo
 from edgesync.config import CloudConfig
 from edgesync.teachers import Teacher, build_teacher
+from edgesync.tls import read_pem
 from edgesync.v1 import edgesync_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,14 @@ class CloudTrainer:
         )
         pb_grpc.add_EdgeSyncServicer_to_server(self.service, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        self.port = self._server.add_insecure_port(self.cfg.listen)
+        security = self.cfg.security
+        if security.tls_cert is not None and security.tls_key is not None:
+            credentials = grpc.ssl_server_credentials(
+                [(read_pem(security.tls_key, "TLS key"), read_pem(security.tls_cert, "TLS certificate"))]
+            )
+            self.port = self._server.add_secure_port(self.cfg.listen, credentials)
+        else:
+            self.port = self._server.add_insecure_port(self.cfg.listen)
         if not self.port:
             raise OSError(f"cannot listen on {self.cfg.listen}")
         if self.cfg.api.enabled:
@@ -104,7 +112,9 @@ class CloudTrainer:
             offline_after_heartbeats=self.cfg.api.offline_after_heartbeats,
             store_type=self.cfg.store.type,
         )
-        self.api = ApiServer(app, self.cfg.api.listen)
+        security = self.cfg.security
+        tls = (security.tls_cert, security.tls_key) if security.tls_cert and security.tls_key else None
+        self.api = ApiServer(app, self.cfg.api.listen, tls=tls)
         self.api_port = self.api.start()
         generated = "" if self.cfg.api.token else " (token generated at start-up; set api.token to fix it)"
         log.info("dashboard: %s%s", self.dashboard_url(), generated)
@@ -114,7 +124,8 @@ class CloudTrainer:
         host = host or self.cfg.api.listen.rpartition(":")[0].strip("[]")
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1"
-        return f"http://{host}:{self.api_port}/#token={self.api_token}"
+        scheme = "https" if self.cfg.security.tls_cert else "http"
+        return f"{scheme}://{host}:{self.api_port}/#token={self.api_token}"
 
     def _spawn(self, name: str, target) -> None:
         thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)

@@ -35,6 +35,7 @@ from edgesync.retry import Backoff
 from edgesync.sampling import FrameInfo, Selected, build_sampler
 from edgesync.signing import ManifestVerifier
 from edgesync.student import StudentModel
+from edgesync.tls import read_pem
 from edgesync.types import ModelManifest, SceneChange
 from edgesync.v1 import edgesync_pb2 as pb
 from edgesync.v1 import edgesync_pb2_grpc as pb_grpc
@@ -63,10 +64,14 @@ class EdgeAgent:
     def __init__(self, cfg: EdgeConfig, channel: grpc.Channel | None = None) -> None:
         self.cfg = cfg
         limit = cfg.limits.max_message_bytes
-        self.channel = channel or grpc.insecure_channel(
-            cfg.cloud.address,
-            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
-        )
+        options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+        if channel is not None:
+            self.channel = channel
+        elif cfg.cloud.tls_ca is not None:  # TLS, checking the cloud's certificate against this CA
+            trust = grpc.ssl_channel_credentials(root_certificates=read_pem(cfg.cloud.tls_ca, "cloud CA certificate"))
+            self.channel = grpc.secure_channel(cfg.cloud.address, trust, options=options)
+        else:
+            self.channel = grpc.insecure_channel(cfg.cloud.address, options=options)
         calls = self.channel
         if cfg.cloud.token:  # every call carries the edge's id and token
             calls = grpc.intercept_channel(self.channel, EdgeCredentials(cfg.edge_id, cfg.cloud.token))

@@ -198,6 +198,29 @@ def keys(
     console.print(f"signing key (cloud): {private}\nverify key (edges): {public}")
 
 
+CERTS_HELP = (
+    "Make a lab certificate authority and a server certificate for TLS on gRPC and the REST API.\n\n"
+    "Writes ca.pem (what edges and API clients trust: the edge's cloud.tls_ca, `edgesync status --ca`), "
+    "server.pem and server.key (the cloud's security.tls_cert and tls_key) for every --host name or address "
+    "the cloud is reached by. Bring your own certificates in production."
+)
+
+
+@app.command(help=CERTS_HELP)
+def certs(
+    host: Annotated[list[str], typer.Option(help="A DNS name or IP address of the cloud; repeat for several.")],
+    out: Annotated[Path, typer.Option(help="Directory to write ca.pem, server.pem and server.key to.")] = Path("certs"),
+) -> None:
+    from edgesync.tls import make_lab_certificates
+
+    try:
+        ca, cert, key = make_lab_certificates(out, host)
+    except EdgeSyncError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    console.print(f"CA (edges, clients): {ca}\ncertificate: {cert}\nkey (cloud only): {key}")
+
+
 EDGE_TOKEN_HELP = (
     "Print the token an edge needs when the cloud sets security.edge_secret.\n\n"
     "The token is derived from the cloud's secret and the edge id, so each edge's differs and none "
@@ -236,13 +259,14 @@ def status(
     ] = "http://127.0.0.1:8080",
     token: Annotated[str | None, typer.Option(help="API token.", envvar="EDGESYNC_API_TOKEN")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of a table.")] = False,
+    ca: Annotated[Path | None, typer.Option(help="CA certificate to check an https:// cloud against.")] = None,
 ) -> None:
     from edgesync.fleet_status import StatusError, fetch_fleet, fleet_table
 
     if not token:
         raise typer.BadParameter("give the API token with --token or EDGESYNC_API_TOKEN", param_hint="--token")
     try:
-        fleet = fetch_fleet(url, token)
+        fleet = fetch_fleet(url, token, ca=ca)
     except StatusError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

@@ -57,6 +57,9 @@ class CloudLinkConfig(Strict):
     # this edge's credential, printed by `edgesync edge-token EDGE_ID` on the cloud; needed when
     # the cloud sets security.edge_secret. Env: EDGESYNC_EDGE__CLOUD__TOKEN
     token: str = ""
+    # the CA certificate that signed the cloud's (`edgesync certs` writes ca.pem): set, the edge
+    # talks TLS and checks the cloud's certificate against it
+    tls_ca: Path | None = None
 
 
 class SourceConfig(Strict):
@@ -340,6 +343,15 @@ class CloudSecurityConfig(Strict):
     # edgesync.credentials), an edge may act only as itself, and revoked edges are refused.
     # "" accepts any caller (a lab). Env: EDGESYNC_CLOUD__SECURITY__EDGE_SECRET
     edge_secret: str = ""
+    # TLS certificate chain and key (PEM) for gRPC and the REST API; both or neither
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> CloudSecurityConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("security.tls_cert and security.tls_key go together: set both or neither")
+        return self
 
     @field_validator("edge_secret")
     @classmethod

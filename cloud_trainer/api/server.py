@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 import time
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -18,8 +19,9 @@ log = logging.getLogger(__name__)
 class ApiServer:
     """uvicorn on a socket bound before start() returns, so the port is known (listen port 0 works)."""
 
-    def __init__(self, app: FastAPI, listen: str) -> None:
+    def __init__(self, app: FastAPI, listen: str, tls: tuple[Path, Path] | None = None) -> None:
         self.app = app
+        self.tls = tls  # (certificate chain, key) PEM files: serve HTTPS
         self.host, self._port = split_host_port(listen)
         self.port = 0
         self._server: uvicorn.Server | None = None
@@ -36,7 +38,8 @@ class ApiServer:
             sock.close()
             raise OSError(f"REST API cannot listen on {self.host}:{self._port}: {exc.strerror}") from exc
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False)
+        ssl = {"ssl_certfile": str(self.tls[0]), "ssl_keyfile": str(self.tls[1])} if self.tls else {}
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False, **ssl)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="rest-api", daemon=True
