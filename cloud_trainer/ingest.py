@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from cloud_trainer.state import StateStore
 from edgesync.config import LimitsConfig
-from edgesync.errors import InvalidInput
+from edgesync.errors import Backpressure, InvalidInput
 from edgesync.types import Sample, StoredSample, check_edge_id
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,24 @@ class Ingest:
         self.store = store
         self.limits = limits
         self.clock = clock  # the benchmark passes its virtual clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # edge -> (tokens, when) of its rate limit
+        self._lock = threading.Lock()
+
+    def _admit(self, edge_id: str, source: str) -> None:
+        """Back-pressure: Backpressure (send it again later) when the edge is over its upload rate
+        (a token bucket per edge in this front end) or its samples queue too deep for the teacher."""
+        rate, burst = self.limits.max_samples_per_s, self.limits.burst_samples
+        now = self.clock()
+        with self._lock:
+            tokens, then = self._buckets.get(edge_id, (float(burst), now))
+            tokens = min(float(burst), tokens + max(0.0, now - then) * rate)
+            if tokens < 1.0:
+                self._buckets[edge_id] = (tokens, now)
+                raise Backpressure(f"{source}: edge {edge_id} is over {rate:g} samples/s; send it again later")
+            self._buckets[edge_id] = (tokens - 1.0, now)
+        waiting = self.store.count_samples(edge_id, labelled=False)
+        if waiting >= self.limits.max_unlabelled_per_edge:
+            raise Backpressure(f"{source}: {waiting} samples of edge {edge_id} await the teacher; send it again later")
 
     def accept(self, sample: Sample, authenticated_edge: str | None = None) -> bool:
         """Validate and store one sample; True if newly stored, False if it was a duplicate."""
@@ -59,6 +78,7 @@ class Ingest:
         except InvalidInput:
             self._count_rejected(edge_id)
             raise
+        self._admit(edge_id, source)
         h, w = image.shape[:2]
         stored = StoredSample(
             sample_id=sample.sample_id,

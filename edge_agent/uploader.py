@@ -36,6 +36,8 @@ class Uploader:
         self.sent_bytes = 0
         self.acked = 0
         self.refused = 0
+        self.held_back = 0  # samples the cloud asked to send again later (back-pressure)
+        self._handover = threading.Lock()  # between the request generator and the end of a stream
         self.connected = False
 
     def _requests(self, in_flight: deque, window: threading.Semaphore, stop: threading.Event, broken: threading.Event):
@@ -46,7 +48,11 @@ class Uploader:
             if sample is None:
                 window.release()
                 continue
-            in_flight.append(sample)
+            with self._handover:  # the stream may have ended meanwhile: then the sample goes back at once
+                if broken.is_set():
+                    self.spool.nack(sample.sample_id)
+                    return
+                in_flight.append(sample)
             self.sent_bytes += len(sample.jpeg)
             yield wire.sample_to_pb(sample)
 
@@ -58,15 +64,22 @@ class Uploader:
         try:
             for ack in responses:
                 self.connected = True
-                self.backoff.reset()
                 sample = in_flight.popleft()
                 if ack.sample_id != sample.sample_id:
                     log.error("ack for %s while %s was expected; resending", ack.sample_id, sample.sample_id)
                     self.spool.nack(sample.sample_id)
                 elif ack.accepted:
+                    self.backoff.reset()
                     self.spool.ack(sample.sample_id)
                     self.acked += 1
+                elif ack.retry:  # back-pressure: keep it, stop sending, come back after a growing backoff
+                    in_flight.appendleft(sample)  # the finally below returns it first, before the later ones
+                    self.held_back += 1
+                    log.info("cloud holds back uploads (%s); retrying later", ack.error)
+                    responses.cancel()
+                    return
                 else:  # refused for good (bad frame, unknown edge): keeping it would retry forever
+                    self.backoff.reset()  # the link works
                     log.warning("cloud refused sample %s: %s", sample.sample_id, ack.error)
                     self.spool.ack(sample.sample_id)
                     self.refused += 1
@@ -74,9 +87,10 @@ class Uploader:
                 if stop.is_set():
                     responses.cancel()
         finally:
-            broken.set()
-            while in_flight:  # back to the head of the spool, newest first so order is kept
-                self.spool.nack(in_flight.pop().sample_id)
+            with self._handover:  # no sample can slip into in_flight after this
+                broken.set()
+                while in_flight:  # back to the head of the spool, newest first so order is kept
+                    self.spool.nack(in_flight.pop().sample_id)
 
     def run(self, stop: threading.Event) -> None:
         """Keep a stream open until stop is set; reconnect with backoff on failure."""

@@ -42,6 +42,12 @@ class LimitsConfig(Strict):
 
     max_message_bytes: int = Field(8 * 1024 * 1024, gt=1024)
     max_image_pixels: int = Field(4096 * 4096, gt=0)
+    # per edge, in each front end: uploads beyond this rate (with a burst of burst_samples) are
+    # refused for now and the edge sends them again later (its spool keeps them)
+    max_samples_per_s: float = Field(20.0, gt=0)
+    burst_samples: int = Field(60, ge=1)
+    # an edge whose samples wait this many deep for the teacher is told to hold the rest back
+    max_unlabelled_per_edge: int = Field(500, ge=1)
 
 
 # ---------------------------------------------------------------- edge

@@ -51,6 +51,13 @@ class PermissionDenied(EdgeSyncError):
     grpc_code = grpc.StatusCode.PERMISSION_DENIED
 
 
+class Backpressure(EdgeSyncError):
+    """The cloud cannot take this now (a rate limit, a full queue); the same input later will do."""
+
+    http_status = 429
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class NotFound(EdgeSyncError):
     """A model version, sample or asset that does not exist."""
 

@@ -45,14 +45,16 @@ class Sample(_message.Message):
     def __init__(self, sample_id: _Optional[str] = ..., edge_id: _Optional[str] = ..., capture_time: _Optional[float] = ..., model_version: _Optional[int] = ..., jpeg: _Optional[bytes] = ..., detections: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ..., score: _Optional[float] = ..., frame_index: _Optional[int] = ..., scene_start: _Optional[float] = ...) -> None: ...
 
 class SampleAck(_message.Message):
-    __slots__ = ("sample_id", "accepted", "error")
+    __slots__ = ("sample_id", "accepted", "error", "retry")
     SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
     sample_id: str
     accepted: bool
     error: str
-    def __init__(self, sample_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+    retry: bool
+    def __init__(self, sample_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., error: _Optional[str] = ..., retry: _Optional[bool] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
     __slots__ = ("edge_id", "model_version", "class_names", "description")
