@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -416,6 +417,37 @@ def bench(
     results = run_bench(request)
     console.print((out / "results.md").read_text())
     console.print(f"results in {out} ({results['wall_s']:.0f} s)")
+
+
+@bench_app.command("load")
+def bench_load(
+    edges: Annotated[int, typer.Option(help="Simulated edges uploading at once.", min=1)] = 20,
+    seconds: Annotated[float, typer.Option(help="How long they upload.", min=1)] = 30.0,
+    rate: Annotated[
+        float | None, typer.Option(help="Samples/s per edge (default: as fast as the cloud acknowledges).")
+    ] = None,
+    redis_url: Annotated[str | None, typer.Option(help="Use a Redis store at this URL (default: in-process).")] = None,
+    out: Annotated[Path, typer.Option(help="Writes load.json here.")] = Path("runs/bench/load"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Many edges uploading at once to one cloud on loopback: samples/s stored and ack latency."""
+    from edgesync.config import RedisStoreConfig
+    from edgesync_bench.load import run_load
+
+    store = RedisStoreConfig(url=redis_url, prefix=f"edgesync-load-{int(time.time())}") if redis_url else None
+    with console.status(f"{edges} edges uploading for {seconds:.0f} s"):
+        figures = run_load(edges, seconds, store=store, data_dir=out / "cloud", rate=rate)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "load.json").write_text(json.dumps(figures, indent=2))
+    if as_json:
+        print(json.dumps(figures, indent=2))
+        return
+    console.print(
+        f"{figures['edges']} edges, {figures['seconds']:.0f} s, store {figures['store']}: "
+        f"{figures['samples_per_s']} samples/s stored ({figures['samples_accepted']} in all), ack latency "
+        f"median {figures['ack_latency_ms_median']} ms, p99 {figures['ack_latency_ms_p99']} ms; "
+        f"held back {figures['held_back']}, refused {figures['refused']}, errors {len(figures['errors'])}"
+    )
 
 
 @bench_app.command("edge")
