@@ -18,7 +18,9 @@ def test_edges_uploading_at_once_are_all_served_and_counted(
 ) -> None:
     store = None
     if backend == "redis":
-        store = RedisStoreConfig(url=request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix"))
+        store = RedisStoreConfig(
+            url=request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix")
+        )
     figures = run_load(edges=4, seconds=3.0, store=store, data_dir=tmp_path / "cloud", rate=10.0)
     assert figures["errors"] == []
     assert figures["samples_accepted"] == figures["samples_stored"] > 0  # acknowledged means stored, once
