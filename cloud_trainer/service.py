@@ -20,7 +20,7 @@ from cloud_trainer.scenes import SceneChangeHandler
 from cloud_trainer.state import StateStore
 from edgesync import wire
 from edgesync.credentials import caller_of
-from edgesync.errors import Backpressure, EdgeSyncError, NotFound, PermissionDenied, UnknownEdge
+from edgesync.errors import EdgeSyncError, NotFound, PermissionDenied, TryLater, UnknownEdge
 from edgesync.types import EdgeEvent, EdgeInfo, check_edge_id
 from edgesync.v1 import edgesync_pb2 as pb
 from edgesync.v1 import edgesync_pb2_grpc as pb_grpc
@@ -146,7 +146,7 @@ class EdgeSyncService(pb_grpc.EdgeSyncServicer):
                 if caller is not None:  # each sample, so an edge revoked mid-stream is refused at once
                     self._authorise(context, sample.edge_id)
                 self.ingest.accept(sample)
-            except Backpressure as exc:  # not now: the edge keeps it and sends it again
+            except TryLater as exc:  # not now (back-pressure, the store down): the edge keeps it, sends it again
                 log.info("held back: %s", exc)
                 yield pb.SampleAck(sample_id=sample.sample_id, accepted=False, error=str(exc), retry=True)
                 continue

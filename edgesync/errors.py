@@ -51,8 +51,15 @@ class PermissionDenied(EdgeSyncError):
     grpc_code = grpc.StatusCode.PERMISSION_DENIED
 
 
-class Backpressure(EdgeSyncError):
-    """The cloud cannot take this now (a rate limit, a full queue); the same input later will do."""
+class TryLater(EdgeSyncError):
+    """The input is fine but cannot be taken now; the same input later will do (clients keep it)."""
+
+    http_status = 503
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+
+
+class Backpressure(TryLater):
+    """The cloud will not take this now (a rate limit, a full queue)."""
 
     http_status = 429
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED

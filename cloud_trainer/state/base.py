@@ -28,7 +28,7 @@ from typing import Any
 
 import grpc
 
-from edgesync.errors import EdgeSyncError, InvalidInput
+from edgesync.errors import InvalidInput, TryLater
 from edgesync.types import (
     EVENT_KINDS,
     Detection,
@@ -44,7 +44,7 @@ DEFAULT_MAX_EVENTS = 2000  # per edge and kind: about 3 hours of heartbeats ever
 DEFAULT_LEASE_S = 30.0  # how long a claim lasts without a heartbeat before another worker may take it over
 
 
-class StoreUnavailable(EdgeSyncError):
+class StoreUnavailable(TryLater):
     """The state back-end (e.g. Redis) cannot be reached; the message names where it was sought."""
 
     http_status = 503
