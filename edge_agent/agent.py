@@ -23,6 +23,7 @@ from edge_agent.scene_reports import SceneReporter
 from edge_agent.sink import JsonlSink
 from edge_agent.source import Frame, VideoSource
 from edge_agent.spool import SampleSpool
+from edge_agent.swap_guard import SwapGuard
 from edge_agent.updates import UpdateListener
 from edge_agent.uploader import Uploader
 from edgesync.assets import resolve_video
@@ -53,6 +54,7 @@ class EdgeStats:
     samples_accepted: int = 0
     samples_refused: int = 0
     swaps: int = 0
+    rollbacks: int = 0  # models the edge rolled back on its own (edge_agent.swap_guard)
     scene_changes: int = 0
     confidence_proxy: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
@@ -86,6 +88,8 @@ class EdgeAgent:
         self.detector: HotSwapDetector | None = None
         self.stats = EdgeStats()
         self.metrics = EdgeMetrics(self)
+        rb = cfg.rollback
+        self.guard = SwapGuard(rb.window_frames, rb.collapse_ratio, rb.min_confidence) if rb.enabled else None
         self._run_id = int(time.time() * 1000)  # makes sample ids unique across restarts
         self._stream_origin = 0.0  # wall clock at stream time 0
         self.registered = threading.Event()
@@ -240,6 +244,8 @@ class EdgeAgent:
         if event is not None:
             self.stats.swaps += 1
             self.metrics.update_delay.observe(event.update_delay_s)
+            if self.guard is not None:
+                self.guard.swapped(event.version)
             sink.swap(event, frame.t_s, frame.index)
             # a model chosen for the current scene ends that scene's novelty in the sampler
             self.sampler.model_updated(event.scene_start - self._stream_origin if event.scene_start else None)
@@ -260,6 +266,14 @@ class EdgeAgent:
             self._enqueue(selected, version)
         sure = [d.score for d in prediction.detections]
         mean_conf = sum(sure) / len(sure) if sure else 0.0
+        if self.guard is not None and (collapse := self.guard.observe(mean_conf)) is not None:
+            now_version = self.detector.rollback()
+            self.stats.rollbacks += 1
+            sink.rollback(collapse, now_version, frame.t_s, frame.index)
+            log.warning(
+                "model v%d collapsed on this camera (mean confidence %.3f against %.3f before it): back to v%d",
+                collapse.version, collapse.after, collapse.before, now_version,
+            )  # fmt: skip
         self.stats.confidence_proxy += CONFIDENCE_EMA * (mean_conf - self.stats.confidence_proxy)
         self.stats.frames += 1
         self.stats.latencies_ms.append(latency_ms)

@@ -39,6 +39,7 @@ class HotSwapDetector:
         self.previous: StudentModel | None = None
         self._staged: tuple[StudentModel, float, int, float] | None = None
         self._lock = threading.Lock()
+        self.refused: set[int] = set()  # versions rolled back: never swapped in again
 
     @property
     def version(self) -> int:
@@ -63,6 +64,9 @@ class HotSwapDetector:
         if staged is None:
             return None
         model, since, size, scene_start = staged
+        if model.version in self.refused:
+            log.info("ignoring staged v%d: it was rolled back", model.version)
+            return None
         if model.version <= self.current.version:
             log.info("ignoring staged v%d: already running v%d", model.version, self.current.version)
             return None
@@ -73,8 +77,9 @@ class HotSwapDetector:
         return event
 
     def rollback(self) -> int:
-        """Go back to the previous model; returns the version now running."""
+        """Go back to the previous model, refusing the current one from now on; returns the version now running."""
         if self.previous is not None:
+            self.refused.add(self.current.version)
             log.warning("rolling back from v%d to v%d", self.current.version, self.previous.version)
             self.current, self.previous = self.previous, None
         return self.current.version

@@ -16,6 +16,7 @@ registry, so several agents in one process (tests, the benchmark) do not collide
     edgesync_edge_upload_queue_depth              samples waiting for upload
     edgesync_edge_model_version                   version of the model serving frames
     edgesync_edge_model_swaps_total               models swapped in
+    edgesync_edge_model_rollbacks_total           models rolled back: they collapsed on this camera
     edgesync_edge_update_delay_seconds            swap time minus the arrival of the newest
                                                   frame the model was trained on (histogram)
     edgesync_edge_scene_changes_total             change points detected
@@ -62,6 +63,7 @@ class _AgentCollector(Collector):
             "samples_uploaded": ("samples the cloud acknowledged", agent.uploader.acked),
             "upload_bytes": ("JPEG bytes sent to the cloud", agent.uploader.sent_bytes),
             "model_swaps": ("models swapped in between two frames", stats.swaps),
+            "model_rollbacks": ("models rolled back because they collapsed on this camera", stats.rollbacks),
             "scene_changes": ("change points the scene watcher detected", stats.scene_changes),
         }
         for name, (doc, value) in counters.items():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edge_agent.hotswap import SwapEvent
 from edge_agent.source import Frame
+from edge_agent.swap_guard import Collapse
 from edgesync.changepoint import ChangePoint
 from edgesync.types import Detection
 
@@ -66,6 +67,19 @@ class JsonlSink:
                 "swapped_at": round(event.swapped_at, 3),
                 "update_delay_s": round(event.update_delay_s, 3),
                 "bytes": event.bytes,
+            }
+        )
+
+    def rollback(self, collapse: Collapse, now_version: int, t_s: float, frame_index: int) -> None:
+        self._write(
+            {
+                "type": "model_rollback",
+                "frame": frame_index,
+                "t_s": round(t_s, 3),
+                "version": collapse.version,
+                "now_version": now_version,
+                "confidence_before": round(collapse.before, 4),
+                "confidence_after": round(collapse.after, 4),
             }
         )
 

@@ -153,6 +153,16 @@ def _listen_address(value: str) -> str:
     return value
 
 
+class RollbackConfig(Strict):
+    """The edge's own check of a new model (edge_agent.swap_guard)."""
+
+    enabled: bool = True
+    window_frames: int = Field(50, ge=5)  # frames before and after a swap that are compared
+    # roll back when the new model's mean detection confidence falls below this share of the old one's
+    collapse_ratio: float = Field(0.5, gt=0, lt=1)
+    min_confidence: float = Field(0.05, ge=0, le=1)  # the old model's below this: nothing to compare
+
+
 class EdgeSecurityConfig(Strict):
     """What the edge trusts."""
 
@@ -177,6 +187,7 @@ class EdgeConfig(Strict):
     # Prometheus metrics (GET /metrics) on host:port, e.g. 0.0.0.0:9101; "" serves none
     metrics_listen: str = ""
     security: EdgeSecurityConfig = EdgeSecurityConfig()
+    rollback: RollbackConfig = RollbackConfig()
 
     @field_validator("metrics_listen")
     @classmethod
