@@ -321,6 +321,8 @@ class TrainingWorker:
 
         def on_weights(epochs_done: int, state: dict) -> None:
             keeper.check()  # a job taken over stops here rather than train on for nothing
+            if epochs_done <= last.get("epochs", 0):  # ultralytics reports the last epoch twice
+                return
             plan.epochs_done = done_before + epochs_done
             last.update(epochs=epochs_done, state=state)
             if self.checkpoints is not None:
