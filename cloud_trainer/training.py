@@ -156,6 +156,8 @@ def fine_tune(
         "warmup_epochs": min(3.0, total / 5) if from_scratch else 0.0,
         "close_mosaic": max(0, total // 3),
     }
+    if cfg.nominal_batch is not None:
+        overrides["nbs"] = cfg.nominal_batch
     trainer = None if from_scratch else _trainer_starting_from(student.state_dict())
     yolo.train(trainer=trainer, **overrides)
     model = StudentModel(

@@ -282,6 +282,10 @@ class TrainingConfig(Strict):
     batch: int = Field(16, gt=0)
     lr0: float = Field(0.01, gt=0)
     optimizer: str = "SGD"
+    # ultralytics accumulates gradients up to this nominal batch before each optimizer step
+    # (its default 64); a fine-tune on 20-40 frames at batch 16 then steps only every 2-4
+    # epochs. None keeps ultralytics' default; the batch size steps after every batch.
+    nominal_batch: int | None = Field(None, gt=0)
     max_fresh: int = Field(120, gt=0)  # newest labelled samples a job trains on
     # a job needs this many labelled frames of the edge's current scene; with fewer (just after a
     # scene change) it waits in the queue rather than train on a scene that is gone
