@@ -141,8 +141,12 @@ def test_operator_actions_go_through_the_registry_and_the_manager(fleet) -> None
     client.post("/api/v1/edges/cam-a/resume", headers=AUTH)
     queued = client.post("/api/v1/edges/cam-a/retrain", headers=AUTH).json()
     assert store.get_job(queued["job_id"]).priority >= 1e9  # ahead of every job the manager ranked
+    client.post("/api/v1/edges/cam-a/revoke", headers=AUTH)
+    assert client.get("/api/v1/edges/cam-a", headers=AUTH).json()["status"] == "revoked"
+    assert store.get_meta("cam-a")["revoked"] == 1.0  # the gRPC service refuses the edge's next call
+    client.post("/api/v1/edges/cam-a/reinstate", headers=AUTH)
     actions = [e.data["action"] for e in store.list_events("cam-a", "operator")]
-    assert actions == ["rollback", "pin", "unpin", "pause", "resume", "retrain"]
+    assert actions == ["rollback", "pin", "unpin", "pause", "resume", "retrain", "revoke", "reinstate"]
     first_model = client.post("/api/v1/edges/cam-b/rollback", headers=AUTH)
     assert first_model.status_code == 400 and "nothing to roll back" in first_model.json()["error"]
 
