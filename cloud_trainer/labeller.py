@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from cloud_trainer.metrics import SAMPLES_LABELLED
-from cloud_trainer.state import StateStore
+from cloud_trainer.state import StateStore, StoreUnavailable
 from edgesync.teachers import Teacher
 from edgesync.types import Detection, StoredSample
 
@@ -74,9 +74,15 @@ class Labeller:
         return kept
 
     def run(self, stop: threading.Event) -> None:
-        """Label until stop is set; a failing batch is logged and the loop goes on."""
+        """Label until stop is set; a failing batch is logged and the loop goes on, and an
+        unreachable store is waited for."""
         while not stop.is_set():
-            batch = self.store.take_unlabelled(self.batch_size, timeout_s=self.max_wait_s or 0.5)
+            try:
+                batch = self.store.take_unlabelled(self.batch_size, timeout_s=self.max_wait_s or 0.5)
+            except StoreUnavailable as exc:  # e.g. Redis restarting: wait for it rather than die
+                log.warning("labeller waiting for the store: %s", exc)
+                stop.wait(1.0)
+                continue
             if not batch:
                 continue
             try:

@@ -36,7 +36,7 @@ from cloud_trainer.metrics import JOB_DURATION
 from cloud_trainer.profiler import LearningCurve
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import StateStore
-from cloud_trainer.state.base import DEFAULT_LEASE_S
+from cloud_trainer.state.base import DEFAULT_LEASE_S, StoreUnavailable
 from cloud_trainer.training import FineTuneResult, LabelledFrame, evaluate, fine_tune
 from edgesync.config import CloudConfig, TrainingConfig
 from edgesync.delta import PreparedUpdate, prepare
@@ -378,12 +378,17 @@ class TrainingWorker:
     # ------------------------------------------------------------ the loop
 
     def run(self, stop: threading.Event, poll_s: float = 1.0) -> None:
-        """Claim and run jobs until stop is set (a job under way is finished first)."""
+        """Claim and run jobs until stop is set (a job under way is finished first); an unreachable
+        store is waited for."""
         while not stop.is_set():
-            job = self.store.claim_job(self.worker_id, timeout_s=poll_s, lease_s=self.lease_s)
-            if job is None:
-                continue
-            if self.process(job).status == "queued":  # not ready: look again in a while
+            try:
+                job = self.store.claim_job(self.worker_id, timeout_s=poll_s, lease_s=self.lease_s)
+                if job is None:
+                    continue
+                if self.process(job).status == "queued":  # not ready: look again in a while
+                    stop.wait(poll_s)
+            except StoreUnavailable as exc:  # e.g. Redis restarting: a claimed job's lease lapses and
+                log.warning("worker %s waiting for the store: %s", self.worker_id, exc)  # it is taken over
                 stop.wait(poll_s)
 
     def process(self, job: TrainingJob) -> TrainingJob:

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 EDGE = "cam-faults"
+BURST = 200
 
 
 class CuttableProxy:
@@ -213,11 +214,13 @@ def test_a_cloud_killed_mid_burst_and_restarted_stores_every_sample_once(
     uploader, stop, thread = _uploader(port, spool)
     try:
         with RedisStore(redis_url, redis_prefix) as store:
-            expected = _put(spool, 0, 60)
+            # 200 samples: beyond the first 60 the cloud's rate limit (20/s) stretches the burst over
+            # seconds, so the kill lands in the middle of it however fast loopback is
+            expected = _put(spool, 0, BURST)
             _wait("part of the burst to arrive", lambda: store.count_samples(EDGE) >= 10, 60)
             first.send_signal(signal.SIGKILL)  # no warning, mid-stream
             first.wait(timeout=10)
-            assert store.count_samples(EDGE) < 60, "the burst finished before the kill"
+            assert store.count_samples(EDGE) < BURST, "the burst finished before the kill"
             start()  # the same address, the same Redis
             _wait("the spool to drain into the restarted cloud", lambda: spool.depth == 0, 90)
             stored = sorted(s.sample_id for s in store.list_samples(EDGE))
@@ -226,7 +229,7 @@ def test_a_cloud_killed_mid_burst_and_restarted_stores_every_sample_once(
         stop.set()
         thread.join(timeout=10)
     assert stored == sorted(expected)  # every sample, each once (a resent one is recognised)
-    assert received == 60 and spool.stats.dropped == 0
+    assert received == BURST and spool.stats.dropped == 0
 
 
 def _redis_server(workdir: Path, port: int) -> subprocess.Popen:
@@ -278,6 +281,9 @@ def test_a_redis_restart_loses_no_sample(tmp_path: Path) -> None:
         server = _redis_server(tmp_path / "redis", redis_port)
         _wait("the spool to drain after Redis came back", lambda: spool.depth == 0, 60)
         stored = sorted(s.sample_id for s in cloud.store.list_samples(EDGE))
+        # the cloud's own threads came through too: the teacher labels what arrived after the restart
+        _wait("labelling to resume", lambda: cloud.store.count_samples(EDGE, labelled=True) >= 15, 60)
+        assert all(t.is_alive() for t in cloud._threads)
     finally:
         stop.set()
         thread.join(timeout=10)
