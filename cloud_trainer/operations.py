@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class FleetOperations:
-    """Operator actions on edges, shared by the REST API and the command line."""
+    """Operator actions on edges; the REST API's action routes call them, and tests and tools may too."""
 
     def __init__(
         self,
