@@ -268,7 +268,10 @@ def apply_payload(info: PayloadInfo, payload: bytes, base: bytes | None, source:
     if meta.get("format") != FORMAT or meta.get("encoding") != info.encoding:
         raise IntegrityError(f"{source}: payload is {meta.get('encoding')!r}, manifest says {info.encoding!r}")
     origin = _read_tensors(base, f"{source} base v{info.base_version}")
-    names = {key.split(":", 1)[1] for key in entries}
+    malformed = sorted(key for key in entries if key[:2] not in ("d:", "m:", "s:", "f:"))
+    if malformed:
+        raise IntegrityError(f"{source}: malformed delta entry {malformed[0]!r}")
+    names = {key[2:] for key in entries}
     unknown = sorted(names - origin.keys())
     if unknown:
         raise IntegrityError(f"{source}: delta names tensors the base lacks ({unknown[0]}, …): wrong base")
