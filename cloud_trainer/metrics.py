@@ -35,6 +35,7 @@ from prometheus_client.registry import Collector
 
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import StateStore
+from edgesync.types import JOB_STATUSES
 
 JOB_DURATION = Histogram(
     "edgesync_training_job_duration_seconds",
@@ -49,7 +50,6 @@ UPDATE_DELAY = Histogram(
     ["origin"],
     buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
 )
-JOB_STATUSES = ("queued", "running", "done", "failed")
 
 
 class FleetCollector(Collector):

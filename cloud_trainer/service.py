@@ -72,9 +72,11 @@ class EdgeSyncService(pb_grpc.EdgeSyncServicer):
 
     def _authorise(self, context: grpc.ServicerContext, edge_id: str) -> None:
         """Refuse the call unless its credentials prove edge_id and the edge is not revoked."""
-        if not self.edge_secret:
-            return
-        caller = caller_of(context.invocation_metadata(), self.edge_secret)
+        if self.edge_secret:
+            self._allow(caller_of(context.invocation_metadata(), self.edge_secret), edge_id)
+
+    def _allow(self, caller: str, edge_id: str) -> None:
+        """Refuse an authenticated caller acting as another edge, or a revoked one."""
         if caller != edge_id:
             raise PermissionDenied(f"edge {caller!r} cannot act as edge {edge_id!r}")
         if self.store.get_meta(edge_id).get("revoked"):
@@ -144,7 +146,7 @@ class EdgeSyncService(pb_grpc.EdgeSyncServicer):
             sample = wire.sample_from_pb(message)
             try:
                 if caller is not None:  # each sample, so an edge revoked mid-stream is refused at once
-                    self._authorise(context, sample.edge_id)
+                    self._allow(caller, sample.edge_id)
                 self.ingest.accept(sample)
             except TryLater as exc:  # not now (back-pressure, the store down): the edge keeps it, sends it again
                 log.info("held back: %s", exc)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgesync.credentials import refuse_example_secret
 from edgesync.errors import ConfigError, InvalidInput
@@ -153,6 +153,27 @@ def _listen_address(value: str) -> str:
     return value
 
 
+def _valid_edge_id(value: str) -> str:
+    try:
+        return check_edge_id(value)
+    except InvalidInput as exc:  # a ValueError lets pydantic report it with the file and key
+        raise ValueError(str(exc)) from None
+
+
+def _no_example_secret(what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        try:
+            return refuse_example_secret(value, what)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    return AfterValidator(check)
+
+
+ListenAddress = Annotated[str, AfterValidator(_listen_address)]  # "host:port", or "" for none
+EdgeId = Annotated[str, AfterValidator(_valid_edge_id)]
+
+
 class RollbackConfig(Strict):
     """The edge's own check of a new model (edge_agent.swap_guard)."""
 
@@ -174,7 +195,7 @@ class EdgeSecurityConfig(Strict):
 class EdgeConfig(Strict):
     """Everything the edge agent needs (configs/edge.yaml)."""
 
-    edge_id: str = "edge-1"
+    edge_id: EdgeId = "edge-1"
     cloud: CloudLinkConfig = CloudLinkConfig()
     source: SourceConfig = SourceConfig()
     student: StudentConfig = StudentConfig()
@@ -185,22 +206,9 @@ class EdgeConfig(Strict):
     sink: Path | None = Path("runs/edge/frames.jsonl")  # per-frame results as JSON lines
     limits: LimitsConfig = LimitsConfig()
     # Prometheus metrics (GET /metrics) on host:port, e.g. 0.0.0.0:9101; "" serves none
-    metrics_listen: str = ""
+    metrics_listen: ListenAddress = ""
     security: EdgeSecurityConfig = EdgeSecurityConfig()
     rollback: RollbackConfig = RollbackConfig()
-
-    @field_validator("metrics_listen")
-    @classmethod
-    def _metrics_listen(cls, value: str) -> str:
-        return _listen_address(value)
-
-    @field_validator("edge_id")
-    @classmethod
-    def _edge_id(cls, value: str) -> str:
-        try:
-            return check_edge_id(value)
-        except InvalidInput as exc:  # a ValueError lets pydantic report it with the file and key
-            raise ValueError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- cloud
@@ -333,26 +341,12 @@ class ApiConfig(Strict):
     """The REST API, dashboard and Prometheus metrics, served by the cloud process next to gRPC."""
 
     enabled: bool = True
-    listen: str = "127.0.0.1:8080"  # 0.0.0.0:8080 to reach it from other machines
+    listen: ListenAddress = "127.0.0.1:8080"  # 0.0.0.0:8080 to reach it from other machines
     # Bearer token for /api (the dashboard asks for it once). Empty: a random one is made at
     # start-up and logged with the dashboard's address. Env: EDGESYNC_CLOUD__API__TOKEN.
-    token: str = ""
-
-    @field_validator("token")
-    @classmethod
-    def _real_token(cls, value: str) -> str:
-        try:
-            return refuse_example_secret(value, "api.token")
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-
+    token: Annotated[str, _no_example_secret("api.token")] = ""
     # how long after its last heartbeat an edge is shown offline, in heartbeat intervals
     offline_after_heartbeats: float = Field(3.0, gt=0)
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        return _listen_address(value)
 
 
 class CloudSecurityConfig(Strict):
@@ -363,7 +357,7 @@ class CloudSecurityConfig(Strict):
     # set: every edge call must carry the edge's token (HMAC of its id under this secret, see
     # edgesync.credentials), an edge may act only as itself, and revoked edges are refused.
     # "" accepts any caller (a lab). Env: EDGESYNC_CLOUD__SECURITY__EDGE_SECRET
-    edge_secret: str = ""
+    edge_secret: Annotated[str, _no_example_secret("security.edge_secret")] = ""
     # TLS certificate chain and key (PEM) for gRPC and the REST API; both or neither
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -373,14 +367,6 @@ class CloudSecurityConfig(Strict):
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("security.tls_cert and security.tls_key go together: set both or neither")
         return self
-
-    @field_validator("edge_secret")
-    @classmethod
-    def _real_secret(cls, value: str) -> str:
-        try:
-            return refuse_example_secret(value, "security.edge_secret")
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
 
 
 class CloudConfig(Strict):

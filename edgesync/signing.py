@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edgesync.errors import ConfigError, IntegrityError
+from edgesync.tls import read_pem
 from edgesync.types import ModelManifest
 
 PRIVATE_NAME = "manifest-signing.key"
@@ -51,19 +52,12 @@ def generate_keypair(out_dir: Path) -> tuple[Path, Path]:
     return private, public
 
 
-def _read_pem(path: Path, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the manifest {what} key {path}: {exc.strerror}") from None
-
-
 class ManifestSigner:
     """Signs manifests with the cloud's private key (security.signing_key)."""
 
     def __init__(self, private_key: Path) -> None:
         try:
-            key = serialization.load_pem_private_key(_read_pem(private_key, "signing"), password=None)
+            key = serialization.load_pem_private_key(read_pem(private_key, "manifest signing key"), password=None)
         except ValueError as exc:
             raise ConfigError(f"{private_key} is not a PEM private key: {exc}") from None
         if not isinstance(key, Ed25519PrivateKey):
@@ -80,7 +74,7 @@ class ManifestVerifier:
     def __init__(self, public_key: Path) -> None:
         self.path = Path(public_key)
         try:
-            key = serialization.load_pem_public_key(_read_pem(public_key, "verify"))
+            key = serialization.load_pem_public_key(read_pem(public_key, "manifest verify key"))
         except ValueError as exc:
             raise ConfigError(f"{public_key} is not a PEM public key: {exc}") from None
         if not isinstance(key, Ed25519PublicKey):

@@ -188,6 +188,9 @@ class EdgeInfo:
     samples_rejected: int = 0
 
 
+JOB_STATUSES = ("queued", "running", "done", "failed")
+
+
 @dataclass
 class TrainingJob:
     """A retraining job for one edge, queued by the training manager."""
@@ -198,7 +201,7 @@ class TrainingJob:
     created: float
     base_version: int
     reason: str = ""
-    status: str = "queued"  # queued | running | done | failed
+    status: str = "queued"  # one of JOB_STATUSES
     started: float = 0.0
     finished: float = 0.0
     result_version: int = 0

@@ -23,8 +23,8 @@ import matplotlib
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from edgesync.config import EdgeId
 from edgesync.errors import ConfigError
-from edgesync.types import check_edge_id
 from edgesync_bench.report import shade_segments
 
 matplotlib.use("Agg")
@@ -34,16 +34,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 class CameraSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    edge_id: str
+    edge_id: EdgeId
     drift: Path
     seed: int = 0
     offset_s: float = Field(0.0, ge=0)  # where in the video this camera's stream starts
-
-    @field_validator("edge_id")
-    @classmethod
-    def _edge_id(cls, value: str) -> str:
-        check_edge_id(value)
-        return value
 
 
 class CamerasFile(BaseModel):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import grpc
+import numpy as np
 
 from cloud_trainer.app import CloudTrainer
 from edgesync.assets import resolve_video
@@ -37,13 +38,6 @@ class EdgeLoad:
     held_back: int = 0
     refused: int = 0
     errors: list[str] = field(default_factory=list)
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def _run_edge(port: int, load: EdgeLoad, jpeg: bytes, stop_at: float, rate: float | None) -> None:
@@ -131,7 +125,7 @@ def run_load(
         "held_back": sum(load.held_back for load in loads),
         "refused": sum(load.refused for load in loads),
         "ack_latency_ms_median": None if not latencies else round(1000 * statistics.median(latencies), 2),
-        "ack_latency_ms_p99": None if not latencies else round(1000 * _percentile(latencies, 0.99), 2),
+        "ack_latency_ms_p99": None if not latencies else round(1000 * float(np.percentile(latencies, 99)), 2),
         "per_edge_accepted_min": min((load.accepted for load in loads), default=0),
         "errors": [e for load in loads for e in load.errors][:10],
     }

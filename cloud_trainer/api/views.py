@@ -16,9 +16,8 @@ from cloud_trainer.manager import pinned_version
 from cloud_trainer.registry import ModelRegistry, model_origin
 from cloud_trainer.state import StateStore
 from edgesync.errors import InvalidInput
-from edgesync.types import Detection, EdgeEvent, EdgeInfo, StoredSample, TrainingJob
+from edgesync.types import JOB_STATUSES, Detection, EdgeEvent, EdgeInfo, StoredSample, TrainingJob
 
-JOB_STATUSES = ("queued", "running", "done", "failed")
 TEACHER_BGR = (80, 200, 80)
 STUDENT_BGR = (40, 150, 255)
 THUMBNAIL_WIDTH = 320
