@@ -297,7 +297,10 @@ class EdgeAgent:
                 confidence=point.confidence,
             )
         )
-        log.info("scene change at t=%.1f s (confidence %.2f)", point.t_s, point.confidence)
+        log.info(
+            "scene change at t=%.1f s (confidence %.2f): older frames are stale; uploading at %gx the budget for %g s",
+            point.t_s, point.confidence, self.cfg.sampler.burst_factor, self.cfg.sampler.burst_s,
+        )  # fmt: skip
 
     def finish_stream(self) -> None:
         """At the end of the stream, queue what the sampler still holds."""

@@ -107,6 +107,12 @@ class SamplerConfig(Strict):
     # candidate: the student's own confidence says little about a scene it has never seen, so
     # each frame gets this prior score (noisy-or with its inference score; 0.5: even odds)
     novelty_prior: float = Field(0.5, ge=0, le=1)
+    # after a scene change the first frames of the new scene are what the cloud needs to train a
+    # model for it: upload at burst_factor x the budget for burst_s (the edgesync sampler rounds it
+    # up to whole windows), borrowing the excess from the seconds after it, which upload less until
+    # it is repaid (the same average budget, spent sooner). burst_factor 1: no burst
+    burst_factor: float = Field(2.0, ge=1)
+    burst_s: float = Field(10.0, ge=0)
 
 
 class ChangePointConfig(Strict):
@@ -282,6 +288,25 @@ class ManagerConfig(Strict):
     staleness_half_s: float = Field(60.0, gt=0)  # staleness weight reaches 0.5 after this long
 
 
+class DistillConfig(Strict):
+    """Generative attention distillation while fine-tuning (edgesync.distill, issue 5).
+
+    off: ultralytics' detection loss on the teacher's boxes only. attention: plus the MSE between
+    the student's attention maps over its neck features (P3-P5) and the teacher's over its own
+    feature maps, times attention_weight (0.1 in the paper). attention+generative: plus the
+    generative term (the student's VAE decoding pulled to the teacher VAE's), times
+    generative_weight, and the teacher VAE's own training; it costs extra passes. Every mode but
+    off runs the teacher on each training image of each epoch, which the cost model charges.
+    """
+
+    mode: Literal["off", "attention", "attention+generative"] = "off"
+    attention_weight: float = Field(0.1, ge=0)
+    generative_weight: float = Field(1.0, ge=0)
+    # the distillation term is switched on gradually: its weight ramps linearly from 0 over this
+    # many epochs (fractions allowed); the teacher is not run while the weight is 0
+    warmup_epochs: float = Field(0.0, ge=0)
+
+
 class TrainingConfig(Strict):
     """How a worker fine-tunes a student (ultralytics) and when it accepts the result."""
 
@@ -316,6 +341,7 @@ class TrainingConfig(Strict):
     patience: int = Field(0, ge=0)
     device: str = "cpu"
     workers: int = Field(0, ge=0)  # dataloader processes
+    distill: DistillConfig = DistillConfig()  # off unless a deployment turns it on
 
 
 class DownlinkConfig(Strict):

@@ -8,6 +8,11 @@ frame is worth more the fresher it is, and much less once a scene change has mad
 Everything here is a pure function of its inputs. Time is passed in (capture seconds of the
 stream) and never read from a clock, so the live edge and a virtual-time benchmark run the same
 code. One sliding-window limiter, shared by every sampler, enforces the upload budget.
+
+A scene change makes the first frames of the new scene the most valuable ones: the cloud needs a
+few dozen of them before it can train a model for that scene. So after a change the sampler
+uploads at `burst_factor` times its rate for `burst_s`, borrowing from the seconds that follow
+(edgesync.uploads.UploadBudget.burst): the same average budget, spent sooner.
 """
 
 from __future__ import annotations
@@ -110,6 +115,7 @@ class SamplerStats:
     selected: int = 0
     skipped_budget: int = 0  # frames chosen on merit but refused by the upload budget
     bytes_selected: int = 0
+    bursts: int = 0  # upload bursts started by scene changes
 
 
 # ---------------------------------------------------------------- scoring
@@ -207,6 +213,7 @@ class Sampler(ABC):
         self._last_t: float | None = None
         self._scene_changes: list[float] = []  # stream times of detected scene changes, ascending
         self._served_scene: float | None = None  # scene start the deployed model was trained on
+        self._burst_pending = False  # a scene change was marked; the next frame starts a burst
 
     @abstractmethod
     def offer(self, info: FrameInfo, frame: np.ndarray) -> list[Selected]:
@@ -227,10 +234,19 @@ class Sampler(ABC):
         return self._scene_changes[-1] if self._scene_changes else None
 
     def mark_scene_change(self, t_s: float) -> None:
-        """Frames captured before t_s now show a stale scene (see timeliness)."""
+        """Frames captured before t_s now show a stale scene (see timeliness), and the next frame
+        starts an upload burst (burst_factor x the budget for burst_s, paid back after it)."""
         if not self._scene_changes or t_s > self._scene_changes[-1]:
             self._scene_changes.append(t_s)
             del self._scene_changes[:-64]  # frames older than 64 scenes are long gone
+            self._burst_pending = self.cfg.burst_factor > 1.0 and self.cfg.burst_s > 0
+
+    def _start_burst(self, start_s: float, end_s: float) -> None:
+        """Raise the budget from start_s to end_s (inclusive); the excess is repaid afterwards."""
+        self._burst_pending = False
+        self.stats.bursts += 1
+        self.budget.burst(start_s, end_s, self.cfg.burst_factor)
+        log.debug("upload burst x%.3g from t=%.1f to %.1f s", self.cfg.burst_factor, start_s, end_s)
 
     def model_updated(self, trained_scene_s: float | None) -> None:
         """A new model is deployed, trained on frames of the scene that started at trained_scene_s
@@ -339,11 +355,11 @@ class EdgeSyncSampler(Sampler):
 
     def __init__(self, cfg: SamplerConfig) -> None:
         super().__init__(cfg)
-        self.k = self.window_count
+        self.k = self.window_count  # picks per window (more during an upload burst)
         self.min_gap_s = cfg.window_s / (2 * self.k)
         self._origin: float | None = None
         self._window: int | None = None
-        self._slots: dict[int, _Candidate] = {}  # slot index -> best frame in that slot
+        self._slots: dict[float, _Candidate] = {}  # slot start time -> best frame in that slot
         self._fallback: _Fallback | None = None
         self._last_selected_t: float | None = None
 
@@ -354,12 +370,21 @@ class EdgeSyncSampler(Sampler):
     def offer(self, info: FrameInfo, frame: np.ndarray) -> list[Selected]:
         check_frame(frame)
         score = self._observe(info)
+        released: list[Selected] = []
         if self._origin is None:
             self._origin = info.t_s
         index = math.floor((info.t_s - self._origin) / self.cfg.window_s)
-        released: list[Selected] = []
         if self._window is not None and index != self._window:
             released = self._close(self._window_start(self._window + 1))
+        if self._burst_pending:  # every window closing before burst_s has passed takes more picks
+            end = self._window_start(index + 1)
+            while end < info.t_s + self.cfg.burst_s - 1e-9:
+                end += self.cfg.window_s
+            self._start_burst(info.t_s, end)
+            self._window = None  # the open window (if any) takes the burst's picks from here on
+        if index != self._window:  # picks and spacing follow the budget at the window's close
+            self.k = max(1, math.floor(self.window_count * self.budget.factor_at(self._window_start(index + 1))))
+            self.min_gap_s = self.cfg.window_s / (2 * self.k)
         self._window = index
         if self._last_selected_t is not None and info.t_s - self._last_selected_t < self.min_gap_s:
             return released  # too close to a frame already uploaded
@@ -368,7 +393,8 @@ class EdgeSyncSampler(Sampler):
             return released
         start = self._window_start(index)
         end = start + self.cfg.window_s
-        slot = min(2 * self.k - 1, max(0, math.floor((info.t_s - start) / self.min_gap_s)))
+        # a slot is named by its start time: a burst beginning mid-window narrows the slots after it
+        slot = start + min(2 * self.k - 1, max(0, math.floor((info.t_s - start) / self.min_gap_s))) * self.min_gap_s
         held = self._slots.get(slot)
         if held is None or self._priority(info.t_s, score, end) > self._priority(held.info.t_s, held.score, end):
             self._slots[slot] = _Candidate(info, score, self._encode(frame))
@@ -445,7 +471,10 @@ class UniformSampler(Sampler):
         check_frame(frame)
         score = self._observe(info)
         t = info.t_s
-        if self._last_release_t is not None and t - self._last_release_t < self.spacing_s:
+        if self._burst_pending:
+            self._start_burst(t, t + self.cfg.burst_s)
+        spacing = self.spacing_s / self.budget.factor_at(t)
+        if self._last_release_t is not None and t - self._last_release_t < spacing:
             return []
         # Do not encode a frame the budget cannot take (the last refused size is the estimate).
         if not self.budget.fits(t, min(self._refused_bytes, int(self.budget.max_bytes))):

@@ -54,13 +54,24 @@ def window_budget(cfg: SamplerConfig) -> tuple[int, float]:
 
 class UploadBudget:
     """Sliding-window cap: in every interval (t - window_s, t] at most max_count releases and
-    max_bytes bytes.
+    max_bytes bytes, with an optional burst that is paid back.
 
     Stronger than a token bucket (which lets up to two windows' worth through one interval):
     unused budget never carries over, and the cap holds for every interval, not only aligned
     ones. Proof: when admitting at t, every earlier release inside (t - window_s, t] is counted,
     and release times never decrease (a time earlier than the last is moved up to it).
+
+    burst() raises the caps by a factor for a while (after a scene change the first frames of
+    the new scene are worth the most). What a burst takes beyond the nominal rate is borrowed
+    from what follows: a token bucket at the nominal rate (one window's worth deep, starting
+    full) runs beside the window and may go into debt only during a burst; after it, releases
+    wait until the debt is repaid. Any sequence the sliding window admits, the bucket admits too
+    (N(s, t] <= max_count x ceil((t - s) / window_s) <= max_count + rate x (t - s)), so outside
+    bursts and their pay-back the bucket changes nothing, and over any interval the total stays
+    within one window's worth plus the largest debt of the nominal rate.
     """
+
+    EPS = 1e-9  # float slack, so the bucket never refuses what the window admits
 
     def __init__(self, window_s: float, max_count: int, max_bytes: float) -> None:
         self.window_s = window_s
@@ -69,22 +80,58 @@ class UploadBudget:
         self._log: deque[tuple[float, int]] = deque()
         self._bytes = 0
         self._last_s = -math.inf
+        # the bucket: (count, bytes) of nominal allowance available, refilled at the nominal rate
+        self._tokens = [float(max_count), float(max_bytes)]
+        self._tokens_at = -math.inf
+        self._burst: tuple[float, float, float] | None = None  # (start_s, end_s, factor)
 
     @classmethod
     def from_config(cls, cfg: SamplerConfig) -> UploadBudget:
         count, nbytes = window_budget(cfg)
         return cls(cfg.window_s, count, nbytes)
 
+    def burst(self, start_s: float, end_s: float, factor: float) -> None:
+        """From start_s to end_s (inclusive) allow factor x the caps, borrowing the excess from
+        what follows (the bucket may fall to (factor - 1) x the nominal allowance of the burst)."""
+        if factor > 1.0 and end_s > start_s:
+            self._burst = (start_s, end_s, factor)
+
+    def factor_at(self, now_s: float) -> float:
+        """The caps' multiplier at now_s: the burst's factor during a burst, else 1."""
+        if self._burst is not None and self._burst[0] <= now_s <= self._burst[1] + self.EPS:
+            return self._burst[2]
+        return 1.0
+
     def _advance(self, now_s: float) -> float:
         now_s = max(now_s, self._last_s)
         while self._log and now_s - self._log[0][0] >= self.window_s:
             self._bytes -= self._log.popleft()[1]
+        if self._tokens_at > -math.inf:
+            refill = (now_s - self._tokens_at) / self.window_s
+            self._tokens = [
+                min(float(self.max_count), self._tokens[0] + refill * self.max_count),
+                min(float(self.max_bytes), self._tokens[1] + refill * self.max_bytes),
+            ]
+        self._tokens_at = now_s
         return now_s
 
     def fits(self, now_s: float, nbytes: int) -> bool:
         """Whether one more release of nbytes at now_s stays within the budget."""
         now_s = self._advance(now_s)
-        return len(self._log) < self.max_count and self._bytes + nbytes <= self.max_bytes
+        factor = self.factor_at(now_s)
+        if (
+            len(self._log) >= math.floor(factor * self.max_count + self.EPS)
+            or self._bytes + nbytes > factor * self.max_bytes
+        ):
+            return False
+        debt = 0.0
+        if factor > 1.0:
+            assert self._burst is not None
+            debt = (factor - 1.0) * (self._burst[1] - self._burst[0]) / self.window_s
+        return (
+            self._tokens[0] - 1 >= -debt * self.max_count - self.EPS
+            and self._tokens[1] - nbytes >= -debt * self.max_bytes - self.EPS
+        )
 
     def take(self, now_s: float, nbytes: int) -> float | None:
         """Record a release if it fits; returns its (monotonic) release time, or None if refused."""
@@ -93,4 +140,6 @@ class UploadBudget:
         now_s = self._last_s = max(now_s, self._last_s)
         self._log.append((now_s, nbytes))
         self._bytes += nbytes
+        self._tokens[0] -= 1
+        self._tokens[1] -= nbytes
         return now_s

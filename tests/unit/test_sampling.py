@@ -139,7 +139,7 @@ def test_frames_before_a_scene_change_are_stale() -> None:
 
 
 def test_frames_before_a_scene_change_lose_priority_in_the_sampler() -> None:
-    c = cfg(max_samples_per_s=0.1)  # k = 1
+    c = cfg(max_samples_per_s=0.1, burst_factor=1.0)  # k = 1, and no upload burst after the change
     before = [(info(i, CONFIDENT), FRAMES[2]) for i in range(10)]
     early = (info(10, CONFIDENT + BORDERLINE), FRAMES[0])  # very uncertain, t = 1 s
     fill = [(info(i, CONFIDENT), FRAMES[2]) for i in range(11, 80)]
@@ -156,7 +156,7 @@ def test_frames_before_a_scene_change_lose_priority_in_the_sampler() -> None:
 
 
 def test_uploads_carry_the_start_of_the_scene_they_were_captured_in() -> None:
-    c = cfg(max_samples_per_s=1.0)
+    c = cfg(max_samples_per_s=1.0, burst_factor=1.0)
     sampler = EdgeSyncSampler(c)
     assert sampler.scene_start_of(3.0) is None
     sampler.mark_scene_change(5.0)
@@ -173,7 +173,7 @@ def test_uploads_carry_the_start_of_the_scene_they_were_captured_in() -> None:
 
 
 def test_a_new_scene_makes_every_frame_a_candidate_until_a_model_for_it_arrives() -> None:
-    c = cfg(max_samples_per_s=1.0, novelty_prior=0.5)
+    c = cfg(max_samples_per_s=1.0, novelty_prior=0.5, burst_factor=1.0)
     confident = [(info(i, CONFIDENT), FRAMES[i % len(FRAMES)]) for i in range(0, 100)]
     sampler = EdgeSyncSampler(c)
     assert len(run(sampler, confident, flush=False)) <= 1  # nothing informative: one trickle frame
@@ -186,6 +186,44 @@ def test_a_new_scene_makes_every_frame_a_candidate_until_a_model_for_it_arrives(
     assert not sampler.is_novel(25.0)
     later = [(info(i, CONFIDENT), FRAMES[i % len(FRAMES)]) for i in range(201, 301)]
     assert len(run(sampler, later, flush=False)) <= 1
+
+
+def _informative_stream(first: int, last: int) -> list[tuple[FrameInfo, np.ndarray]]:
+    return [(info(i, CONFIDENT + BORDERLINE), FRAMES[i % len(FRAMES)]) for i in range(first, last)]
+
+
+def _released_in(selected: list[Selected], start: float, end: float) -> int:
+    return sum(start < s.released_s <= end for s in selected)
+
+
+def test_a_scene_change_uploads_the_new_scene_sooner_and_pays_the_burst_back() -> None:
+    c = cfg(max_samples_per_s=1.0, max_bytes_per_s=1e9, burst_factor=2.0, burst_s=10.0)  # k = 10 per 10 s
+    plain, bursting = EdgeSyncSampler(c), EdgeSyncSampler(c)
+    before, after = _informative_stream(0, 500), _informative_stream(500, 1200)  # change at t = 50 s
+    plain_out = run(plain, before, flush=False) + run(plain, after)
+    burst_out = run(bursting, before, flush=False)
+    bursting.mark_scene_change(50.0)
+    burst_out += run(bursting, after)
+
+    assert _released_in(plain_out, 50, 60) == 10
+    assert _released_in(burst_out, 50, 60) == 20  # the new scene's first window: twice the budget
+    assert all(s.info.t_s >= 50.0 for s in burst_out if 50 < s.released_s <= 60)
+    assert _released_in(burst_out, 60, 70) == 0  # paid back in the window after
+    assert _released_in(burst_out, 50, 120) == _released_in(plain_out, 50, 120) == 70
+    assert len(burst_out) == len(plain_out)  # the same budget over the stream, spent sooner
+
+
+def test_uniform_sampler_halves_its_spacing_during_a_burst() -> None:
+    sampler = UniformSampler(cfg(type="uniform", max_samples_per_s=0.5, burst_factor=2.0, burst_s=10.0))
+    stream = [(info(i, CONFIDENT), FRAMES[0]) for i in range(400)]
+    out = run(sampler, stream[:200], flush=False)
+    sampler.mark_scene_change(20.0)
+    out += run(sampler, stream[200:])
+    times = [s.info.t_s for s in out]
+    assert [t for t in times if 20 <= t <= 30] == [20.0, 21.0, 22.0, 23.0, 24.0, 25.0, 26.0, 27.0, 28.0, 29.0, 30.0]
+    assert len([t for t in times if 30 < t <= 40]) < 5  # paid back: fewer than the 5 of a window
+    plain = run(UniformSampler(cfg(type="uniform", max_samples_per_s=0.5)), stream)
+    assert len(times) <= len(plain) + 5  # at most the one window's worth that was borrowed
 
 
 # ---------------------------------------------------------------- selection
@@ -275,6 +313,37 @@ def test_upload_budget_caps_every_sliding_window(steps: list[tuple[float, int]])
     for stamp, _ in taken:
         inside = [b for (u, b) in taken if u <= stamp and stamp - u < 2.0]
         assert len(inside) <= 3 and sum(inside) <= 1000
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 3, allow_nan=False), st.integers(0, 500), st.booleans()),
+        min_size=1,
+        max_size=120,
+    ),
+    st.floats(1.0, 4.0),
+)
+def test_bursts_raise_the_caps_but_not_the_long_run_rate(steps: list[tuple[float, int, bool]], factor: float) -> None:
+    window_s, count, nbytes, burst_s = 2.0, 3, 1000, 4.0
+    budget = UploadBudget(window_s=window_s, max_count=count, max_bytes=nbytes)
+    t, taken = 0.0, []
+    for dt, size, change in steps:
+        t += dt
+        if change:
+            budget.burst(t, t + burst_s, factor)
+        stamp = budget.take(t, size)
+        if stamp is not None:
+            taken.append((stamp, size))
+    debt = (factor - 1) * burst_s / window_s  # windows' worth one burst may borrow
+    for i, (start, _) in enumerate(taken):
+        for end, _ in taken[i:]:
+            inside = [b for (u, b) in taken if start <= u <= end]
+            allowed = 1 + debt + (end - start) / window_s  # windows' worth: one, the debt, the rate
+            assert len(inside) <= allowed * count + 1e-6
+            assert sum(inside) <= allowed * nbytes + 1e-6
+        inside = [b for (u, b) in taken if start - window_s < u <= start]
+        assert len(inside) <= factor * count + 1e-6 and sum(inside) <= factor * nbytes + 1e-6
 
 
 def test_unused_budget_does_not_accumulate() -> None:
