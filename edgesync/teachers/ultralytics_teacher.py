@@ -2,17 +2,24 @@
 
 The weights must be a local file; this backend never downloads, so a wrong path fails at
 start-up with the path in the message instead of reaching for a model hub.
+
+Features for distillation are the teacher's neck outputs, the inputs of its Detect head (the
+layers its ``f`` indices name, P3-P5 for a YOLO), captured with forward hooks while the model
+runs on the frames resized to ``imgsz`` (the same capture cloud_trainer.distill_training uses on
+the student).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import numpy as np
 
 from edgesync import ultralytics_env
 from edgesync.config import UltralyticsTeacherConfig
+from edgesync.distill import neck_features
 from edgesync.errors import AssetError, ConfigError
 from edgesync.teachers.base import Teacher, check_frames, map_classes
 from edgesync.types import Detection
@@ -45,6 +52,7 @@ class UltralyticsTeacher(Teacher):
         self._to_target = map_classes(self.class_names, names, f"ultralytics ({weights.name})")
         self._model_classes = sorted(self._to_target)
         self.name = f"ultralytics:{weights.stem}"
+        self._lock = threading.Lock()  # labelling and feature extraction share one model
         log.info(
             "ultralytics teacher %s loaded: classes %s (model ids %s), conf %.2f, imgsz %d, device %s",
             weights,
@@ -59,16 +67,39 @@ class UltralyticsTeacher(Teacher):
         check_frames(frames)
         out: list[list[Detection]] = []
         for start in range(0, len(frames), self.batch_size):
-            results = self._model.predict(
-                frames[start : start + self.batch_size],
-                imgsz=self.cfg.imgsz,
-                conf=self.cfg.conf,
-                device=self.cfg.device,
-                classes=self._model_classes,  # filter inside NMS so other classes use no max_det slots
-                verbose=False,
-            )
+            with self._lock:
+                results = self._model.predict(
+                    frames[start : start + self.batch_size],
+                    imgsz=self.cfg.imgsz,
+                    conf=self.cfg.conf,
+                    device=self.cfg.device,
+                    classes=self._model_classes,  # filter inside NMS so other classes use no max_det slots
+                    verbose=False,
+                )
             out.extend(self._detections(result) for result in results)
         return out
+
+    def features(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """The neck outputs (the Detect head's inputs) of the frames resized to imgsz, finest first."""
+        import cv2
+        import torch
+
+        check_frames(frames)
+        size = self.cfg.imgsz
+        levels: list[list[np.ndarray]] = []
+        with self._lock:
+            net = self._model.model  # the DetectionModel; predict() may have fused it, which keeps layer indices
+            device = next(net.parameters()).device
+            dtype = next(net.parameters()).dtype
+            for start in range(0, len(frames), self.batch_size):
+                chunk = [cv2.resize(f, (size, size))[:, :, ::-1] for f in frames[start : start + self.batch_size]]
+                x = torch.from_numpy(np.ascontiguousarray(np.stack(chunk).transpose(0, 3, 1, 2)))
+                maps = neck_features(net, x.to(device=device, dtype=dtype) / 255.0)  # eval mode, no gradients
+                for i, m in enumerate(maps):
+                    if len(levels) <= i:
+                        levels.append([])
+                    levels[i].append(m.float().cpu().numpy())
+        return [np.concatenate(level, axis=0) for level in levels]
 
     def _detections(self, result: Any) -> list[Detection]:
         boxes = result.boxes
