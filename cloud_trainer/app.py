@@ -45,7 +45,9 @@ class CloudTrainer:
             self.store, self.teacher, self.manager, cfg.labelling.batch_size, cfg.labelling.max_wait_s
         )
         self.workers = [  # 0 with Redis: a stateless front end; `edgesync cloud worker` processes train
-            TrainingWorker.from_config(cfg, self.store, self.registry, f"{default_worker_id()}-{i}")
+            TrainingWorker.from_config(
+                cfg, self.store, self.registry, f"{default_worker_id()}-{i}", teacher=self.teacher
+            )
             for i in range(cfg.workers)
         ]
         self.ingest = Ingest(self.store, cfg.limits)

@@ -19,7 +19,7 @@ import numpy as np
 
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.training import LabelledFrame, evaluate, fine_tune
-from edgesync.config import TrainingConfig
+from edgesync.config import DistillConfig, TrainingConfig
 from edgesync.errors import SourceError
 from edgesync.student import DEFAULT_ARCH, StudentModel
 from edgesync.teachers import Teacher
@@ -94,7 +94,8 @@ def bootstrap_student(
     val = labelled[:: settings.val_every]
     train = [f for i, f in enumerate(labelled) if i % settings.val_every]
     student = StudentModel.fresh(list(teacher.class_names), settings.imgsz, settings.arch)
-    cfg = training.model_copy(update={"imgsz": settings.imgsz})
+    # distillation is for fine-tunes of a working student; the first training learns the boxes alone
+    cfg = training.model_copy(update={"imgsz": settings.imgsz, "distill": DistillConfig()})
     with tempfile.TemporaryDirectory(prefix="edgesync-bootstrap-") as tmp:
         trained = fine_tune(
             student, train, val, cfg, Path(tmp), epochs=settings.epochs, on_epoch=on_epoch, from_scratch=True

@@ -2,7 +2,9 @@
 
 ultralytics does the training (augmentation, loss, optimiser, EMA); this module writes the
 frames in its dataset layout and hands it the student's current weights through a trainer
-subclass, the extension point ultralytics documents for custom models.
+subclass, the extension point ultralytics documents for custom models. With
+`training.distill` on, a further subclass adds the distillation term
+(cloud_trainer.distill_training).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 import yaml
 
+from cloud_trainer.distill_training import TeacherFeatures, distill_trainer
 from edgesync import ultralytics_env
 from edgesync.config import TrainingConfig
 from edgesync.evaluation import map50
@@ -34,6 +37,8 @@ class FineTuneResult:
     model: StudentModel
     epochs: int  # epochs actually run (early stopping may end sooner)
     images: int  # training images per epoch
+    teacher_images: int = 0  # images the teacher ran on for distillation (training.distill)
+    teacher_seconds: float = 0.0  # and the wall time that took
 
     @property
     def image_epochs(self) -> int:
@@ -99,6 +104,7 @@ def fine_tune(
     on_epoch: Callable[[int, int], None] | None = None,
     from_scratch: bool = False,
     on_weights: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
+    teacher: TeacherFeatures | None = None,
 ) -> FineTuneResult:
     """Train a copy of student on train (validating on val) and return the result as a new model.
 
@@ -106,6 +112,8 @@ def fine_tune(
     profiler scores the held-out frames after each epoch instead (cloud_trainer.profiler).
     on_weights(epochs_done, state_dict) gets the weights training would end with (the EMA)
     after every epoch, for checkpoints and that scoring; an exception it raises stops training.
+    teacher gives the feature maps cfg.distill needs (required unless its mode is off); it
+    counts the images it ran on.
     """
     ultralytics_env.configure()
     from ultralytics import YOLO
@@ -159,6 +167,12 @@ def fine_tune(
     if cfg.nominal_batch is not None:
         overrides["nbs"] = cfg.nominal_batch
     trainer = None if from_scratch else _trainer_starting_from(student.state_dict())
+    if cfg.distill.mode != "off":
+        if teacher is None:
+            raise ValueError(f"training.distill.mode is {cfg.distill.mode!r} but no teacher features were given")
+        from ultralytics.models.yolo.detect import DetectionTrainer
+
+        trainer = distill_trainer(trainer or DetectionTrainer, teacher, cfg.distill)
     yolo.train(trainer=trainer, **overrides)
     model = StudentModel(
         yolo.model.float().eval(),
@@ -170,7 +184,8 @@ def fine_tune(
         iou=student.iou,
         device=student.device,
     )
-    return FineTuneResult(model, epochs_run, len(train))
+    counted = (teacher.images, teacher.seconds) if teacher is not None else (0, 0.0)
+    return FineTuneResult(model, epochs_run, len(train), *counted)
 
 
 def evaluate(student: StudentModel, frames: list[LabelledFrame], batch: int = 8) -> float:

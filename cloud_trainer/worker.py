@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from cloud_trainer.checkpoints import Checkpoint, JobCheckpoints, JobPlan
+from cloud_trainer.distill_training import TeacherFeatures
 from cloud_trainer.lease import LeaseKeeper, LeaseLost
 from cloud_trainer.manager import pinned_version
 from cloud_trainer.metrics import JOB_DURATION
@@ -41,6 +42,7 @@ from cloud_trainer.training import FineTuneResult, LabelledFrame, evaluate, fine
 from edgesync.config import CloudConfig, TrainingConfig
 from edgesync.delta import PreparedUpdate, prepare
 from edgesync.student import StudentModel
+from edgesync.teachers import Teacher, build_teacher
 from edgesync.types import ModelManifest, StoredSample, TrainingJob
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,7 @@ class TrainingWorker:
         clock: Callable[[], float] = time.time,
         lease_s: float = DEFAULT_LEASE_S,
         checkpoints: JobCheckpoints | None = None,
+        teacher: Teacher | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -109,14 +112,31 @@ class TrainingWorker:
         self.clock = clock  # the benchmark passes its virtual clock
         self.lease_s = lease_s
         self.checkpoints = checkpoints  # None: a job taken over restarts from scratch
+        # the feature source of training.distill (the labelling teacher); unused while it is off
+        self.teacher = teacher
+        if cfg.distill.mode != "off" and teacher is None:
+            raise ValueError(f"training.distill.mode is {cfg.distill.mode!r}: the worker needs a teacher")
 
     @classmethod
     def from_config(
-        cls, cfg: CloudConfig, store: StateStore, registry: ModelRegistry, worker_id: str
+        cls,
+        cfg: CloudConfig,
+        store: StateStore,
+        registry: ModelRegistry,
+        worker_id: str,
+        teacher: Teacher | None = None,
     ) -> TrainingWorker:
-        """A worker as a deployment runs it: the config's lease, checkpoints beside the registry."""
+        """A worker as a deployment runs it: the config's lease, checkpoints beside the registry.
+
+        With training.distill on, the worker needs the teacher's features: the given teacher (the
+        cloud process shares its labelling teacher), else one built from the config's.
+        """
         checkpoints = JobCheckpoints(Path(cfg.data_dir) / "checkpoints")
-        return cls(store, registry, cfg.training, worker_id, lease_s=cfg.lease_s, checkpoints=checkpoints)
+        if cfg.training.distill.mode != "off" and teacher is None:
+            teacher = build_teacher(cfg.teacher)
+        return cls(
+            store, registry, cfg.training, worker_id, lease_s=cfg.lease_s, checkpoints=checkpoints, teacher=teacher
+        )
 
     # ------------------------------------------------------------ data
 
@@ -217,6 +237,9 @@ class TrainingWorker:
             "train_seconds": time.monotonic() - started,
         }
         job.metrics |= {f"map50_epoch_{i + 1 + resumed_from}": v for i, v in enumerate(curve.points)}
+        if result.teacher_images:  # distillation's extra work (training.distill)
+            job.metrics["distill_teacher_images"] = float(result.teacher_images)
+            job.metrics["distill_teacher_seconds"] = result.teacher_seconds
         if curve.first_prediction is not None:  # the profiler's, which replaces the manager's bound
             if job.predicted_gain is not None:
                 job.metrics["queued_gain_bound"] = job.predicted_gain
@@ -335,14 +358,21 @@ class TrainingWorker:
                     raise Preempted(job, other, plan.epochs_done)
 
         workdir = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=self.workdir))
+        # distillation (off by default) adds the teacher's features; without it the call is unchanged
+        features = TeacherFeatures(self.teacher) if self.cfg.distill.mode != "off" and self.teacher else None
+        distill = {"teacher": features} if features is not None else {}
         try:
-            result = fine_tune(start, train, held, self.cfg, workdir, epochs=remaining, seed=0, on_weights=on_weights)
+            result = fine_tune(
+                start, train, held, self.cfg, workdir, epochs=remaining, seed=0, on_weights=on_weights, **distill
+            )
         except StopEarly as stop:
             log.info("job %s: stopped after epoch %d: %s", job.job_id, done_before + last["epochs"], stop)
             model = StudentModel.from_state(last["state"], start.class_names, start.imgsz, start.arch)
             result = FineTuneResult(model, last["epochs"], len(train))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+        if features is not None:
+            result.teacher_images, result.teacher_seconds = features.images, features.seconds
         plan.epochs_done = done_before + result.epochs
         return result
 
