@@ -42,6 +42,18 @@ def _weighted_mean(items: list[dict]) -> float | None:
     return sum(w["map50"] * w["frames"] for w in items) / total if total else None
 
 
+def first_seconds_by_segment(frames: list[FrameResult], seconds: float, num_classes: int) -> dict[str, float]:
+    """mAP50 over the first `seconds` of each drift segment: how fast accuracy recovers after a change."""
+    by_segment: dict[str, list[FrameResult]] = {}
+    for frame in frames:
+        by_segment.setdefault(frame.segment, []).append(frame)
+    out = {}
+    for name, items in by_segment.items():
+        early = [f for f in items if f.t_s < items[0].t_s + seconds]
+        out[name] = map50([f.pred for f in early], [f.truth for f in early], num_classes)
+    return out
+
+
 def segment_update_delays(run: StrategyRun, schedule: DriftSchedule, eval_from_s: float) -> list[float]:
     """Per drift segment: first arrival of a sample captured in it -> first model trained on it deployed."""
     delays = []
@@ -79,6 +91,7 @@ def summarise(
     return {
         "map50_mean": _weighted_mean(wins),
         "map50_by_segment": {name: _weighted_mean(items) for name, items in by_segment.items()},
+        "map50_first30_by_segment": first_seconds_by_segment(run.frames, 30.0, num_classes),
         "update_delay_s_median": statistics.median(seg_delays) if seg_delays else None,
         "update_delay_s_per_segment": [round(d, 2) for d in seg_delays],
         "upload_to_deploy_s_median": statistics.median(update_delays) if update_delays else None,

@@ -73,6 +73,10 @@ class CachingTeacher(Teacher):
                 self._cache[keys[i]] = boxes
         return [list(self._cache[k]) for k in keys]
 
+    def features(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """Not cached: distillation asks for augmented training images, each new."""
+        return self.inner.features(frames)
+
 
 class _ByEdge:
     """The labeller's listener: each labelled batch goes to the trigger of the edge it came from."""
@@ -118,7 +122,7 @@ class Simulation:
         self.cameras = {cam.edge_id: Camera(self, cam) for cam in setup.camera_setups()}
         self.labeller = Labeller(self.store, teacher, _ByEdge(self.cameras), batch_size=1, max_wait_s=0)
         self.worker = TrainingWorker(
-            self.store, self.registry, self.training, "bench-worker", workdir=workdir, clock=self.clock
+            self.store, self.registry, self.training, "bench-worker", workdir=workdir, clock=self.clock, teacher=teacher
         )
         self._events: list = []
         self._order = itertools.count()
@@ -222,18 +226,27 @@ class Simulation:
         # how long: a job starts once the budget affords at least half its epochs, then trains as many
         # as the budget affords (up to all); waiting for all of them costs more accuracy than it buys
         least = math.ceil(self.training.epochs / 2)
-        wanted = costs.training(images * least, len(held), self.training.imgsz) * costs.gpu_speedup
+        distill = self.training.distill.mode  # distillation's teacher passes make each epoch dearer
+        wanted = costs.training(images * least, len(held), self.training.imgsz, distill=distill) * costs.gpu_speedup
         # a job waiting for budget keeps the size it had when first claimed: samples that arrive
         # meanwhile join its data but must not make it wait longer (it would chase the stream)
         wanted = min(self._wanted.setdefault(job.job_id, wanted), cap)
-        epochs = min(self.training.epochs, costs.epochs_within(tokens, images, len(held), self.training.imgsz))
+        affordable = costs.epochs_within(tokens, images, len(held), self.training.imgsz, distill=distill)
+        epochs = min(self.training.epochs, affordable)
         if tokens < wanted or epochs < 1:  # wait for the share to accrue, then try again
             self._requeue(job, t + (wanted - tokens) / self.knobs.train_share + 1e-6)
             return
         job = self.worker.run_job(job, max_epochs=epochs)
         image_epochs = job.metrics.get("image_epochs", 0.0)
         held_n, evaluations = int(job.metrics.get("heldout_samples", 0)), int(job.metrics.get("heldout_evaluations", 0))
-        duration = costs.training(image_epochs, held_n, self.training.imgsz, evaluations)
+        duration = costs.training(
+            image_epochs,
+            held_n,
+            self.training.imgsz,
+            evaluations,
+            distill=distill,
+            distilled_image_epochs=job.metrics.get("distill_teacher_images", 0.0),
+        )
         result = self.cameras[job.edge_id].result
         result.train_gpu_s += duration * costs.gpu_speedup
         self._gpu_s_by_edge[job.edge_id] += duration * costs.gpu_speedup

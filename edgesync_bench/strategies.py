@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from cloud_trainer.manager import TrainingManager
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import StateStore
-from edgesync.config import DownlinkConfig, ManagerConfig
+from edgesync.config import DistillConfig, DownlinkConfig, ManagerConfig
 from edgesync.delta import parse_downlink
 from edgesync.types import StoredSample, TrainingJob
 
@@ -198,6 +198,22 @@ STRATEGIES: dict[str, Strategy] = {
         changes="oracle",
     ),
 }
+
+# Distillation (issue 5): the same system, the fine-tunes adding the teacher's feature semantics.
+# The cost model charges the teacher's extra passes against the same training budget, so a
+# distilled job runs fewer epochs when the budget is what limits it.
+STRATEGIES["distill"] = replace(
+    STRATEGIES["edgesync"],
+    name="distill",
+    description="edgesync; fine-tunes add attention distillation from the teacher's features (weight 0.1)",
+    training=EDGESYNC_TRAINING | {"distill": DistillConfig(mode="attention")},
+)
+STRATEGIES["distill-gen"] = replace(
+    STRATEGIES["edgesync"],
+    name="distill-gen",
+    description="edgesync; fine-tunes add attention and generative distillation from the teacher's features",
+    training=EDGESYNC_TRAINING | {"distill": DistillConfig(mode="attention+generative")},
+)
 
 # Ordering across cameras sharing one worker (`edgesync bench --cameras`): the same edge side and
 # the same manager deciding *when* an edge needs a job; only the order jobs are served in differs.

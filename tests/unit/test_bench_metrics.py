@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from edgesync.drift import DriftSchedule
 from edgesync_bench.costs import CostModel, Link
-from edgesync_bench.metrics import segment_update_delays, windows
+from edgesync_bench.metrics import first_seconds_by_segment, segment_update_delays, windows
 from edgesync_bench.stream import FrameResult, StrategyRun, UpdateResult
 
 PERSON = np.array([[10, 10, 50, 90, 0, 0.9]], dtype=np.float32)
@@ -76,15 +76,28 @@ def test_a_gpu_speedup_divides_the_virtual_time_of_a_job() -> None:
     held=st.integers(0, 50),
     imgsz=st.sampled_from([64, 96, 320, 640]),
     speedup=st.sampled_from([1.0, 2.5, 10.0]),
+    distill=st.sampled_from(["off", "attention", "attention+generative"]),
 )
 def test_the_epochs_that_fit_a_budget_never_cost_more_than_it(
-    budget: float, images: int, held: int, imgsz: int, speedup: float
+    budget: float, images: int, held: int, imgsz: int, speedup: float, distill: str
 ) -> None:
     costs = CostModel(gpu_speedup=speedup)
-    epochs = costs.epochs_within(budget, images, held, imgsz)
+    epochs = costs.epochs_within(budget, images, held, imgsz, distill=distill)
     if epochs >= 1:  # budgets count GPU-seconds at speed-up 1, as the simulation charges them
-        assert costs.training(epochs * images, held, imgsz) * speedup <= budget + 1e-9
-    assert costs.training((epochs + 1) * images, held, imgsz) * speedup > budget - 1e-9
+        assert costs.training(epochs * images, held, imgsz, distill=distill) * speedup <= budget + 1e-9
+    assert costs.training((epochs + 1) * images, held, imgsz, distill=distill) * speedup > budget - 1e-9
+
+
+def test_a_distilled_epoch_costs_the_teachers_pass_too_so_fewer_fit_a_budget() -> None:
+    costs = CostModel(job_overhead_s=0.0)
+    plain, attention = costs.training(100, 0, 320), costs.training(100, 0, 320, distill="attention")
+    generative = costs.training(100, 0, 320, distill="attention+generative")
+    assert plain < attention < generative
+    assert attention - plain == pytest.approx(100 * costs.distill_attention_s_per_image_epoch)
+    # a warm-up that skipped the teacher for half the image-epochs is charged only the other half
+    half = costs.training(100, 0, 320, distill="attention", distilled_image_epochs=50)
+    assert half == pytest.approx((plain + attention) / 2)
+    assert costs.epochs_within(10.0, 10, 0, 320, distill="attention") < costs.epochs_within(10.0, 10, 0, 320)
 
 
 # ---------------------------------------------------------------- windows
@@ -92,6 +105,13 @@ def test_the_epochs_that_fit_a_budget_never_cost_more_than_it(
 
 def _frame(t: float, segment: str, version: int = 1, hit: bool = True) -> FrameResult:
     return FrameResult(t, segment, version, PERSON if hit else NOTHING, PERSON)
+
+
+def test_first_seconds_score_only_the_start_of_each_segment() -> None:
+    # night: hits for its first 3 s, misses after; fog: misses first, hits after
+    frames = [_frame(t, "night", hit=t < 3) for t in range(10)] + [_frame(t, "fog", hit=t >= 13) for t in range(10, 20)]
+    early = first_seconds_by_segment(frames, 3.0, num_classes=2)
+    assert early == pytest.approx({"night": 1.0, "fog": 0.0})
 
 
 def test_windows_cut_every_window_s_and_at_every_segment_change() -> None:
