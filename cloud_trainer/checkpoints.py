@@ -49,6 +49,7 @@ class JobPlan:
     replay: list[str]
     epochs_done: int = 0
     sha256: str = ""  # of the weights file saved with it
+    setting: str = ""  # the training candidate the profiler chose ("": the configured settings)
 
 
 @dataclass

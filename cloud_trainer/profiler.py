@@ -21,11 +21,21 @@ benchmark shows it pays.
 
 The prediction made after the second epoch is the job's `predicted_gain`; the worker records
 the achieved gain beside it, so the profiler's error is visible per job (API, logs, bench).
+
+**Which setting** (Ekya-style micro-profiling, `training.candidates`): before a job commits its
+budget, each candidate setting (learning rate, image size, frozen layers, frozen batch-norm
+statistics) trains for `profile_epochs` on a `profile_fraction` subsample of the job's frames,
+its held-out curve is extrapolated to the job's epochs as above (a subsample epoch is that
+fraction of a full one), and the job runs the candidate with the best predicted gain per unit
+of compute. The probes' work is charged to the job.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+from edgesync.config import TrainingConfig, TrainingSetting
 
 PROBE_EPOCHS = 2  # points the first prediction needs
 
@@ -75,3 +85,71 @@ class LearningCurve:
         if since >= self.patience and self.points[-1] <= best_score:
             return f"held-out mAP50 has not improved for {since} epochs (best {best_score:.3f})"
         return None
+
+
+def relative_cost(cfg: TrainingConfig, setting: TrainingSetting) -> float:
+    """Compute per image-epoch of a setting against cfg's own: the pixel count (image size squared).
+
+    Frozen layers and batch-norm statistics are charged in full: they skip weight gradients but not
+    the forward and backward passes through the layers after them, and the saving is unmeasured.
+    """
+    return ((setting.imgsz or cfg.imgsz) / cfg.imgsz) ** 2
+
+
+def probe_images(cfg: TrainingConfig, images: int) -> int:
+    """Images in one candidate's subsample of a job with `images` training images (at least 2)."""
+    return min(images, max(2, math.ceil(images * cfg.profile_fraction)))
+
+
+def profile_image_epochs(cfg: TrainingConfig, images: int) -> float:
+    """The probes' work for a job of `images` training images, in image-epochs at cfg.imgsz
+    (0 when there is nothing to choose from)."""
+    if len(cfg.candidates) < 2:
+        return 0.0
+    per_probe = probe_images(cfg, images) * cfg.profile_epochs
+    return sum(per_probe * relative_cost(cfg, c) for c in cfg.candidates)
+
+
+@dataclass
+class SettingProbe:
+    """One candidate's probe: its held-out curve and what the profiler predicts from it."""
+
+    setting: TrainingSetting
+    before: float
+    points: list[float]  # held-out mAP50 after each probe epoch
+    planned_epochs: int  # the job's epochs, in full passes over its frames
+    images: int  # in the subsample
+    job_images: int  # in the job
+    cost: float  # relative_cost
+
+    @property
+    def fraction(self) -> float:
+        return self.images / max(1, self.job_images)
+
+    @property
+    def image_epochs(self) -> float:
+        """The probe's work in image-epochs at the configured image size."""
+        return self.images * len(self.points) * self.cost
+
+    @property
+    def predicted_gain(self) -> float:
+        """Held-out gain predicted at the job's planned epochs (a probe epoch is `fraction` of one)."""
+        if not self.points:
+            return 0.0
+        planned = max(len(self.points), round(self.planned_epochs / self.fraction))
+        curve = LearningCurve(self.before, planned, patience=0)
+        for point in self.points:
+            curve.add(point)
+        predicted = curve.predicted_gain()
+        return self.points[-1] - self.before if predicted is None else predicted
+
+    @property
+    def gain_per_compute(self) -> float:
+        return self.predicted_gain / self.cost
+
+
+def choose_setting(probes: list[SettingProbe]) -> SettingProbe:
+    """The probe with the best predicted gain per compute; the first (the configured setting) on a
+    tie or when none predicts a gain."""
+    best = max(probes, key=lambda p: (p.gain_per_compute, -probes.index(p)))
+    return best if best.predicted_gain > 0 else probes[0]

@@ -79,9 +79,12 @@ def write_yolo_dataset(root: Path, train: list[LabelledFrame], val: list[Labelle
     return data_yaml
 
 
-def _trainer_starting_from(state: dict):
-    """A DetectionTrainer whose model starts from the given weights instead of random ones."""
+def _trainer_starting_from(state: dict, freeze_bn: bool = False):
+    """A DetectionTrainer whose model starts from the given weights instead of random ones, and
+    with freeze_bn keeps every batch-norm layer's statistics (ultralytics does so for the layers
+    `freeze` names; this extends it to all of them through the same hook, _model_train)."""
     ultralytics_env.configure()
+    from torch import nn
     from ultralytics.models.yolo.detect import DetectionTrainer
 
     class FineTuneTrainer(DetectionTrainer):
@@ -89,6 +92,13 @@ def _trainer_starting_from(state: dict):
             model = super().get_model(cfg=cfg, weights=None, verbose=False)
             model.load_state_dict(state, strict=True)
             return model
+
+        def _model_train(self):
+            super()._model_train()
+            if freeze_bn:
+                for module in self.model.modules():
+                    if isinstance(module, nn.BatchNorm2d):
+                        module.eval()
 
     return FineTuneTrainer
 
@@ -166,7 +176,9 @@ def fine_tune(
     }
     if cfg.nominal_batch is not None:
         overrides["nbs"] = cfg.nominal_batch
-    trainer = None if from_scratch else _trainer_starting_from(student.state_dict())
+    if cfg.freeze:
+        overrides["freeze"] = cfg.freeze
+    trainer = None if from_scratch else _trainer_starting_from(student.state_dict(), cfg.freeze_bn)
     if cfg.distill.mode != "off":
         if teacher is None:
             raise ValueError(f"training.distill.mode is {cfg.distill.mode!r} but no teacher features were given")

@@ -34,7 +34,7 @@ from cloud_trainer.distill_training import TeacherFeatures
 from cloud_trainer.lease import LeaseKeeper, LeaseLost
 from cloud_trainer.manager import pinned_version
 from cloud_trainer.metrics import JOB_DURATION
-from cloud_trainer.profiler import LearningCurve
+from cloud_trainer.profiler import LearningCurve, SettingProbe, choose_setting, probe_images, relative_cost
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import StateStore
 from cloud_trainer.state.base import DEFAULT_LEASE_S, StoreUnavailable
@@ -217,8 +217,13 @@ class TrainingWorker:
         start = current if resume is None else self._model_from(resume, base_manifest)
         resumed_from = plan.epochs_done
         before = evaluate(current, held_frames)
-        curve = LearningCurve(before, plan.epochs_total - plan.epochs_done, self.cfg.patience)
-        result = self._train(job, start, train_frames, held_frames, plan, keeper, curve)
+        probes: list[SettingProbe] = []
+        if resume is None and len(self.cfg.candidates) > 1:  # which setting, before committing the budget
+            probes = self._profile(job, start, train_frames, held_frames, before, plan.epochs_total, keeper)
+            plan.setting = choose_setting(probes).setting.name
+        cfg = self._setting(plan.setting)
+        curve = LearningCurve(before, plan.epochs_total - plan.epochs_done, cfg.patience)
+        result = self._train(job, start, train_frames, held_frames, plan, keeper, curve, cfg)
         trained = evaluate(result.model, held_frames)
         candidate, update = self._as_delivered(result.model, base_manifest, data)
         after = evaluate(candidate, held_frames) if update.lossy else trained
@@ -240,7 +245,9 @@ class TrainingWorker:
         if result.teacher_images:  # distillation's extra work (training.distill)
             job.metrics["distill_teacher_images"] = float(result.teacher_images)
             job.metrics["distill_teacher_seconds"] = result.teacher_seconds
-        if curve.first_prediction is not None:  # the profiler's, which replaces the manager's bound
+        if probes:  # the chosen candidate's prediction, made before the job committed its budget
+            self._record_profile(job, probes, plan.setting)
+        elif curve.first_prediction is not None:  # the profiler's, which replaces the manager's bound
             if job.predicted_gain is not None:
                 job.metrics["queued_gain_bound"] = job.predicted_gain
             job.predicted_gain = curve.first_prediction
@@ -277,6 +284,74 @@ class TrainingWorker:
         job.status = "done"
         log_outcome(job, before, score, chose_first=chosen is not None and chosen is not candidate)
         return job
+
+    # ------------------------------------------------------------ which setting
+
+    def _setting(self, name: str) -> TrainingConfig:
+        """The training config with the named candidate applied ("" or unknown: the config as is)."""
+        for setting in self.cfg.candidates:
+            if setting.name == name:
+                return self.cfg.with_setting(setting)
+        if name:
+            log.warning("training candidate %r is no longer configured; training with the defaults", name)
+        return self.cfg
+
+    def _profile(
+        self,
+        job: TrainingJob,
+        start: StudentModel,
+        train: list[LabelledFrame],
+        held: list[LabelledFrame],
+        before: float,
+        planned_epochs: int,
+        keeper: LeaseKeeper,
+    ) -> list[SettingProbe]:
+        """Train each candidate briefly on a subsample and score the held-out frames after each epoch
+        (cloud_trainer.profiler). Probes run without distillation, to stay cheap."""
+        n = probe_images(self.cfg, len(train))
+        subsample = random.Random(f"{job.job_id}/profile").sample(train, n)
+        probes = []
+        for setting in self.cfg.candidates:
+            cfg = self.cfg.with_setting(setting)
+            cfg = cfg.model_copy(update={"distill": cfg.distill.model_copy(update={"mode": "off"})})
+            points: list[float] = []
+
+            def on_weights(epochs_done: int, state: dict, points: list[float] = points) -> None:
+                keeper.check()
+                if epochs_done > len(points):  # ultralytics reports the last epoch twice
+                    model = StudentModel.from_state(state, start.class_names, start.imgsz, start.arch)
+                    points.append(evaluate(model, held))
+
+            workdir = Path(tempfile.mkdtemp(prefix=f"probe-{job.job_id}-", dir=self.workdir))
+            try:
+                fine_tune(start, subsample, held, cfg, workdir, epochs=self.cfg.profile_epochs, seed=0,
+                          on_weights=on_weights)  # fmt: skip
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+            cost = relative_cost(self.cfg, setting)
+            probes.append(SettingProbe(setting, before, points, planned_epochs, n, len(train), cost))
+        log.info(
+            "job %s: profiled %s on %d of %d frames; chose %s",
+            job.job_id,
+            ", ".join(f"{p.setting.name} (gain {p.predicted_gain:+.3f}, cost x{p.cost:.2f})" for p in probes),
+            n,
+            len(train),
+            choose_setting(probes).setting.name,
+        )
+        return probes
+
+    def _record_profile(self, job: TrainingJob, probes: list[SettingProbe], chosen: str) -> None:
+        """The probes' predictions and work in the job's metrics; the chosen one is its predicted gain."""
+        work = sum(p.image_epochs for p in probes)
+        job.metrics["profile_image_epochs"] = work
+        job.metrics["heldout_evaluations"] += sum(len(p.points) for p in probes)
+        for i, probe in enumerate(probes):
+            job.metrics[f"profile_{probe.setting.name}_gain"] = probe.predicted_gain
+            if probe.setting.name == chosen:
+                job.metrics["profile_choice"] = float(i)
+                job.predicted_gain = probe.predicted_gain
+                # image-epochs at the configured image size, the probes' included: this claim's work
+                job.metrics["image_epochs"] = job.metrics["image_epochs"] * probe.cost + work
 
     # ------------------------------------------------------------ resuming
 
@@ -331,6 +406,7 @@ class TrainingWorker:
         plan: JobPlan,
         keeper: LeaseKeeper,
         curve: LearningCurve,
+        cfg: TrainingConfig,
     ) -> FineTuneResult:
         """Fine-tune start for the plan's remaining epochs, checkpointing and scoring each one.
 
@@ -359,11 +435,11 @@ class TrainingWorker:
 
         workdir = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=self.workdir))
         # distillation (off by default) adds the teacher's features; without it the call is unchanged
-        features = TeacherFeatures(self.teacher) if self.cfg.distill.mode != "off" and self.teacher else None
+        features = TeacherFeatures(self.teacher) if cfg.distill.mode != "off" and self.teacher else None
         distill = {"teacher": features} if features is not None else {}
         try:
             result = fine_tune(
-                start, train, held, self.cfg, workdir, epochs=remaining, seed=0, on_weights=on_weights, **distill
+                start, train, held, cfg, workdir, epochs=remaining, seed=0, on_weights=on_weights, **distill
             )
         except StopEarly as stop:
             log.info("job %s: stopped after epoch %d: %s", job.job_id, done_before + last["epochs"], stop)

@@ -307,6 +307,17 @@ class DistillConfig(Strict):
     warmup_epochs: float = Field(0.0, ge=0)
 
 
+class TrainingSetting(Strict):
+    """A candidate setting the job profiler may pick for a job (cloud_trainer.profiler); a field
+    left unset keeps the training section's own value."""
+
+    name: str = Field(min_length=1, max_length=40)
+    lr0: float | None = Field(None, gt=0)
+    imgsz: int | None = Field(None, ge=32)
+    freeze: int | None = Field(None, ge=0)
+    freeze_bn: bool | None = None
+
+
 class TrainingConfig(Strict):
     """How a worker fine-tunes a student (ultralytics) and when it accepts the result."""
 
@@ -319,6 +330,17 @@ class TrainingConfig(Strict):
     # (its default 64); a fine-tune on 20-40 frames at batch 16 then steps only every 2-4
     # epochs. None keeps ultralytics' default; the batch size steps after every batch.
     nominal_batch: int | None = Field(None, gt=0)
+    freeze: int = Field(0, ge=0)  # the student's first layers kept as they are (10: yolov8's backbone)
+    # keep the batch-norm statistics as they are: a fine-tune on a few dozen frames of a new scene
+    # otherwise re-estimates them from those frames, and the old scenes' accuracy goes with them
+    freeze_bn: bool = False
+    # before a job commits its budget, the profiler trains each candidate for profile_epochs on a
+    # profile_fraction subsample, scores the held-out frames after each epoch, predicts the gain
+    # at the job's epochs, and the job runs the candidate with the best predicted gain per compute
+    # (ties and no predicted gain: the first). Fewer than two: no profiling, the settings above
+    candidates: list[TrainingSetting] = []
+    profile_epochs: int = Field(2, ge=1)
+    profile_fraction: float = Field(0.5, gt=0, le=1)
     max_fresh: int = Field(120, gt=0)  # newest labelled samples a job trains on
     # a job needs this many labelled frames of the edge's current scene; with fewer (just after a
     # scene change) it waits in the queue rather than train on a scene that is gone
@@ -342,6 +364,17 @@ class TrainingConfig(Strict):
     device: str = "cpu"
     workers: int = Field(0, ge=0)  # dataloader processes
     distill: DistillConfig = DistillConfig()  # off unless a deployment turns it on
+
+    @model_validator(mode="after")
+    def _unique_candidates(self) -> TrainingConfig:
+        names = [c.name for c in self.candidates]
+        if len(set(names)) != len(names):
+            raise ValueError(f"candidates: names must be unique, got {names}")
+        return self
+
+    def with_setting(self, setting: TrainingSetting) -> TrainingConfig:
+        """This config with a candidate's fields applied (those it sets)."""
+        return self.model_copy(update=setting.model_dump(exclude={"name"}, exclude_none=True))
 
 
 class DownlinkConfig(Strict):

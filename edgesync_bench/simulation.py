@@ -26,6 +26,7 @@ import numpy as np
 
 from cloud_trainer.ingest import Ingest
 from cloud_trainer.labeller import Labeller
+from cloud_trainer.profiler import profile_image_epochs
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import MemoryStore
 from cloud_trainer.worker import TrainingWorker
@@ -227,11 +228,15 @@ class Simulation:
         # as the budget affords (up to all); waiting for all of them costs more accuracy than it buys
         least = math.ceil(self.training.epochs / 2)
         distill = self.training.distill.mode  # distillation's teacher passes make each epoch dearer
-        wanted = costs.training(images * least, len(held), self.training.imgsz, distill=distill) * costs.gpu_speedup
+        probing = self._probing_s(images, len(held))  # the profiler's probes come first
+        wanted = (
+            costs.training(images * least, len(held), self.training.imgsz, distill=distill) * costs.gpu_speedup
+            + probing
+        )
         # a job waiting for budget keeps the size it had when first claimed: samples that arrive
         # meanwhile join its data but must not make it wait longer (it would chase the stream)
         wanted = min(self._wanted.setdefault(job.job_id, wanted), cap)
-        affordable = costs.epochs_within(tokens, images, len(held), self.training.imgsz, distill=distill)
+        affordable = costs.epochs_within(tokens - probing, images, len(held), self.training.imgsz, distill=distill)
         epochs = min(self.training.epochs, affordable)
         if tokens < wanted or epochs < 1:  # wait for the share to accrue, then try again
             self._requeue(job, t + (wanted - tokens) / self.knobs.train_share + 1e-6)
@@ -262,6 +267,17 @@ class Simulation:
         self._worker_free_at = t + duration
         self._training_job = True
         self.push(t + duration, "job_done", job)
+
+    def _probing_s(self, images: int, heldout: int) -> float:
+        """GPU-seconds the job profiler's probes take before a job of `images` frames trains (0 without
+        candidates): their image-epochs and their held-out scoring after each probe epoch."""
+        work = profile_image_epochs(self.training, images)
+        if not work:
+            return 0.0
+        evaluations = len(self.training.candidates) * self.training.profile_epochs
+        costs = self.knobs.costs
+        with_probes = costs.training(work, heldout, self.training.imgsz, evaluations)
+        return (with_probes - costs.training(0, heldout, self.training.imgsz)) * costs.gpu_speedup
 
     def _requeue(self, job, retry_at: float) -> None:
         job.status = "queued"

@@ -1,10 +1,18 @@
-"""The job profiler's learning-curve prediction and its early stop."""
+"""The job profiler's learning-curve prediction, its early stop, and its choice of setting."""
 
 from __future__ import annotations
 
 import pytest
 
-from cloud_trainer.profiler import LearningCurve
+from cloud_trainer.profiler import (
+    LearningCurve,
+    SettingProbe,
+    choose_setting,
+    probe_images,
+    profile_image_epochs,
+    relative_cost,
+)
+from edgesync.config import TrainingConfig, TrainingSetting
 
 
 def curve(before: float, points: list[float], planned: int = 10, patience: int = 3) -> LearningCurve:
@@ -57,3 +65,54 @@ def test_early_stopping_is_off_unless_configured() -> None:
     from edgesync.config import TrainingConfig
 
     assert TrainingConfig().patience == 0
+
+
+# ---------------------------------------------------------------- which setting
+
+
+def probe(name: str, points: list[float], cost: float = 1.0, before: float = 0.3, **fields) -> SettingProbe:
+    return SettingProbe(TrainingSetting(name=name, **fields), before, points, 10, 10, 20, cost)
+
+
+def test_a_probe_epoch_on_half_the_frames_is_half_an_epoch_of_the_job() -> None:
+    p = probe("a", [0.35, 0.4])  # steady +0.05 per probe epoch, 10 job epochs = 20 probe epochs
+    assert p.fraction == 0.5
+    assert p.predicted_gain == pytest.approx(min(0.1 + 0.05 * 18, 0.7))
+    assert probe("b", [0.31, 0.32]).predicted_gain == pytest.approx(0.02 + 0.01 * 18)
+
+
+def test_the_setting_with_the_best_gain_per_compute_is_chosen() -> None:
+    steady = probe("steady", [0.32, 0.34])
+    faster = probe("faster", [0.35, 0.4])
+    assert choose_setting([steady, faster]) is faster
+    dear = probe("dear", [0.35, 0.4], cost=4.0, imgsz=640)  # the same curve at four times the pixels
+    assert choose_setting([steady, dear]) is steady
+    assert dear.image_epochs == 10 * 2 * 4.0
+
+
+def test_the_configured_setting_stays_when_no_candidate_predicts_a_gain() -> None:
+    first, other = probe("first", [0.2, 0.1]), probe("other", [0.25, 0.2])
+    assert choose_setting([first, other]) is first
+    tie = probe("tie", [0.32, 0.34])
+    assert choose_setting([probe("default", [0.32, 0.34]), tie]).setting.name == "default"
+
+
+def test_probe_work_counts_every_candidate_at_its_pixel_cost() -> None:
+    cfg = TrainingConfig(
+        imgsz=320,
+        profile_epochs=2,
+        profile_fraction=0.25,
+        candidates=[TrainingSetting(name="as-is"), TrainingSetting(name="big", imgsz=640)],
+    )
+    assert relative_cost(cfg, cfg.candidates[1]) == 4.0
+    assert probe_images(cfg, 40) == 10 and probe_images(cfg, 3) == 2
+    assert profile_image_epochs(cfg, 40) == 10 * 2 * (1 + 4)
+    assert profile_image_epochs(TrainingConfig(candidates=[TrainingSetting(name="only")]), 40) == 0.0
+
+
+def test_candidates_need_unique_names_and_apply_only_what_they_set() -> None:
+    with pytest.raises(ValueError, match="unique"):
+        TrainingConfig(candidates=[TrainingSetting(name="a"), TrainingSetting(name="a", lr0=0.1)])
+    cfg = TrainingConfig(lr0=0.01, imgsz=320)
+    tuned = cfg.with_setting(TrainingSetting(name="gentle", lr0=0.002, freeze_bn=True))
+    assert (tuned.lr0, tuned.imgsz, tuned.freeze_bn, cfg.freeze_bn) == (0.002, 320, True, False)

@@ -81,3 +81,52 @@ def test_the_first_model_comes_back_when_it_beats_both(setup) -> None:
 
 def test_without_fallback_the_first_model_is_not_considered(setup) -> None:
     assert setup({"first": 0.9, "current": 0.5, "candidate": 0.3}, fallback_to_first=False) == (0, None)
+
+
+def test_the_job_trains_with_the_candidate_the_profiler_predicts_most_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = MemoryStore()
+    registry = ModelRegistry(tmp_path / "registry")
+    current, candidate = _model(2), _model(3)
+    data, _ = current.encode()
+    registry.register(EDGE, data, current.manifest(data))
+    store.upsert_edge(EdgeInfo(edge_id=EDGE, class_names=CLASSES))
+    jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))[1].tobytes()
+    for i in range(20):
+        store.add_sample(StoredSample(f"s{i}", EDGE, float(i), float(i), 1, 0.5, i, [], 64, 64), jpeg)
+        store.set_labels(EDGE, f"s{i}", [Detection(5, 5, 30, 30, 0, 0.9)])
+    # held-out mAP50 after each epoch under each learning rate: the gentle one keeps improving
+    curves = {0.01: [0.45, 0.4, 0.45, 0.5, 0.5, 0.5], 0.002: [0.55, 0.6, 0.65, 0.7, 0.72, 0.74]}
+    runs: list[tuple[float, int, int]] = []  # (lr0, training images, epochs) of every fine-tune
+    scores: list[float] = []
+
+    def fake_fine_tune(model, train, val, cfg, workdir, epochs=None, on_weights=None, **kw):
+        runs.append((cfg.lr0, len(train), epochs))
+        scores[:] = list(curves[cfg.lr0])
+        for epoch in range(1, epochs + 1):
+            on_weights(epoch, candidate.state_dict())
+        return FineTuneResult(candidate, epochs, len(train))
+
+    current_sha = current.encode()[1]
+    monkeypatch.setattr(worker_module, "fine_tune", fake_fine_tune)
+    monkeypatch.setattr(
+        worker_module, "evaluate", lambda model, frames: 0.5 if model.encode()[1] == current_sha else scores.pop(0)
+    )
+    cfg = TrainingConfig(
+        min_heldout=4,
+        epochs=4,
+        profile_epochs=2,
+        profile_fraction=0.5,
+        fallback_to_first=False,
+        candidates=[{"name": "default"}, {"name": "gentle", "lr0": 0.002, "freeze_bn": True}],
+    )
+    job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 1))
+
+    assert runs == [(0.01, 8, 2), (0.002, 8, 2), (0.002, 16, 4)]  # two probes on half the frames, then the job
+    assert job.metrics["profile_choice"] == 1.0
+    assert job.metrics["profile_default_gain"] < 0 < job.metrics["profile_gentle_gain"]
+    assert job.predicted_gain == pytest.approx(job.metrics["profile_gentle_gain"])
+    assert job.metrics["profile_image_epochs"] == 2 * 8 * 2
+    assert job.metrics["image_epochs"] == 16 * 4 + 2 * 8 * 2  # the probes are charged to the job
+    assert job.result_version == 2 and job.achieved_gain == pytest.approx(0.72 - 0.5)  # scored once more
