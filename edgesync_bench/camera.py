@@ -49,7 +49,9 @@ class Camera:
         self.trigger: Trigger | None = None
         if strategy.trigger is not None:
             self.trigger = strategy.trigger(sim.store, sim.registry, cam.edge_id, sim.clock)
-        sampler_cfg = knobs.sampler.model_copy(update={"type": strategy.sampler or knobs.sampler.type})
+        sampler_cfg = knobs.sampler.model_copy(
+            update={"type": strategy.sampler or knobs.sampler.type, **strategy.sampler_options}
+        )
         self.sampler = build_sampler(sampler_cfg) if strategy.sampler else None
         self.drift = DriftApplier(cam.schedule, cam.seed)
         self.changes: SceneChanges | None = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from cloud_trainer.manager import TrainingManager
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import StateStore
-from edgesync.config import DistillConfig, DownlinkConfig, ManagerConfig
+from edgesync.config import DistillConfig, DownlinkConfig, ManagerConfig, TrainingSetting
 from edgesync.delta import parse_downlink
 from edgesync.types import StoredSample, TrainingJob
 
@@ -123,6 +123,7 @@ class Strategy:
     description: str
     sampler: str | None
     training: dict = field(default_factory=dict)
+    sampler_options: dict = field(default_factory=dict)  # SamplerConfig fields over the bench's own
     trigger: Callable[..., Trigger] | None = None
     changes: str | None = None  # scene changes: None (not watched), "detector" or "oracle" (the schedule)
     downlink: DownlinkConfig | None = None  # how updates reach the edge; None: the bench's (cloud config's)
@@ -202,6 +203,26 @@ STRATEGIES: dict[str, Strategy] = {
 # Distillation (issue 5): the same system, the fine-tunes adding the teacher's feature semantics.
 # The cost model charges the teacher's extra passes against the same training budget, so a
 # distilled job runs fewer epochs when the budget is what limits it.
+# Ablations and recipes of the edge and the fine-tune, measured on dev.yaml (BENCHMARKS.md).
+STRATEGIES["edgesync-noburst"] = replace(
+    STRATEGIES["edgesync"],
+    name="edgesync-noburst",
+    description="edgesync without the upload burst after a scene change (sampler.burst_factor 1)",
+    sampler_options={"burst_factor": 1.0},
+)
+GENTLE = TrainingSetting(name="gentle", lr0=0.002, freeze_bn=True)
+STRATEGIES["edgesync-gentle"] = replace(
+    STRATEGIES["edgesync"],
+    name="edgesync-gentle",
+    description="edgesync; fine-tunes keep batch-norm statistics and use lr0 0.002",
+    training=EDGESYNC_TRAINING | GENTLE.model_dump(exclude={"name"}, exclude_none=True),
+)
+STRATEGIES["edgesync-profiled"] = replace(
+    STRATEGIES["edgesync"],
+    name="edgesync-profiled",
+    description="edgesync; the job profiler picks each job's setting: the default or gentle",
+    training=EDGESYNC_TRAINING | {"candidates": [TrainingSetting(name="default"), GENTLE]},
+)
 STRATEGIES["distill"] = replace(
     STRATEGIES["edgesync"],
     name="distill",
