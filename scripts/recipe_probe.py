@@ -1,0 +1,98 @@
+"""How much can one fine-tune win back from a drifted scene, and what does it cost the scene before?
+
+Outside the benchmark's loop and budget: the bench's bootstrapped student is fine-tuned on N
+teacher-labelled frames of vtest.avi under one drift condition (one frame a second, as the
+sampler's budget allows, from t = 130 s) plus N/2 clean replay frames from the bootstrap minute,
+for each recipe given, then scored (mAP50 against the teacher on the clean frame, as the bench
+does) on 100 later frames under the same drift and on 60 clean frames. The held-out curve after
+every epoch shows whether more epochs would help.
+
+    .venv/bin/python scripts/recipe_probe.py night 0.8 --frames 24 \\
+        --recipe '{}' --recipe '{"lr0": 0.002, "freeze_bn": true}'
+
+Each recipe is JSON of training-config fields (edgesync.config.TrainingConfig) plus "epochs".
+Run `edgesync bench` once first: it bootstraps and caches the student this script starts from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from cloud_trainer.registry import ModelRegistry
+from cloud_trainer.training import LabelledFrame, evaluate, fine_tune
+from edgesync.assets import edgesync_home, vtest_path
+from edgesync.config import SSDTeacherConfig, TrainingConfig
+from edgesync.drift import apply_conditions
+from edgesync.ground_truth import read_video
+from edgesync.student import StudentModel
+from edgesync.teachers.ssd import SSDTeacher
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("condition", help="drift condition (edgesync/drift.py), e.g. night, fog")
+    parser.add_argument("strength", type=float, help="0 (clean) to 1 (harshest)")
+    parser.add_argument("--frames", type=int, default=24, help="drifted training frames, one a second")
+    parser.add_argument("--recipe", action="append", default=[], help="JSON training overrides; repeatable")
+    parser.add_argument("--start-s", type=float, default=130.0, help="stream time of the first training frame")
+    args = parser.parse_args()
+
+    frames, fps = read_video(str(vtest_path()))
+    students = sorted((edgesync_home() / "bench" / "students").glob("*"))
+    if not students:
+        raise SystemExit("no bootstrapped student cached: run `edgesync bench` once first")
+    registry = ModelRegistry(students[0])
+    student = StudentModel.from_bytes(*registry.load(None, registry.latest_version(None)))
+    teacher = SSDTeacher(SSDTeacherConfig(classes=list(student.class_names)))
+
+    def clean(t: float):
+        return frames[round(t * fps) % len(frames)]
+
+    def drifted(t: float):
+        return apply_conditions(clean(t), args.condition, args.strength, seed=0, frame_index=round(t * fps))
+
+    def labelled(images, truth_images, prefix: str) -> list[LabelledFrame]:
+        labels = teacher.label(truth_images)
+        return [
+            LabelledFrame(im, lab, f"{prefix}{i:04d}") for i, (im, lab) in enumerate(zip(images, labels, strict=True))
+        ]
+
+    train_t = [args.start_s + i for i in range(args.frames)]
+    fresh = labelled([drifted(t) for t in train_t], [drifted(t) for t in train_t], "f")  # the teacher sees drift
+    replay_t = [random.Random(0).uniform(0, 60) for _ in range(args.frames // 2)]
+    replay = labelled([clean(t) for t in replay_t], [clean(t) for t in replay_t], "r")
+    eval_t = [args.start_s + args.frames + 2 + 0.5 * i for i in range(100)]
+    scene = labelled([drifted(t) for t in eval_t], [clean(t) for t in eval_t], "e")  # judged on the clean frame
+    clean_t = [400 + 0.5 * i for i in range(60)]
+    before_scene = labelled([clean(t) for t in clean_t], [clean(t) for t in clean_t], "c")
+    print(
+        f"{args.condition} {args.strength}, {args.frames} frames + {len(replay)} replay: before "
+        f"{evaluate(student, scene):.3f} on the scene, {evaluate(student, before_scene):.3f} clean"
+    )
+    for text in args.recipe or ["{}"]:
+        overrides = json.loads(text)
+        epochs = overrides.pop("epochs", 10)
+        cfg = TrainingConfig(**overrides)
+        curve: list[float] = []
+
+        def score(epoch: int, state, curve: list[float] = curve) -> None:
+            if epoch > len(curve):
+                model = StudentModel.from_state(state, student.class_names, student.imgsz, student.arch)
+                curve.append(round(evaluate(model, scene), 2))
+
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory() as workdir:
+            tuned = fine_tune(student, fresh + replay, fresh[:4], cfg, Path(workdir), epochs=epochs, on_weights=score)
+        print(
+            f"{text}: {evaluate(tuned.model, scene):.3f} on the scene, {evaluate(tuned.model, before_scene):.3f} "
+            f"clean; per epoch {curve}; {time.monotonic() - started:.0f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()
