@@ -87,6 +87,12 @@ class LearningCurve:
         return None
 
 
+def recipe(setting: TrainingSetting) -> tuple:
+    """What a probe trains with: the setting without its name and epoch count (candidates that
+    differ only in how long they train share one probe, read at their own epochs)."""
+    return tuple(sorted(setting.model_dump(exclude={"name", "epochs"}, exclude_none=True).items()))
+
+
 def relative_cost(cfg: TrainingConfig, setting: TrainingSetting) -> float:
     """Compute per image-epoch of a setting against cfg's own: the pixel count (image size squared).
 
@@ -107,7 +113,13 @@ def profile_image_epochs(cfg: TrainingConfig, images: int) -> float:
     if len(cfg.candidates) < 2:
         return 0.0
     per_probe = probe_images(cfg, images) * cfg.profile_epochs
-    return sum(per_probe * relative_cost(cfg, c) for c in cfg.candidates)
+    probed = {recipe(c): relative_cost(cfg, c) for c in cfg.candidates}  # one probe per recipe
+    return sum(per_probe * cost for cost in probed.values())
+
+
+def profile_evaluations(cfg: TrainingConfig) -> int:
+    """Held-out scorings the probes of one job make: one per probe epoch of each recipe."""
+    return len({recipe(c) for c in cfg.candidates}) * cfg.profile_epochs if len(cfg.candidates) > 1 else 0
 
 
 @dataclass
@@ -116,20 +128,27 @@ class SettingProbe:
 
     setting: TrainingSetting
     before: float
-    points: list[float]  # held-out mAP50 after each probe epoch
-    planned_epochs: int  # the job's epochs, in full passes over its frames
+    points: list[float]  # held-out mAP50 after each probe epoch (shared by candidates of one recipe)
+    planned_epochs: int  # the job's epochs under this setting, in full passes over its frames
     images: int  # in the subsample
     job_images: int  # in the job
-    cost: float  # relative_cost
+    pixel_cost: float  # relative_cost: compute per image-epoch against the configured setting
+    job_epochs: int = 0  # the configured setting's epochs (0: planned_epochs), for the job's cost
+    probed: bool = True  # this candidate's probe ran (False: it reads another candidate's points)
 
     @property
     def fraction(self) -> float:
         return self.images / max(1, self.job_images)
 
     @property
+    def cost(self) -> float:
+        """The job's compute under this setting against the configured setting's."""
+        return self.pixel_cost * self.planned_epochs / (self.job_epochs or self.planned_epochs)
+
+    @property
     def image_epochs(self) -> float:
-        """The probe's work in image-epochs at the configured image size."""
-        return self.images * len(self.points) * self.cost
+        """The probe's work in image-epochs at the configured image size (0 for a shared probe)."""
+        return self.images * len(self.points) * self.pixel_cost if self.probed else 0.0
 
     @property
     def predicted_gain(self) -> float:

@@ -34,7 +34,14 @@ from cloud_trainer.distill_training import TeacherFeatures
 from cloud_trainer.lease import LeaseKeeper, LeaseLost
 from cloud_trainer.manager import pinned_version
 from cloud_trainer.metrics import JOB_DURATION
-from cloud_trainer.profiler import LearningCurve, SettingProbe, choose_setting, probe_images, relative_cost
+from cloud_trainer.profiler import (
+    LearningCurve,
+    SettingProbe,
+    choose_setting,
+    probe_images,
+    recipe,
+    relative_cost,
+)
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import StateStore
 from cloud_trainer.state.base import DEFAULT_LEASE_S, StoreUnavailable
@@ -220,7 +227,8 @@ class TrainingWorker:
         probes: list[SettingProbe] = []
         if resume is None and len(self.cfg.candidates) > 1:  # which setting, before committing the budget
             probes = self._profile(job, start, train_frames, held_frames, before, plan.epochs_total, keeper)
-            plan.setting = choose_setting(probes).setting.name
+            chosen = choose_setting(probes)
+            plan.setting, plan.epochs_total = chosen.setting.name, chosen.planned_epochs
         cfg = self._setting(plan.setting)
         curve = LearningCurve(before, plan.epochs_total - plan.epochs_done, cfg.patience)
         result = self._train(job, start, train_frames, held_frames, plan, keeper, curve, cfg)
@@ -311,10 +319,17 @@ class TrainingWorker:
         n = probe_images(self.cfg, len(train))
         subsample = random.Random(f"{job.job_id}/profile").sample(train, n)
         probes = []
+        curves: dict[tuple, list[float]] = {}  # one probe per recipe, read at each candidate's epochs
         for setting in self.cfg.candidates:
+            # a candidate's epochs, capped like the configured ones by the budget (planned_epochs)
+            epochs = min(setting.epochs or self.cfg.epochs, planned_epochs)
+            cost = relative_cost(self.cfg, setting)
+            if (shared := curves.get(recipe(setting))) is not None:
+                probes.append(SettingProbe(setting, before, shared, epochs, n, len(train), cost, planned_epochs, False))
+                continue
             cfg = self.cfg.with_setting(setting)
             cfg = cfg.model_copy(update={"distill": cfg.distill.model_copy(update={"mode": "off"})})
-            points: list[float] = []
+            points: list[float] = curves.setdefault(recipe(setting), [])
 
             def on_weights(epochs_done: int, state: dict, points: list[float] = points) -> None:
                 keeper.check()
@@ -328,12 +343,14 @@ class TrainingWorker:
                           on_weights=on_weights)  # fmt: skip
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
-            cost = relative_cost(self.cfg, setting)
-            probes.append(SettingProbe(setting, before, points, planned_epochs, n, len(train), cost))
+            probes.append(SettingProbe(setting, before, points, epochs, n, len(train), cost, planned_epochs))
         log.info(
             "job %s: profiled %s on %d of %d frames; chose %s",
             job.job_id,
-            ", ".join(f"{p.setting.name} (gain {p.predicted_gain:+.3f}, cost x{p.cost:.2f})" for p in probes),
+            ", ".join(
+                f"{p.setting.name} (gain {p.predicted_gain:+.3f} in {p.planned_epochs} epochs, cost x{p.cost:.2f})"
+                for p in probes
+            ),
             n,
             len(train),
             choose_setting(probes).setting.name,
@@ -344,14 +361,14 @@ class TrainingWorker:
         """The probes' predictions and work in the job's metrics; the chosen one is its predicted gain."""
         work = sum(p.image_epochs for p in probes)
         job.metrics["profile_image_epochs"] = work
-        job.metrics["heldout_evaluations"] += sum(len(p.points) for p in probes)
+        job.metrics["heldout_evaluations"] += sum(len(p.points) for p in probes if p.probed)
         for i, probe in enumerate(probes):
             job.metrics[f"profile_{probe.setting.name}_gain"] = probe.predicted_gain
             if probe.setting.name == chosen:
                 job.metrics["profile_choice"] = float(i)
                 job.predicted_gain = probe.predicted_gain
                 # image-epochs at the configured image size, the probes' included: this claim's work
-                job.metrics["image_epochs"] = job.metrics["image_epochs"] * probe.cost + work
+                job.metrics["image_epochs"] = job.metrics["image_epochs"] * probe.pixel_cost + work
 
     # ------------------------------------------------------------ resuming
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from cloud_trainer.ingest import Ingest
 from cloud_trainer.labeller import Labeller
-from cloud_trainer.profiler import profile_image_epochs
+from cloud_trainer.profiler import profile_evaluations, profile_image_epochs
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import MemoryStore
 from cloud_trainer.worker import TrainingWorker
@@ -274,7 +274,7 @@ class Simulation:
         work = profile_image_epochs(self.training, images)
         if not work:
             return 0.0
-        evaluations = len(self.training.candidates) * self.training.profile_epochs
+        evaluations = profile_evaluations(self.training)
         costs = self.knobs.costs
         with_probes = costs.training(work, heldout, self.training.imgsz, evaluations)
         return (with_probes - costs.training(0, heldout, self.training.imgsz)) * costs.gpu_speedup

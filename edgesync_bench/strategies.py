@@ -223,6 +223,19 @@ STRATEGIES["edgesync-profiled"] = replace(
     description="edgesync; the job profiler picks each job's setting: the default or gentle",
     training=EDGESYNC_TRAINING | {"candidates": [TrainingSetting(name="default"), GENTLE]},
 )
+STRATEGIES["edgesync-short"] = replace(
+    STRATEGIES["edgesync"],
+    name="edgesync-short",
+    description="edgesync; fine-tunes of 5 epochs instead of 10",
+    training=EDGESYNC_TRAINING | {"epochs": 5},
+)
+STRATEGIES["edgesync-epochs"] = replace(
+    STRATEGIES["edgesync"],
+    name="edgesync-epochs",
+    description="edgesync; the job profiler picks each job's setting: 10 or 5 epochs, or gentle",
+    training=EDGESYNC_TRAINING
+    | {"candidates": [TrainingSetting(name="default"), TrainingSetting(name="short", epochs=5), GENTLE]},
+)
 STRATEGIES["distill"] = replace(
     STRATEGIES["edgesync"],
     name="distill",

@@ -9,7 +9,9 @@ from cloud_trainer.profiler import (
     SettingProbe,
     choose_setting,
     probe_images,
+    profile_evaluations,
     profile_image_epochs,
+    recipe,
     relative_cost,
 )
 from edgesync.config import TrainingConfig, TrainingSetting
@@ -116,3 +118,25 @@ def test_candidates_need_unique_names_and_apply_only_what_they_set() -> None:
     cfg = TrainingConfig(lr0=0.01, imgsz=320)
     tuned = cfg.with_setting(TrainingSetting(name="gentle", lr0=0.002, freeze_bn=True))
     assert (tuned.lr0, tuned.imgsz, tuned.freeze_bn, cfg.freeze_bn) == (0.002, 320, True, False)
+
+
+def test_candidates_that_differ_only_in_epochs_share_one_probe_and_shorter_wins_when_the_curve_saturates() -> None:
+    cfg = TrainingConfig(
+        epochs=10,
+        profile_epochs=2,
+        candidates=[TrainingSetting(name="long"), TrainingSetting(name="short", epochs=4)],
+    )
+    assert recipe(cfg.candidates[0]) == recipe(cfg.candidates[1])
+    assert profile_image_epochs(cfg, 20) == 10 * 2  # one probe of 10 images for both
+    assert profile_evaluations(cfg) == 2
+    points = [0.5, 0.6]  # +0.2 then +0.1 over 0.3: saturating
+    long = SettingProbe(cfg.candidates[0], 0.3, points, 10, 10, 20, 1.0, 10)
+    short = SettingProbe(cfg.candidates[1], 0.3, points, 4, 10, 20, 1.0, 10, probed=False)
+    assert short.cost == pytest.approx(0.4) and short.image_epochs == 0.0
+    assert long.predicted_gain > short.predicted_gain > 0
+    assert choose_setting([long, short]) is short  # more gain per compute
+    steady = [0.31, 0.34]  # +0.01 then +0.03: no sign of saturating, so the gain grows with epochs
+    assert choose_setting(
+        [SettingProbe(cfg.candidates[0], 0.3, steady, 10, 10, 20, 1.0, 10),
+         SettingProbe(cfg.candidates[1], 0.3, steady, 4, 10, 20, 1.0, 10, probed=False)]
+    ).setting.name == "long"  # fmt: skip
