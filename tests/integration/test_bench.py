@@ -114,6 +114,7 @@ def test_results_json_has_the_documented_schema(results: dict, inputs: Path) -> 
     for name, strategy in results["strategies"].items():
         assert STRATEGY_KEYS <= set(strategy), f"{name} lacks {STRATEGY_KEYS - set(strategy)}"
         assert set(strategy["map50_by_segment"]) == {"clean", "night"}
+        assert set(strategy["map50_first30_by_segment"]) == {"clean", "night"}  # recovery after each change
         assert strategy["frames"] == CLIP_FRAMES
 
 
