@@ -64,7 +64,8 @@ def main() -> None:
 
     train_t = [args.start_s + i for i in range(args.frames)]
     fresh = labelled([drifted(t) for t in train_t], [drifted(t) for t in train_t], "f")  # the teacher sees drift
-    replay_t = [random.Random(0).uniform(0, 60) for _ in range(args.frames // 2)]
+    rng = random.Random(0)
+    replay_t = [rng.uniform(0, 60) for _ in range(args.frames // 2)]
     replay = labelled([clean(t) for t in replay_t], [clean(t) for t in replay_t], "r")
     eval_t = [args.start_s + args.frames + 2 + 0.5 * i for i in range(100)]
     scene = labelled([drifted(t) for t in eval_t], [clean(t) for t in eval_t], "e")  # judged on the clean frame
