@@ -93,11 +93,7 @@ class Ingest:
             height=h,
             scene_start=sample.scene_start,
         )
-        added = self.store.add_sample(stored, sample.jpeg)
-        if added:
-            self.store.incr_edge(edge_id, "samples_received")
-            self.store.incr_edge(edge_id, "uplink_bytes", len(sample.jpeg))
-        return added
+        return self.store.add_sample(stored, sample.jpeg)  # counts it on the edge in the same step
 
     def _count_rejected(self, edge_id: str) -> None:
         try:

@@ -92,7 +92,8 @@ class StateStore(ABC):
 
     @abstractmethod
     def add_sample(self, sample: StoredSample, jpeg: bytes) -> bool:
-        """Store a sample once and queue it for labelling; False if it is already stored.
+        """Store a sample once, queue it for labelling and count it on its edge (samples_received,
+        uplink_bytes, if the edge is registered) in one step; False if it is already stored.
 
         Sets `sample.seq` to its arrival number for the edge when stored. A duplicate is
         recognised while the original is still held (i.e. not yet trimmed).

@@ -120,6 +120,9 @@ class MemoryStore(StateStore):
             self._seq[sample.edge_id] = seq
             sample.seq = seq
             records[sample.sample_id] = _Record(copy_sample(sample), bytes(jpeg))
+            if (info := self._edges.get(sample.edge_id)) is not None:
+                info.samples_received += 1
+                info.uplink_bytes += len(jpeg)
             while len(records) > self.max_samples_per_edge:
                 records.popitem(last=False)
             self._labelq.append((sample.edge_id, sample.sample_id))

@@ -62,7 +62,7 @@ from edgesync.types import Detection, EdgeEvent, EdgeInfo, StoredSample, check_e
 
 logger = logging.getLogger(__name__)
 
-# KEYS: sample hash, all zset, unlabelled zset, labelled zset, seq counter, labelq
+# KEYS: sample hash, all zset, unlabelled zset, labelled zset, seq counter, labelq, edge hash
 # ARGV: sample_id, meta JSON, jpeg, labelq entry, max samples per edge, sample key prefix
 _ADD_SAMPLE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -71,6 +71,10 @@ redis.call('HSET', KEYS[1], 'meta', ARGV[2], 'jpeg', ARGV[3], 'seq', seq)
 redis.call('ZADD', KEYS[2], seq, ARGV[1])
 redis.call('ZADD', KEYS[3], seq, ARGV[1])
 redis.call('RPUSH', KEYS[6], ARGV[4])
+if redis.call('EXISTS', KEYS[7]) == 1 then
+  redis.call('HINCRBY', KEYS[7], 'samples_received', 1)
+  redis.call('HINCRBY', KEYS[7], 'uplink_bytes', string.len(ARGV[3]))
+end
 local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[5])
 if excess > 0 then
   for _, old in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do
@@ -237,6 +241,7 @@ class RedisStore(RedisJobQueue, StateStore):
                 self._sample_zset(edge_id, True),
                 self._k("seq", edge_id),
                 self._k("labelq"),
+                self._k("edge", edge_id),  # counted in the same step: a crash cannot store it uncounted
             ],
             args=[
                 sample_id,

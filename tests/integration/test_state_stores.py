@@ -76,6 +76,16 @@ def test_duplicate_sample_is_stored_once_and_reported(store: StateStore) -> None
     assert store.add_sample(make_sample("cam-b", "s1"), b"other edge") is True  # ids are per edge
 
 
+def test_a_stored_sample_is_counted_on_its_edge_in_the_same_step(store: StateStore) -> None:
+    store.upsert_edge(make_edge("cam-a"))
+    assert store.add_sample(make_sample("cam-a", "s1"), b"\xff\xd8jpeg") is True
+    assert store.add_sample(make_sample("cam-a", "s1"), b"\xff\xd8jpeg resent") is False  # not counted twice
+    assert store.add_sample(make_sample("cam-a", "s2"), b"\x00" * 100) is True
+    edge = store.get_edge("cam-a")
+    assert (edge.samples_received, edge.uplink_bytes) == (2, 6 + 100)  # bytes, not characters
+    assert store.add_sample(make_sample("cam-z", "s1"), b"jpeg") is True  # an unregistered edge: stored only
+
+
 def test_sample_round_trips_every_field(store: StateStore) -> None:
     sample = make_sample("cam-a", "s1")
     store.add_sample(sample, b"\xff\xd8\x00binary\xff\xd9")
