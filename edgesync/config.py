@@ -333,7 +333,7 @@ class TrainingConfig(Strict):
     nominal_batch: int | None = Field(None, gt=0)
     freeze: int = Field(0, ge=0)  # the student's first layers kept as they are (10: yolov8's backbone)
     # keep the batch-norm statistics as they are: a fine-tune on a few dozen frames of a new scene
-    # otherwise re-estimates them from those frames, and the old scenes' accuracy goes with them
+    # otherwise re-estimates them from those frames, and part of the old scenes' accuracy goes with them
     freeze_bn: bool = False
     # before a job commits its budget, the profiler trains each candidate for profile_epochs on a
     # profile_fraction subsample, scores the held-out frames after each epoch, predicts the gain
