@@ -165,7 +165,7 @@ class ModelManifest:
                 payload=PayloadInfo(**data["payload"]) if data.get("payload") else None,
                 signature=str(data.get("signature", "")),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # AttributeError: metrics not a mapping
             raise InvalidInput(f"malformed model manifest: {exc}") from exc
 
 

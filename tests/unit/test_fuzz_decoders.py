@@ -95,6 +95,7 @@ def test_manifest_and_scene_change_messages_decode_or_are_refused(data: bytes) -
         ),
     )
 )
+@example({"version": 0, "class_names": "", "sha256": None, "size_bytes": 0, "arch": None, "imgsz": 0, "metrics": 0})
 def test_manifest_json_from_disk_loads_or_is_refused(data: dict) -> None:
     try:
         ModelManifest.from_json(data)
