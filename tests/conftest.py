@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Redis for integration tests, and the cloud state store on every back-end.
+"""Shared fixtures: a real Redis for integration tests, and the cloud state store on every back-end;
+hypothesis' CI profile.
 
 Redis: 127.0.0.1:6379 is reused when it answers PING; otherwise a throw-away `redis-server` is
 started on a free port for the session. EDGESYNC_SKIP_REDIS=1 skips every test that needs Redis.
@@ -17,8 +18,15 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import settings
 
 from cloud_trainer.state import MemoryStore, RedisStore, StateStore
+
+# Property and fuzz tests explore new inputs on every local run; CI (CI=true) replays a fixed
+# sequence, so a submission's result does not depend on the draw (hypothesis' documented profiles).
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 START_HINT = (
