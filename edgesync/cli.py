@@ -343,7 +343,10 @@ def bench(
         str,
         typer.Option(
             help="Comma-separated, from static, uniform, shoggoth, edgesync (change points and zoo), "
-            "cpd (edgesync without the zoo), edgesync-nocpd, edgesync-oracle (true scene changes); with "
+            "cpd (edgesync without the zoo), edgesync-nocpd, edgesync-oracle (true scene changes), "
+            "edgesync-noburst (no upload burst after a change), edgesync-gentle, edgesync-short, "
+            "edgesync-profiled and edgesync-epochs (fine-tune recipes; the job profiler choosing them), "
+            "distill and distill-gen (distillation from the teacher's features); with "
             "--cameras, fifo, fair and manager (how the shared worker orders the cameras' jobs). "
             "Append +ENCODING (full, fp16-delta, int8-delta), then optionally @FRACTION (sparse) and :raw "
             "(uncompressed), to send that strategy's updates another way, e.g. edgesync+int8-delta@0.1 "
