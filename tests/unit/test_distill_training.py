@@ -5,17 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from synthetic import CLASSES, frames
 
 from cloud_trainer.distill_training import DistillCriterion, TeacherFeatures, batch_to_frames
-from cloud_trainer.training import LabelledFrame, fine_tune
+from cloud_trainer.training import fine_tune
 from edgesync.config import DistillConfig, TrainingConfig
 from edgesync.distill import FeatureDistiller, NeckCapture
 from edgesync.errors import ConfigError
 from edgesync.student import StudentModel
 from edgesync.teachers import Teacher
 from edgesync.types import Detection
-
-CLASSES = ["person", "car"]
 
 
 class GridTeacher(Teacher):
@@ -35,17 +34,6 @@ class GridTeacher(Teacher):
         x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
         maps = [torch.nn.functional.adaptive_avg_pool2d(x, size).repeat(1, 4, 1, 1) for size in (8, 4, 2)]
         return [m.numpy() for m in maps]
-
-
-def frames(n: int, seed: int = 0) -> list[LabelledFrame]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        image = rng.integers(0, 60, (64, 64, 3), dtype=np.uint8)
-        x, y = int(rng.integers(4, 30)), int(rng.integers(4, 30))
-        image[y : y + 24, x : x + 16] = 220
-        out.append(LabelledFrame(image, [Detection(x, y, x + 16, y + 24, 0, 1.0)], f"{i:04d}"))
-    return out
 
 
 def cfg(mode: str, **distill) -> TrainingConfig:
