@@ -33,20 +33,26 @@ def _model(seed: int) -> StudentModel:
     return StudentModel.fresh(CLASSES, 64)
 
 
-@pytest.fixture
-def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def _edge(tmp_path: Path, models: list[StudentModel], samples: int) -> tuple[MemoryStore, ModelRegistry]:
+    """A store and registry holding the edge, its models as versions 1.. and `samples` labelled
+    samples taken by the newest of them."""
     store = MemoryStore()
     registry = ModelRegistry(tmp_path / "registry")
-    first, current, candidate = _model(1), _model(2), _model(3)
-    for model in (first, current):
+    for model in models:
         data, _ = model.encode()
         registry.register(EDGE, data, model.manifest(data))
     store.upsert_edge(EdgeInfo(edge_id=EDGE, class_names=CLASSES))
     jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))[1].tobytes()
-    for i in range(10):
-        sample = StoredSample(f"s{i}", EDGE, float(i), float(i), 2, 0.5, i, [], 64, 64)
-        store.add_sample(sample, jpeg)
+    for i in range(samples):
+        store.add_sample(StoredSample(f"s{i}", EDGE, float(i), float(i), len(models), 0.5, i, [], 64, 64), jpeg)
         store.set_labels(EDGE, f"s{i}", [Detection(5, 5, 30, 30, 0, 0.9)])
+    return store, registry
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    first, current, candidate = _model(1), _model(2), _model(3)
+    store, registry = _edge(tmp_path, [first, current], samples=10)
     shas = {m.encode()[1]: name for m, name in ((first, "first"), (current, "current"), (candidate, "candidate"))}
     monkeypatch.setattr(
         worker_module,
@@ -86,16 +92,8 @@ def test_without_fallback_the_first_model_is_not_considered(setup) -> None:
 def test_the_job_trains_with_the_candidate_the_profiler_predicts_most_from(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = MemoryStore()
-    registry = ModelRegistry(tmp_path / "registry")
     current, candidate = _model(2), _model(3)
-    data, _ = current.encode()
-    registry.register(EDGE, data, current.manifest(data))
-    store.upsert_edge(EdgeInfo(edge_id=EDGE, class_names=CLASSES))
-    jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))[1].tobytes()
-    for i in range(20):
-        store.add_sample(StoredSample(f"s{i}", EDGE, float(i), float(i), 1, 0.5, i, [], 64, 64), jpeg)
-        store.set_labels(EDGE, f"s{i}", [Detection(5, 5, 30, 30, 0, 0.9)])
+    store, registry = _edge(tmp_path, [current], samples=20)
     # held-out mAP50 after each epoch under each learning rate: the gentle one keeps improving
     curves = {0.01: [0.45, 0.4, 0.45, 0.5, 0.5, 0.5], 0.002: [0.55, 0.6, 0.65, 0.7, 0.72, 0.74]}
     runs: list[tuple[float, int, int]] = []  # (lr0, training images, epochs) of every fine-tune
