@@ -11,9 +11,9 @@ How it plugs into ultralytics, through the trainer subclass `fine_tune` already 
 
 - `get_model` builds the distiller once the student exists (its channel widths come from one
   forward pass in eval mode, the teacher's from one feature call);
-- `build_optimizer` adds the distiller's parameters (attention convolutions, 1x1 adapters,
-  VAEs) to ultralytics' optimizer as their own group, so they train with the student at the
-  same learning rate and schedule;
+- `build_optimizer` adds the distiller's parameters (1x1 adapters and VAEs; the attention maps
+  have none) to ultralytics' optimizer as their own group, so they train with the student at
+  the same learning rate and schedule;
 - `_setup_train` then hooks the live model and wraps its criterion. ultralytics has by then
   taken its EMA copy of the model, and the EMA is what it checkpoints and what the worker keeps:
   neither the hooks nor the distiller ever reach the student's weights, whose state_dict has

@@ -25,16 +25,23 @@ from torch.nn import functional as F  # noqa: N812
 
 
 class SpatialAttention(nn.Module):
-    """A (B, 1, H, W) attention map in [0, 1] from a (B, C, H, W) feature map: a 3x3 convolution
-    over the channel-wise mean and max (the CBAM form), then a sigmoid."""
+    """A (B, 1, H, W) attention map in [0, 1] from a (B, C, H, W) feature map: the channel mean of
+    the squared activations (attention transfer, Zagoruyko & Komodakis 2017), divided by its
+    largest value in each image.
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(2, 1, kernel_size=3, padding=1)
+    It has no parameters on purpose. A learned map on the teacher's side would have nothing to
+    train it in attention-only mode (the distillation loss treats the teacher's map as a fixed
+    target), so the student would be pulled towards a random convolution's output; and a learned
+    map on the student's side could match the teacher by itself and leave the features as they
+    were. Divided by its maximum, a map compares where two networks look, not how large their
+    activations are, so a student and a teacher of different widths and scales can be compared.
+    """
+
+    eps = 1e-6
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        pooled = torch.cat([features.mean(dim=1, keepdim=True), features.amax(dim=1, keepdim=True)], dim=1)
-        return torch.sigmoid(self.conv(pooled))
+        energy = features.pow(2).mean(dim=1, keepdim=True)
+        return energy / (energy.amax(dim=(2, 3), keepdim=True) + self.eps)
 
 
 class ConditionalVAE(nn.Module):
@@ -83,7 +90,8 @@ def generative_distillation_loss(student_decoding: torch.Tensor, teacher_decodin
 
 class LevelDistiller(nn.Module):
     """One feature level: a 1x1 adapter to the teacher's width (identity when equal), the
-    student's attention module and VAE, and the teacher's (trained on the teacher's own features).
+    attention maps of both sides (parameter-free, SpatialAttention), the student's VAE and the
+    teacher's (trained on the teacher's own features).
 
     The student's map is first resized to the teacher's grid (P3 at 40x40 against SSD's 19x19):
     the adapter and the VAEs then run on the smaller grid, which measured 4x cheaper

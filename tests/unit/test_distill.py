@@ -45,8 +45,25 @@ def test_every_loss_reaches_the_student_features_and_its_modules() -> None:
     assert all(s.grad is not None and float(s.grad.abs().sum()) > 0 for s in student)
     assert all(t.grad is None for t in teacher), "the teacher network is never trained"
     level = distiller.levels[0]
-    for module in (level.adapter, level.student_attention, level.student_vae, level.teacher_vae):
+    for module in (level.adapter, level.student_vae, level.teacher_vae):
         assert any(p.grad is not None for p in module.parameters())
+
+
+def test_attention_maps_have_no_parameters_and_pull_only_the_student() -> None:
+    # the teacher's map is a fixed function of its features (nothing would train a learned one in
+    # attention-only mode), so the attention term can move nothing but the student's features
+    assert not list(SpatialAttention().parameters())
+    student, teacher = features([(64, 20)], 1), features([(128, 20)], 2)
+    total, _ = FeatureDistiller([64], [128])(student, teacher, generative=False)
+    total.backward()
+    assert float(student[0].grad.abs().sum()) > 0 and teacher[0].grad is None
+
+
+def test_attention_compares_where_maps_look_not_their_scale() -> None:
+    x = torch.randn(2, 64, 20, 20)
+    attention = SpatialAttention()
+    assert torch.allclose(attention(x), attention(7.0 * x), atol=1e-6)
+    assert torch.allclose(attention(x).amax(dim=(2, 3)), torch.ones(2, 1), atol=1e-5)
 
 
 def test_attention_only_skips_the_generative_passes() -> None:
@@ -58,7 +75,6 @@ def test_attention_only_skips_the_generative_passes() -> None:
 def test_each_loss_is_zero_when_the_student_equals_the_teacher() -> None:
     torch.manual_seed(0)
     level = LevelDistiller(64, 64)  # same width: the adapter is the identity
-    level.student_attention = copy.deepcopy(level.teacher_attention)
     level.student_vae = copy.deepcopy(level.teacher_vae)
     x = torch.randn(2, 64, 20, 20)
     losses = level(x.clone(), x.clone())
