@@ -27,15 +27,24 @@ budget, each candidate setting (learning rate, image size, frozen layers, frozen
 statistics) trains for `profile_epochs` on a `profile_fraction` subsample of the job's frames,
 its held-out curve is extrapolated to the job's epochs as above (a subsample epoch is that
 fraction of a full one), and the job runs the candidate with the best predicted gain per unit
-of compute. The probes' work is charged to the job.
+of compute. The probes' work is charged to the job. `profile_candidates` decides what to probe
+and on which frames; the caller runs each probe (the worker fine-tunes, the tests fake curves).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from edgesync.config import TrainingConfig, TrainingSetting
+from edgesync.types import TrainingJob
+
+log = logging.getLogger(__name__)
+Frame = TypeVar("Frame")
 
 PROBE_EPOCHS = 2  # points the first prediction needs
 
@@ -172,3 +181,65 @@ def choose_setting(probes: list[SettingProbe]) -> SettingProbe:
     tie or when none predicts a gain."""
     best = max(probes, key=lambda p: (p.gain_per_compute, -probes.index(p)))
     return best if best.predicted_gain > 0 else probes[0]
+
+
+# runs one probe: (the candidate's training config, the subsample, epochs) -> held-out mAP50 after
+# each epoch
+ProbeRunner = Callable[[TrainingConfig, list[Frame], int], list[float]]
+
+
+def profile_candidates(
+    cfg: TrainingConfig,
+    frames: Sequence[Frame],
+    before: float,
+    planned_epochs: int,
+    run_probe: ProbeRunner,
+    key: str,
+) -> list[SettingProbe]:
+    """One probe per candidate of `cfg.candidates`, in their order: each distinct recipe trains for
+    `profile_epochs` on the same `profile_fraction` subsample of `frames` (drawn from `key`, so a
+    resumed or repeated job draws the same); candidates that differ only in epochs share a probe.
+    Probes run without distillation, to stay cheap. planned_epochs: the job's epochs under the
+    configured setting, which caps each candidate's."""
+    n = probe_images(cfg, len(frames))
+    subsample = random.Random(f"{key}/profile").sample(list(frames), n)
+    curves: dict[tuple, list[float]] = {}
+    probes = []
+    for setting in cfg.candidates:
+        probed = recipe(setting) not in curves
+        if probed:
+            probe_cfg = cfg.with_setting(setting)
+            probe_cfg = probe_cfg.model_copy(update={"distill": probe_cfg.distill.model_copy(update={"mode": "off"})})
+            curves[recipe(setting)] = run_probe(probe_cfg, subsample, cfg.profile_epochs)
+        epochs = min(setting.epochs or cfg.epochs, planned_epochs)
+        cost = relative_cost(cfg, setting)
+        probes.append(
+            SettingProbe(setting, before, curves[recipe(setting)], epochs, n, len(frames), cost, planned_epochs, probed)
+        )
+    log.info(
+        "job %s: profiled %s on %d of %d frames; chose %s",
+        key,
+        ", ".join(
+            f"{p.setting.name} (gain {p.predicted_gain:+.3f} in {p.planned_epochs} epochs, cost x{p.cost:.2f})"
+            for p in probes
+        ),
+        n,
+        len(frames),
+        choose_setting(probes).setting.name,
+    )
+    return probes
+
+
+def record_profile(job: TrainingJob, probes: list[SettingProbe], chosen: str) -> None:
+    """The probes' predictions and work in the job's metrics; the chosen one's prediction becomes
+    the job's predicted gain. Call after the job's own metrics are set."""
+    work = sum(p.image_epochs for p in probes)
+    job.metrics["profile_image_epochs"] = work
+    job.metrics["heldout_evaluations"] += sum(len(p.points) for p in probes if p.probed)
+    for i, probe in enumerate(probes):
+        job.metrics[f"profile_{probe.setting.name}_gain"] = probe.predicted_gain
+        if probe.setting.name == chosen:
+            job.metrics["profile_choice"] = float(i)
+            job.predicted_gain = probe.predicted_gain
+            # image-epochs at the configured image size, the probes' included: this claim's work
+            job.metrics["image_epochs"] = job.metrics["image_epochs"] * probe.pixel_cost + work

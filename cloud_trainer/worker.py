@@ -34,14 +34,7 @@ from cloud_trainer.distill_training import TeacherFeatures
 from cloud_trainer.lease import LeaseKeeper, LeaseLost
 from cloud_trainer.manager import pinned_version
 from cloud_trainer.metrics import JOB_DURATION
-from cloud_trainer.profiler import (
-    LearningCurve,
-    SettingProbe,
-    choose_setting,
-    probe_images,
-    recipe,
-    relative_cost,
-)
+from cloud_trainer.profiler import LearningCurve, SettingProbe, choose_setting, profile_candidates, record_profile
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import StateStore
 from cloud_trainer.state.base import DEFAULT_LEASE_S, StoreUnavailable
@@ -254,7 +247,7 @@ class TrainingWorker:
             job.metrics["distill_teacher_images"] = float(result.teacher_images)
             job.metrics["distill_teacher_seconds"] = result.teacher_seconds
         if probes:  # the chosen candidate's prediction, made before the job committed its budget
-            self._record_profile(job, probes, plan.setting)
+            record_profile(job, probes, plan.setting)
         elif curve.first_prediction is not None:  # the profiler's, which replaces the manager's bound
             if job.predicted_gain is not None:
                 job.metrics["queued_gain_bound"] = job.predicted_gain
@@ -314,24 +307,13 @@ class TrainingWorker:
         planned_epochs: int,
         keeper: LeaseKeeper,
     ) -> list[SettingProbe]:
-        """Train each candidate briefly on a subsample and score the held-out frames after each epoch
-        (cloud_trainer.profiler). Probes run without distillation, to stay cheap."""
-        n = probe_images(self.cfg, len(train))
-        subsample = random.Random(f"{job.job_id}/profile").sample(train, n)
-        probes = []
-        curves: dict[tuple, list[float]] = {}  # one probe per recipe, read at each candidate's epochs
-        for setting in self.cfg.candidates:
-            # a candidate's epochs, capped like the configured ones by the budget (planned_epochs)
-            epochs = min(setting.epochs or self.cfg.epochs, planned_epochs)
-            cost = relative_cost(self.cfg, setting)
-            if (shared := curves.get(recipe(setting))) is not None:
-                probes.append(SettingProbe(setting, before, shared, epochs, n, len(train), cost, planned_epochs, False))
-                continue
-            cfg = self.cfg.with_setting(setting)
-            cfg = cfg.model_copy(update={"distill": cfg.distill.model_copy(update={"mode": "off"})})
-            points: list[float] = curves.setdefault(recipe(setting), [])
+        """The candidates' probes (cloud_trainer.profiler), each a short fine-tune of `start` scored
+        on the held-out frames after every epoch."""
 
-            def on_weights(epochs_done: int, state: dict, points: list[float] = points) -> None:
+        def run_probe(cfg: TrainingConfig, frames: list[LabelledFrame], epochs: int) -> list[float]:
+            points: list[float] = []
+
+            def on_weights(epochs_done: int, state: dict) -> None:
                 keeper.check()
                 if epochs_done > len(points):  # ultralytics reports the last epoch twice
                     model = StudentModel.from_state(state, start.class_names, start.imgsz, start.arch)
@@ -339,36 +321,12 @@ class TrainingWorker:
 
             workdir = Path(tempfile.mkdtemp(prefix=f"probe-{job.job_id}-", dir=self.workdir))
             try:
-                fine_tune(start, subsample, held, cfg, workdir, epochs=self.cfg.profile_epochs, seed=0,
-                          on_weights=on_weights)  # fmt: skip
+                fine_tune(start, frames, held, cfg, workdir, epochs=epochs, seed=0, on_weights=on_weights)
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
-            probes.append(SettingProbe(setting, before, points, epochs, n, len(train), cost, planned_epochs))
-        log.info(
-            "job %s: profiled %s on %d of %d frames; chose %s",
-            job.job_id,
-            ", ".join(
-                f"{p.setting.name} (gain {p.predicted_gain:+.3f} in {p.planned_epochs} epochs, cost x{p.cost:.2f})"
-                for p in probes
-            ),
-            n,
-            len(train),
-            choose_setting(probes).setting.name,
-        )
-        return probes
+            return points
 
-    def _record_profile(self, job: TrainingJob, probes: list[SettingProbe], chosen: str) -> None:
-        """The probes' predictions and work in the job's metrics; the chosen one is its predicted gain."""
-        work = sum(p.image_epochs for p in probes)
-        job.metrics["profile_image_epochs"] = work
-        job.metrics["heldout_evaluations"] += sum(len(p.points) for p in probes if p.probed)
-        for i, probe in enumerate(probes):
-            job.metrics[f"profile_{probe.setting.name}_gain"] = probe.predicted_gain
-            if probe.setting.name == chosen:
-                job.metrics["profile_choice"] = float(i)
-                job.predicted_gain = probe.predicted_gain
-                # image-epochs at the configured image size, the probes' included: this claim's work
-                job.metrics["image_epochs"] = job.metrics["image_epochs"] * probe.pixel_cost + work
+        return profile_candidates(self.cfg, train, before, planned_epochs, run_probe, key=job.job_id)
 
     # ------------------------------------------------------------ resuming
 

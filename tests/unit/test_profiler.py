@@ -9,6 +9,7 @@ from cloud_trainer.profiler import (
     SettingProbe,
     choose_setting,
     probe_images,
+    profile_candidates,
     profile_evaluations,
     profile_image_epochs,
     recipe,
@@ -140,3 +141,32 @@ def test_candidates_that_differ_only_in_epochs_share_one_probe_and_shorter_wins_
         [SettingProbe(cfg.candidates[0], 0.3, steady, 10, 10, 20, 1.0, 10),
          SettingProbe(cfg.candidates[1], 0.3, steady, 4, 10, 20, 1.0, 10, probed=False)]
     ).setting.name == "long"  # fmt: skip
+
+
+def test_profiling_runs_one_probe_per_recipe_on_one_subsample_without_distillation() -> None:
+    cfg = TrainingConfig(
+        epochs=10,
+        profile_epochs=2,
+        profile_fraction=0.5,
+        distill={"mode": "attention"},
+        candidates=[
+            TrainingSetting(name="default"),
+            TrainingSetting(name="short", epochs=4),
+            TrainingSetting(name="gentle", lr0=0.002),
+        ],
+    )
+    runs: list[tuple[float, list[int], int, str]] = []
+
+    def run_probe(probe_cfg: TrainingConfig, frames: list[int], epochs: int) -> list[float]:
+        runs.append((probe_cfg.lr0, frames, epochs, probe_cfg.distill.mode))
+        return [0.5, 0.6] if probe_cfg.lr0 == cfg.lr0 else [0.31, 0.32]
+
+    probes = profile_candidates(cfg, list(range(20)), 0.3, 8, run_probe, key="job-1")
+    assert [(lr0, epochs, mode) for lr0, _, epochs, mode in runs] == [(cfg.lr0, 2, "off"), (0.002, 2, "off")]
+    assert runs[0][1] == runs[1][1] and len(runs[0][1]) == 10 and set(runs[0][1]) <= set(range(20))
+    assert [p.probed for p in probes] == [True, False, True]
+    assert probes[1].points is probes[0].points and [p.planned_epochs for p in probes] == [8, 4, 8]
+    assert choose_setting(probes).setting.name == "short"  # the curve saturates: half the epochs, most of the gain
+    again: list[tuple] = []
+    profile_candidates(cfg, list(range(20)), 0.3, 8, lambda c, f, e: again.append(f) or [0.4, 0.4], key="job-1")
+    assert again[0] == runs[0][1], "a repeated or resumed job probes the same frames"
