@@ -166,9 +166,13 @@ class TrainingWorker:
         older = [
             s for s in self.store.list_samples(job.edge_id, labelled=True, limit=None) if s.sample_id not in fresh_ids
         ]
-        rng = random.Random(job.job_id)
-        replay = rng.sample(older, min(n_replay, len(older)))
+        replay = random.Random(self._seed_key(job)).sample(older, min(n_replay, len(older)))
         return train, held, replay
+
+    def _seed_key(self, job: TrainingJob) -> str:
+        """What seeds a job's random draws: its id, and the training seed unless that is 0 (so seed
+        0 keeps the draws every earlier result was measured with)."""
+        return f"{self.cfg.seed}/{job.job_id}" if self.cfg.seed else job.job_id
 
     def current_scene(self, edge_id: str, newest: list[StoredSample]) -> float:
         """Start of the edge's current scene: the newest reported scene change, else the newest sample's."""
@@ -321,12 +325,12 @@ class TrainingWorker:
 
             workdir = Path(tempfile.mkdtemp(prefix=f"probe-{job.job_id}-", dir=self.workdir))
             try:
-                fine_tune(start, frames, held, cfg, workdir, epochs=epochs, seed=0, on_weights=on_weights)
+                fine_tune(start, frames, held, cfg, workdir, epochs=epochs, seed=self.cfg.seed, on_weights=on_weights)
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
             return points
 
-        return profile_candidates(self.cfg, train, before, planned_epochs, run_probe, key=job.job_id)
+        return profile_candidates(self.cfg, train, before, planned_epochs, run_probe, key=self._seed_key(job))
 
     # ------------------------------------------------------------ resuming
 
@@ -414,7 +418,7 @@ class TrainingWorker:
         distill = {"teacher": features} if features is not None else {}
         try:
             result = fine_tune(
-                start, train, held, cfg, workdir, epochs=remaining, seed=0, on_weights=on_weights, **distill
+                start, train, held, cfg, workdir, epochs=remaining, seed=self.cfg.seed, on_weights=on_weights, **distill
             )
         except StopEarly as stop:
             log.info("job %s: stopped after epoch %d: %s", job.job_id, done_before + last["epochs"], stop)

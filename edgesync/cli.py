@@ -353,7 +353,13 @@ def bench(
             "(default: the config's downlink section, fp16-delta with zstd)."
         ),
     ] = ("static,uniform,shoggoth,edgesync"),
-    seed: Annotated[int, typer.Option(help="Drift noise seed; the same seed gives the same numbers.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Seeds the drift noise and training (shuffling, augmentation, replay); "
+            "the same seed gives the same numbers."
+        ),
+    ] = 0,
     out: Annotated[Path, typer.Option(help="Writes results.json, results.md and accuracy.png here.")] = Path(
         "runs/bench"
     ),

@@ -364,6 +364,10 @@ class TrainingConfig(Strict):
     patience: int = Field(0, ge=0)
     device: str = "cpu"
     workers: int = Field(0, ge=0)  # dataloader processes
+    # seeds training's randomness: ultralytics' shuffling and augmentation, and which older samples
+    # a job replays. The same seed gives the same model from the same frames; `edgesync bench
+    # --seed` sets it, so runs with different seeds show how much a result owes to chance
+    seed: int = Field(0, ge=0)
     distill: DistillConfig = DistillConfig()  # off unless a deployment turns it on
 
     @model_validator(mode="after")

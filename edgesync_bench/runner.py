@@ -180,7 +180,8 @@ def run_bench(req: BenchRequest) -> dict:
         sampler=SamplerConfig(
             max_samples_per_s=req.max_samples_per_s, max_bytes_per_s=req.max_bytes_per_s, max_side=req.max_side
         ),
-        training=cloud.training.model_copy(update={"imgsz": base_manifest.imgsz}),
+        # the seed moves training's randomness too, not only the drift's noise (the student is shared)
+        training=cloud.training.model_copy(update={"imgsz": base_manifest.imgsz, "seed": req.seed}),
         costs=costs,
         uplink_kbit_s=req.uplink_kbit_s,
         downlink_kbit_s=req.downlink_kbit_s,

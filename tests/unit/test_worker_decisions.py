@@ -7,6 +7,7 @@ the first model again if it beats both, otherwise register nothing.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import cv2
@@ -128,3 +129,18 @@ def test_the_job_trains_with_the_candidate_the_profiler_predicts_most_from(
     assert job.metrics["profile_image_epochs"] == 2 * 8 * 2
     assert job.metrics["image_epochs"] == 16 * 4 + 2 * 8 * 2  # the probes are charged to the job
     assert job.result_version == 2 and job.achieved_gain == pytest.approx(0.72 - 0.5)  # scored once more
+
+
+def test_the_training_seed_moves_the_replay_draw_and_seed_0_keeps_the_job_ids(tmp_path: Path) -> None:
+    store, registry = _edge(tmp_path, [_model(1)], samples=40)  # the 10 newest are fresh, 30 older replay
+    job = TrainingJob("job-1", EDGE, 1.0, 0.0, 2)
+
+    def replay(seed: int) -> list[str]:
+        worker = TrainingWorker(store, registry, TrainingConfig(max_fresh=10, seed=seed), "w", workdir=tmp_path)
+        return [s.sample_id for s in worker.select(job)[2]]
+
+    assert len(replay(0)) == 3 and replay(0) == replay(0) and replay(7) == replay(7)  # half of 6 training frames
+    assert replay(7) != replay(0) != replay(8)
+    older = [s for s in store.list_samples(EDGE, labelled=True, limit=None) if s.seq < 30]
+    drawn = random.Random("job-1").sample(older, 3)
+    assert replay(0) == [s.sample_id for s in drawn], "seed 0 draws as every earlier result did"
