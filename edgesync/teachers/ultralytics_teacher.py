@@ -53,6 +53,7 @@ class UltralyticsTeacher(Teacher):
         self._model_classes = sorted(self._to_target)
         self.name = f"ultralytics:{weights.stem}"
         self._lock = threading.Lock()  # labelling and feature extraction share one model
+        self._device = None  # the torch device of cfg.device, resolved on first use
         log.info(
             "ultralytics teacher %s loaded: classes %s (model ids %s), conf %.2f, imgsz %d, device %s",
             weights,
@@ -88,7 +89,9 @@ class UltralyticsTeacher(Teacher):
         size = self.cfg.imgsz
         levels: list[list[np.ndarray]] = []
         with self._lock:
-            net = self._model.model  # the DetectionModel; predict() may have fused it, which keeps layer indices
+            # the DetectionModel; predict() may have fused it, which keeps layer indices. It is put on
+            # the configured device here too: a worker that only distils never calls predict()
+            net = self._model.model.to(self._torch_device())
             device = next(net.parameters()).device
             dtype = next(net.parameters()).dtype
             for start in range(0, len(frames), self.batch_size):
@@ -100,6 +103,14 @@ class UltralyticsTeacher(Teacher):
                         levels.append([])
                     levels[i].append(m.float().cpu().numpy())
         return [np.concatenate(level, axis=0) for level in levels]
+
+    def _torch_device(self):
+        """cfg.device as torch names it ("0" is cuda:0), resolved the way predict() resolves it."""
+        if self._device is None:
+            from ultralytics.utils.torch_utils import select_device
+
+            self._device = select_device(self.cfg.device, verbose=False)
+        return self._device
 
     def _detections(self, result: Any) -> list[Detection]:
         boxes = result.boxes
