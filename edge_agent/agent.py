@@ -18,7 +18,7 @@ import grpc
 
 from edge_agent.hotswap import HotSwapDetector, SwapEvent
 from edge_agent.metrics import EdgeMetrics
-from edge_agent.model_store import EdgeModelStore, load_safetensors_model
+from edge_agent.model_store import EdgeModelStore
 from edge_agent.scene_reports import SceneReporter
 from edge_agent.sink import JsonlSink
 from edge_agent.source import Frame, VideoSource
@@ -35,7 +35,7 @@ from edgesync.errors import AssetError
 from edgesync.retry import Backoff
 from edgesync.sampling import FrameInfo, Selected, build_sampler
 from edgesync.signing import ManifestVerifier
-from edgesync.student import StudentModel
+from edgesync.student import StudentModel, load_safetensors_model
 from edgesync.tls import read_pem
 from edgesync.types import ModelManifest, SceneChange
 from edgesync.v1 import edgesync_pb2 as pb

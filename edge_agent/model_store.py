@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edgesync.errors import EdgeSyncError
 from edgesync.signing import ManifestVerifier
-from edgesync.student import StudentModel
+from edgesync.student import StudentModel, load_safetensors_model
 from edgesync.types import ModelManifest
 
 log = logging.getLogger(__name__)
@@ -72,14 +72,3 @@ class EdgeModelStore:
                 continue
             return model
         return None
-
-
-def load_safetensors_model(path: Path, **kw) -> StudentModel:
-    """Load weights.safetensors with its manifest (same stem .json, or manifest.json beside it)."""
-    path = Path(path)
-    candidates = [path.with_suffix(".json"), path.parent / "manifest.json"]
-    manifest_path = next((p for p in candidates if p.exists()), None)
-    if manifest_path is None:
-        raise EdgeSyncError(f"{path}: no manifest beside it (looked for {', '.join(map(str, candidates))})")
-    manifest = ModelManifest.from_json(json.loads(manifest_path.read_text()))
-    return StudentModel.from_bytes(manifest, path.read_bytes(), source=str(path), **kw)

@@ -7,6 +7,7 @@ architecture comes from ultralytics' own model YAMLs.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from edgesync import ultralytics_env
-from edgesync.errors import AssetError, IntegrityError, InvalidInput
+from edgesync.errors import AssetError, EdgeSyncError, IntegrityError, InvalidInput
 from edgesync.types import Detection, ModelManifest
 from edgesync.weights import decode_state_dict, encode_state_dict, sha256_hex
 
@@ -171,3 +172,14 @@ class StudentModel:
     def warmup(self) -> None:
         """One prediction on a blank frame so the first real frame is not slow."""
         self.predict([np.zeros((self.imgsz, self.imgsz, 3), np.uint8)])
+
+
+def load_safetensors_model(path: Path, **kw) -> StudentModel:
+    """Load weights.safetensors with its manifest (same stem .json, or manifest.json beside it)."""
+    path = Path(path)
+    candidates = [path.with_suffix(".json"), path.parent / "manifest.json"]
+    manifest_path = next((p for p in candidates if p.exists()), None)
+    if manifest_path is None:
+        raise EdgeSyncError(f"{path}: no manifest beside it (looked for {', '.join(map(str, candidates))})")
+    manifest = ModelManifest.from_json(json.loads(manifest_path.read_text()))
+    return StudentModel.from_bytes(manifest, path.read_bytes(), source=str(path), **kw)

@@ -39,14 +39,14 @@ from rich.table import Table
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.hotswap import HotSwapDetector
-from edge_agent.model_store import EdgeModelStore, load_safetensors_model
+from edge_agent.model_store import EdgeModelStore
 from edge_agent.sink import JsonlSink
 from edge_agent.source import VideoSource, open_capture
 from edge_agent.updates import UpdateListener
 from edgesync.assets import resolve_video
 from edgesync.config import EdgeConfig, QueueConfig, RetryConfig, SamplerConfig
 from edgesync.errors import AssetError, InvalidInput, SourceError
-from edgesync.student import StudentModel
+from edgesync.student import StudentModel, load_safetensors_model
 from edgesync.types import ModelManifest
 
 log = logging.getLogger(__name__)

@@ -14,13 +14,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cloud_trainer.bootstrap import BootstrapSettings, bootstrap_student
 from cloud_trainer.registry import ModelRegistry
-from edge_agent.model_store import load_safetensors_model
 from edgesync.assets import edgesync_home, resolve_video
 from edgesync.config import CloudConfig, SamplerConfig
 from edgesync.drift import DriftSchedule, load_schedule
 from edgesync.errors import ConfigError
 from edgesync.ground_truth import clean_ground_truth, read_video
-from edgesync.student import StudentModel
+from edgesync.student import StudentModel, load_safetensors_model
 from edgesync.teachers import build_teacher
 from edgesync_bench.cameras import combine, load_cameras
 from edgesync_bench.cameras import markdown_table as cameras_table
