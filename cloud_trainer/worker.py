@@ -75,6 +75,13 @@ def split_fresh(fresh: list[StoredSample], cfg: TrainingConfig) -> tuple[list[St
     span the same scenes. "newest" holds out the most recent arrivals, so a candidate must beat the
     current model on what the camera sees now; with a few dozen samples per job that set is small
     and noisy, and it did worse on the dev benchmark (BENCHMARKS.md).
+
+    Both draw the split afresh for every job, so a frame one job trained on can judge the next
+    job of the same scene, where the model it trained (now the current one) has seen it.
+    "fixed" never does that: every heldout_fraction-th frame by arrival number is held out for
+    good, and while a scene has too few of those for min_heldout, its newest frames make up the
+    rest (frames no job has trained on yet, unless jobs follow each other faster than frames
+    arrive). A scene's held-out set then grows with the scene instead of being redrawn.
     """
     fresh = sorted(fresh, key=lambda s: s.seq)
     n_held = min(len(fresh) - 1, max(cfg.min_heldout, round(len(fresh) * cfg.heldout_fraction)))
@@ -82,6 +89,16 @@ def split_fresh(fresh: list[StoredSample], cfg: TrainingConfig) -> tuple[list[St
         return fresh, []
     if cfg.heldout == "newest":
         return fresh[:-n_held], fresh[-n_held:]
+    if cfg.heldout == "fixed":
+        period = max(2, round(1 / cfg.heldout_fraction))
+        held_ids = {s.sample_id for s in fresh if s.seq % period == period // 2}
+        for s in reversed(fresh):  # the newest make up a scene's first few
+            if len(held_ids) >= min(cfg.min_heldout, len(fresh) - 1):
+                break
+            held_ids.add(s.sample_id)
+        if len(held_ids) == len(fresh):  # keep one to train on
+            held_ids.discard(fresh[0].sample_id)
+        return [s for s in fresh if s.sample_id not in held_ids], [s for s in fresh if s.sample_id in held_ids]
     step = len(fresh) / n_held
     held_idx = {min(len(fresh) - 1, int(i * step + step / 2)) for i in range(n_held)}
     train = [s for i, s in enumerate(fresh) if i not in held_idx]

@@ -236,6 +236,12 @@ STRATEGIES["edgesync-epochs"] = replace(
     training=EDGESYNC_TRAINING
     | {"candidates": [TrainingSetting(name="default"), TrainingSetting(name="short", epochs=5), GENTLE]},
 )
+STRATEGIES["edgesync-fixed"] = replace(
+    STRATEGIES["edgesync"],
+    name="edgesync-fixed",
+    description="edgesync; each frame is held out for good (training.heldout fixed), never a frame a model trained on",
+    training=EDGESYNC_TRAINING | {"heldout": "fixed"},
+)
 STRATEGIES["distill"] = replace(
     STRATEGIES["edgesync"],
     name="distill",

@@ -307,3 +307,30 @@ def test_split_partitions_the_fresh_samples(n: int, fraction: float, min_heldout
     if n:
         assert train
         assert len(held) == min(n - 1, max(min_heldout, round(n * fraction)))
+
+
+def test_fixed_split_never_judges_a_job_on_frames_an_earlier_job_trained_on() -> None:
+    cfg = TrainingConfig(heldout_fraction=0.2, min_heldout=4, heldout="fixed")
+    samples = fresh(100)
+    # jobs as frames arrive (one new frame per job: the hardest case), then a 40-frame window sliding on
+    windows = [samples[:n] for n in range(2, 60)] + [samples[k : k + 40] for k in range(20, 61)]
+    trained: set[int] = set()
+    for window in windows:
+        train, held = split_fresh(window, cfg)
+        assert not trained & {s.seq for s in held}, f"window {window[0].seq}-{window[-1].seq}"
+        assert train and len(train) + len(held) == len(window)
+        assert len(held) >= min(cfg.min_heldout, len(window) - 1)
+        trained |= {s.seq for s in train}
+    _, held = split_fresh(samples[:100], cfg)
+    assert len(held) == 20  # every fifth frame once a scene has enough of them
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(n=st.integers(0, 300), fraction=st.floats(0.01, 0.99), min_heldout=st.integers(1, 50))
+def test_fixed_split_partitions_the_fresh_samples(n: int, fraction: float, min_heldout: int) -> None:
+    samples = fresh(n)
+    cfg = TrainingConfig(heldout_fraction=fraction, min_heldout=min_heldout, heldout="fixed")
+    train, held = split_fresh(samples, cfg)
+    assert sorted(s.seq for s in train + held) == [s.seq for s in samples]
+    if n > 1:
+        assert train and len(held) >= min(min_heldout, n - 1)
