@@ -276,6 +276,14 @@ STRATEGIES["fair"] = replace(
     order="fair",
 )
 
+STRATEGIES["manager-patience"] = replace(
+    STRATEGIES["manager"],
+    name="manager-patience",
+    description="manager; a job stops once its held-out mAP50 has not improved for 2 epochs "
+    "(training.patience 2), handing the rest of its budget to the next job",
+    training=EDGESYNC_TRAINING | {"patience": 2},
+)
+
 
 def get_strategies(names: list[str]) -> list[Strategy]:
     """Strategies by name, in the order given; unknown names are an error that lists the known ones.
