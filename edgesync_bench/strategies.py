@@ -276,13 +276,15 @@ STRATEGIES["fair"] = replace(
     order="fair",
 )
 
-STRATEGIES["manager-patience"] = replace(
-    STRATEGIES["manager"],
-    name="manager-patience",
-    description="manager; a job stops once its held-out mAP50 has not improved for 2 epochs "
-    "(training.patience 2), handing the rest of its budget to the next job",
-    training=EDGESYNC_TRAINING | {"patience": 2},
-)
+# The same three orders with early stopping (training.patience 2): a job stops once its held-out
+# mAP50 has not improved for 2 epochs, handing the rest of its budget to the next job
+for _order in ("manager", "fifo", "fair"):
+    STRATEGIES[f"{_order}-patience"] = replace(
+        STRATEGIES[_order],
+        name=f"{_order}-patience",
+        description=f"{_order}; jobs stop once held-out mAP50 has not improved for 2 epochs",
+        training=EDGESYNC_TRAINING | {"patience": 2},
+    )
 
 
 def get_strategies(names: list[str]) -> list[Strategy]:
