@@ -11,7 +11,7 @@ every epoch shows whether more epochs would help.
         --recipe '{}' --recipe '{"lr0": 0.002, "freeze_bn": true}'
 
 Each recipe is JSON of training-config fields (edgesync.config.TrainingConfig) plus "epochs".
-Run `edgesync bench` once first: it bootstraps and caches the student this script starts from.
+It starts from the bench's student for `--drift` (default dev.yaml), bootstrapping it if none is cached.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.training import LabelledFrame, evaluate, fine_tune
 from edgesync.assets import edgesync_home, vtest_path
-from edgesync.config import SSDTeacherConfig, TrainingConfig
-from edgesync.drift import apply_conditions
+from edgesync.config import CloudConfig, TrainingConfig
+from edgesync.drift import apply_conditions, load_schedule
 from edgesync.ground_truth import read_video
 from edgesync.student import StudentModel
-from edgesync.teachers.ssd import SSDTeacher
+from edgesync.teachers import build_teacher
+from edgesync_bench.runner import bench_student
 
 
 def main() -> None:
@@ -40,15 +40,19 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=24, help="drifted training frames, one a second")
     parser.add_argument("--recipe", action="append", default=[], help="JSON training overrides; repeatable")
     parser.add_argument("--start-s", type=float, default=130.0, help="stream time of the first training frame")
+    parser.add_argument(
+        "--drift", type=Path, default=Path("configs/drift/dev.yaml"), help="whose bench student to start from"
+    )
     args = parser.parse_args()
 
-    frames, fps = read_video(str(vtest_path()))
-    students = sorted((edgesync_home() / "bench" / "students").glob("*"))
-    if not students:
-        raise SystemExit("no bootstrapped student cached: run `edgesync bench` once first")
-    registry = ModelRegistry(students[0])
-    student = StudentModel.from_bytes(*registry.load(None, registry.latest_version(None)))
-    teacher = SSDTeacher(SSDTeacherConfig(classes=list(student.class_names)))
+    video = str(vtest_path())
+    frames, fps = read_video(video)
+    cloud = CloudConfig()
+    teacher = build_teacher(cloud.teacher)
+    # the bench's student for this schedule (bootstrapped and cached on first use)
+    schedule = load_schedule(args.drift)
+    manifest, weights, _ = bench_student(video, schedule, None, teacher, cloud, edgesync_home() / "bench")
+    student = StudentModel.from_bytes(manifest, weights)
 
     def clean(t: float):
         return frames[round(t * fps) % len(frames)]
