@@ -195,6 +195,9 @@ def run_bench(req: BenchRequest) -> dict:
         "seed": req.seed,
         "duration_s": duration,
         "gpu_speedup": req.gpu_speedup,
+        # which student every strategy started from: bootstraps differ across kinds of CPU, so
+        # results are comparable only where this matches
+        "student_sha256": base_manifest.sha256,
         "fps": fps,
         "evaluated_from_s": eval_from,
         "budgets": {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import cv2
@@ -110,6 +111,7 @@ def test_results_json_has_the_documented_schema(results: dict, inputs: Path) -> 
     assert results["seed"] == 0
     assert results["duration_s"] == 15
     assert results["gpu_speedup"] == 1.0
+    assert re.fullmatch(r"[0-9a-f]{64}", results["student_sha256"]), "which student the strategies started from"
     assert list(results["strategies"]) == STRATEGIES
     for name, strategy in results["strategies"].items():
         assert STRATEGY_KEYS <= set(strategy), f"{name} lacks {STRATEGY_KEYS - set(strategy)}"
