@@ -89,11 +89,12 @@ class UltralyticsTeacher(Teacher):
         size = self.cfg.imgsz
         levels: list[list[np.ndarray]] = []
         with self._lock:
-            # the DetectionModel; predict() may have fused it, which keeps layer indices. It is put on
-            # the configured device here too: a worker that only distils never calls predict()
-            net = self._model.model.to(self._torch_device())
-            device = next(net.parameters()).device
-            dtype = next(net.parameters()).dtype
+            net = self._model.model  # the DetectionModel; predict() may have fused it, which keeps layer indices
+            first = next(net.parameters())
+            if first.device != self._torch_device():  # a worker that only distils never calls predict(),
+                net.to(self._torch_device())  # which is what otherwise puts it on the configured device
+                first = next(net.parameters())
+            device, dtype = first.device, first.dtype
             for start in range(0, len(frames), self.batch_size):
                 chunk = [cv2.resize(f, (size, size))[:, :, ::-1] for f in frames[start : start + self.batch_size]]
                 x = torch.from_numpy(np.ascontiguousarray(np.stack(chunk).transpose(0, 3, 1, 2)))
