@@ -92,8 +92,7 @@ def make_teacher(spec: str, device: str, directory: Path) -> Teacher:
     if spec == "ssd":
         return build_teacher(SSDTeacherConfig(classes=CLASSES))
     weights = random_checkpoint(spec, directory) if spec.endswith(".yaml") else Path(spec)
-    gpu = device if device != "cpu" else "cpu"
-    return build_teacher(UltralyticsTeacherConfig(weights=weights, classes=CLASSES, device=gpu, imgsz=640))
+    return build_teacher(UltralyticsTeacherConfig(weights=weights, classes=CLASSES, device=device, imgsz=640))
 
 
 def time_fine_tune(
