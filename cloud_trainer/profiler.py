@@ -206,15 +206,16 @@ def profile_candidates(
     curves: dict[tuple, list[float]] = {}
     probes = []
     for setting in cfg.candidates:
-        probed = recipe(setting) not in curves
+        trains_with = recipe(setting)
+        probed = trains_with not in curves
         if probed:
             probe_cfg = cfg.with_setting(setting)
             probe_cfg = probe_cfg.model_copy(update={"distill": probe_cfg.distill.model_copy(update={"mode": "off"})})
-            curves[recipe(setting)] = run_probe(probe_cfg, subsample, cfg.profile_epochs)
+            curves[trains_with] = run_probe(probe_cfg, subsample, cfg.profile_epochs)
         epochs = min(setting.epochs or cfg.epochs, planned_epochs)
         cost = relative_cost(cfg, setting)
         probes.append(
-            SettingProbe(setting, before, curves[recipe(setting)], epochs, n, len(frames), cost, planned_epochs, probed)
+            SettingProbe(setting, before, curves[trains_with], epochs, n, len(frames), cost, planned_epochs, probed)
         )
     log.info(
         "job %s: profiled %s on %d of %d frames; chose %s",
