@@ -20,7 +20,7 @@ from edgesync.drift import DriftSchedule, load_schedule
 from edgesync.errors import ConfigError
 from edgesync.ground_truth import clean_ground_truth, read_video
 from edgesync.student import StudentModel, load_safetensors_model
-from edgesync.teachers import build_teacher
+from edgesync.teachers import Teacher, build_teacher
 from edgesync_bench.cameras import combine, load_cameras
 from edgesync_bench.cameras import markdown_table as cameras_table
 from edgesync_bench.cameras import plot as cameras_plot
@@ -120,6 +120,16 @@ def bench_student(
             )
     manifest, weights = registry.load(None, registry.latest_version(None))
     return manifest, weights, settings.seconds
+
+
+def default_bench_student(video: str, schedule: DriftSchedule) -> tuple[StudentModel, Teacher, float]:
+    """(student, teacher, seconds not to score): what `edgesync bench` starts from on this video
+    and schedule with the default cloud config, bootstrapped and cached on first use, and the
+    teacher it learnt from; for scripts that study that student outside the bench."""
+    cloud = CloudConfig()
+    teacher = build_teacher(cloud.teacher)
+    manifest, weights, skip_s = bench_student(video, schedule, None, teacher, cloud, edgesync_home() / "bench")
+    return StudentModel.from_bytes(manifest, weights), teacher, skip_s
 
 
 def run_bench(req: BenchRequest) -> dict:

@@ -24,13 +24,12 @@ import time
 from pathlib import Path
 
 from cloud_trainer.training import LabelledFrame, evaluate, fine_tune
-from edgesync.assets import edgesync_home, vtest_path
-from edgesync.config import CloudConfig, TrainingConfig
+from edgesync.assets import vtest_path
+from edgesync.config import TrainingConfig
 from edgesync.drift import apply_conditions, load_schedule
 from edgesync.ground_truth import read_video
 from edgesync.student import StudentModel
-from edgesync.teachers import build_teacher
-from edgesync_bench.runner import bench_student
+from edgesync_bench.runner import default_bench_student
 
 
 def main() -> None:
@@ -47,12 +46,7 @@ def main() -> None:
 
     video = str(vtest_path())
     frames, fps = read_video(video)
-    cloud = CloudConfig()
-    teacher = build_teacher(cloud.teacher)
-    # the bench's student for this schedule (bootstrapped and cached on first use)
-    schedule = load_schedule(args.drift)
-    manifest, weights, _ = bench_student(video, schedule, None, teacher, cloud, edgesync_home() / "bench")
-    student = StudentModel.from_bytes(manifest, weights)
+    student, teacher, _ = default_bench_student(video, load_schedule(args.drift))
 
     def clean(t: float):
         return frames[round(t * fps) % len(frames)]

@@ -21,15 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesync.assets import edgesync_home, vtest_path
-from edgesync.config import CloudConfig
+from edgesync.assets import vtest_path
 from edgesync.drift import DriftApplier, load_schedule
 from edgesync.evaluation import map50
 from edgesync.ground_truth import read_video
-from edgesync.student import StudentModel
-from edgesync.teachers import build_teacher
 from edgesync.types import detections_to_array
-from edgesync_bench.runner import bench_student
+from edgesync_bench.runner import default_bench_student
 
 
 def main() -> None:
@@ -43,11 +40,8 @@ def main() -> None:
         parser.error("--every-s must be positive")
 
     schedule = load_schedule(args.drift)
-    cloud = CloudConfig()
-    teacher = build_teacher(cloud.teacher)
     video = str(vtest_path())
-    manifest, weights, skip_s = bench_student(video, schedule, None, teacher, cloud, edgesync_home() / "bench")
-    student = StudentModel.from_bytes(manifest, weights)
+    student, teacher, skip_s = default_bench_student(video, schedule)
     frames, fps = read_video(video)
     applier = DriftApplier(schedule, args.seed)
     classes = len(student.class_names)
