@@ -39,6 +39,7 @@ class FineTuneResult:
     images: int  # training images per epoch
     teacher_images: int = 0  # images the teacher ran on for distillation (training.distill)
     teacher_seconds: float = 0.0  # and the wall time that took
+    kept_epoch: int | None = None  # the epoch whose weights model holds, where not the last (training.keep)
 
     @property
     def image_epochs(self) -> int:
@@ -169,9 +170,10 @@ def fine_tune(
         "deterministic": True,  # same seed, same numbers (the benchmark relies on it)
         "amp": False,
         "patience": max(3, total // 3),
-        # warm-up ramps the learning rate (and a 0.1 bias rate) up from zero for random weights;
-        # a fine-tune starts from trained weights, where that bias kick only undoes them
-        "warmup_epochs": min(3.0, total / 5) if from_scratch else 0.0,
+        # warm-up ramps the learning rate up from zero (ultralytics starts the biases' at 0.1 and
+        # lowers it to lr0, which suits random weights; from trained weights that kick undoes them)
+        "warmup_epochs": min(3.0, total / 5) if from_scratch else cfg.warmup_epochs,
+        "warmup_bias_lr": 0.1 if from_scratch else 0.0,
         "close_mosaic": max(0, total // 3),
     }
     if cfg.nominal_batch is not None:

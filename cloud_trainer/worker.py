@@ -264,6 +264,8 @@ class TrainingWorker:
             "train_seconds": time.monotonic() - started,
         }
         job.metrics |= {f"map50_epoch_{i + 1 + resumed_from}": v for i, v in enumerate(curve.points)}
+        if result.kept_epoch is not None:  # training.keep: best
+            job.metrics["kept_epoch"] = float(result.kept_epoch)
         if result.teacher_images:  # distillation's extra work (training.distill)
             job.metrics["distill_teacher_images"] = float(result.teacher_images)
             job.metrics["distill_teacher_seconds"] = result.teacher_seconds
@@ -406,13 +408,16 @@ class TrainingWorker:
     ) -> FineTuneResult:
         """Fine-tune start for the plan's remaining epochs, checkpointing and scoring each one.
 
-        The profiler (curve) may end training early; the last epoch's weights are the result.
+        The profiler (curve) may end training early. The result is the last epoch's weights, or
+        with cfg.keep "best" the best-scoring epoch's of this claim (a resumed job's earlier
+        claims are not compared).
         """
         done_before = plan.epochs_done
         remaining = plan.epochs_total - done_before
         if remaining <= 0:  # the previous claim died after its last epoch
             return FineTuneResult(start, 0, len(train))
         last: dict = {}
+        best: dict = {}
 
         def on_weights(epochs_done: int, state: dict) -> None:
             keeper.check()  # a job taken over stops here rather than train on for nothing
@@ -423,6 +428,8 @@ class TrainingWorker:
             if self.checkpoints is not None:
                 self.checkpoints.save(job.job_id, plan, state)
             curve.add(evaluate(StudentModel.from_state(state, start.class_names, start.imgsz, start.arch), held))
+            if curve.points[-1] > best.get("score", -1.0):
+                best.update(epochs=epochs_done, state=state, score=curve.points[-1])
             if epochs_done < remaining and (reason := curve.stop_reason()) is not None:
                 raise StopEarly(reason)
             if self.checkpoints is not None and epochs_done < remaining:
@@ -446,6 +453,10 @@ class TrainingWorker:
         if features is not None:
             result.teacher_images, result.teacher_seconds = features.images, features.seconds
         plan.epochs_done = done_before + result.epochs
+        if cfg.keep == "best" and best and last and best["epochs"] < last["epochs"]:
+            log.info("job %s: keeps epoch %d's weights, its best on held-out frames", job.job_id, best["epochs"])
+            result.model = StudentModel.from_state(best["state"], start.class_names, start.imgsz, start.arch)
+            result.kept_epoch = done_before + best["epochs"]
         return result
 
     def _preempting(self, job: TrainingJob) -> TrainingJob | None:

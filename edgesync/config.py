@@ -314,6 +314,7 @@ class TrainingSetting(Strict):
     name: str = Field(min_length=1, max_length=40)
     epochs: int | None = Field(None, gt=0)  # at most the budget's: a job short of budget runs fewer
     lr0: float | None = Field(None, gt=0)
+    warmup_epochs: float | None = Field(None, ge=0)
     imgsz: int | None = Field(None, ge=32)
     freeze: int | None = Field(None, ge=0)
     freeze_bn: bool | None = None
@@ -331,6 +332,10 @@ class TrainingConfig(Strict):
     # (its default 64); a fine-tune on 20-40 frames at batch 16 then steps only every 2-4
     # epochs. None keeps ultralytics' default; the batch size steps after every batch.
     nominal_batch: int | None = Field(None, gt=0)
+    # a fine-tune ramps the learning rate from 0 to lr0, and the gradient accumulation from every
+    # batch to nominal_batch, over this many epochs (ultralytics' warm-up, without its bias-rate
+    # kick, which undoes trained weights); 0 takes full lr0 steps from the first one
+    warmup_epochs: float = Field(0.0, ge=0)
     freeze: int = Field(0, ge=0)  # the student's first layers kept as they are (10: yolov8's backbone)
     # keep the batch-norm statistics as they are: a fine-tune on a few dozen frames of a new scene
     # otherwise re-estimates them from those frames, and part of the old scenes' accuracy goes with them
@@ -362,8 +367,13 @@ class TrainingConfig(Strict):
     preempt_ratio: float = Field(2.0, ge=0)
     # the profiler (cloud_trainer.profiler) scores held-out frames after every epoch and predicts
     # the job's gain; with patience > 0 it also stops a job once held-out mAP50 has not improved
-    # for that many epochs, keeping the last epoch's weights (0: run every epoch; unmeasured on dev)
+    # for that many epochs (0: run every epoch)
     patience: int = Field(0, ge=0)
+    # which epoch's weights a job ends with: the last, or the one that scored best on the held-out
+    # frames (ultralytics' best.pt; a fine-tune on a few dozen frames can climb for some epochs and
+    # then lose most of it in one optimizer step). "best" lets the same frames pick the epoch and
+    # judge the result, so its held-out gain is optimistic
+    keep: Literal["last", "best"] = "last"
     device: str = "cpu"
     workers: int = Field(0, ge=0)  # dataloader processes
     # seeds training's randomness: ultralytics' shuffling and augmentation, and which older samples

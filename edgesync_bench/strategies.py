@@ -242,6 +242,18 @@ STRATEGIES["edgesync-fixed"] = replace(
     description="edgesync; each frame is held out for good (training.heldout fixed), never a frame a model trained on",
     training=EDGESYNC_TRAINING | {"heldout": "fixed"},
 )
+STRATEGIES["edgesync-best"] = replace(
+    STRATEGIES["edgesync"],
+    name="edgesync-best",
+    description="edgesync; each job keeps its best epoch on the held-out frames, not its last (training.keep best)",
+    training=EDGESYNC_TRAINING | {"keep": "best"},
+)
+STRATEGIES["edgesync-best-lr"] = replace(
+    STRATEGIES["edgesync"],
+    name="edgesync-best-lr",
+    description="edgesync; fine-tunes at lr0 0.001 (a tenth of training from scratch), keeping each job's best epoch",
+    training=EDGESYNC_TRAINING | {"keep": "best", "lr0": 0.001},
+)
 STRATEGIES["distill"] = replace(
     STRATEGIES["edgesync"],
     name="distill",

@@ -48,3 +48,29 @@ def test_freeze_keeps_the_first_layers_weights(tmp_path) -> None:
     head = [k for k in before if k.startswith("model.22.") and k.endswith("weight")]
     assert backbone and all(same(before[k], after[k]) for k in backbone)
     assert any(not same(before[k], after[k]) for k in head)
+
+
+def test_warm_up_makes_the_first_steps_from_trained_weights_small(tmp_path) -> None:
+    """A fine-tune's first full-rate step can wreck a trained student; warm-up ramps up to it, and
+    the biases start from zero too (not ultralytics' 0.1, which suits random weights only)."""
+    torch.manual_seed(0)
+    student = StudentModel.fresh(CLASSES, 64, "yolov8n.yaml")
+    cfg = TrainingConfig(imgsz=64, batch=4, epochs=3, nominal_batch=4)  # an optimizer step every batch
+    before = {k: v.clone() for k, v in student.state_dict().items() if k.endswith(("weight", "bias"))}
+
+    def first_epoch_moves(warmup_epochs: float, name: str) -> dict[str, float]:
+        moved: dict[str, float] = {}
+
+        def keep(epoch: int, state: dict[str, torch.Tensor]) -> None:
+            if epoch == 1:
+                for suffix in ("weight", "bias"):
+                    keys = [k for k in before if k.endswith(suffix)]
+                    moved[suffix] = max((state[k].float() - before[k]).abs().max().item() for k in keys)
+
+        tuned = cfg.model_copy(update={"warmup_epochs": warmup_epochs})
+        fine_tune(student, frames(8), frames(2, 1), tuned, tmp_path / name, seed=0, on_weights=keep)
+        return moved
+
+    cold, warm = first_epoch_moves(0.0, "cold"), first_epoch_moves(2.0, "warm")
+    assert warm["weight"] < 0.5 * cold["weight"]
+    assert warm["bias"] < 0.5 * cold["bias"]

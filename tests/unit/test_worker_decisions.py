@@ -144,3 +144,29 @@ def test_the_training_seed_moves_the_replay_draw_and_seed_0_keeps_the_job_ids(tm
     older = [s for s in store.list_samples(EDGE, labelled=True, limit=None) if s.seq < 30]
     drawn = random.Random("job-1").sample(older, 3)
     assert replay(0) == [s.sample_id for s in drawn], "seed 0 draws as every earlier result did"
+
+
+@pytest.mark.parametrize(("keep", "registered", "kept_epoch"), [("best", "epoch 2", 2.0), ("last", "epoch 3", None)])
+def test_keep_best_registers_the_epoch_that_scored_best_on_held_out_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep: str, registered: str, kept_epoch: float | None
+) -> None:
+    current = _model(2)
+    store, registry = _edge(tmp_path, [current], samples=20)
+    epochs = {f"epoch {i}": _model(10 + i) for i in (1, 2, 3)}  # the weights after each epoch
+    scores = {"current": 0.5, "epoch 1": 0.6, "epoch 2": 0.8, "epoch 3": 0.55}  # a climb, then a collapse
+    names = {m.encode()[1]: name for name, m in (("current", current), *epochs.items())}
+
+    def fake_fine_tune(model, train, val, cfg, workdir, epochs=None, on_weights=None, **kw):
+        for epoch in (1, 2, 3):
+            on_weights(epoch, by_epoch[epoch].state_dict())
+        return FineTuneResult(by_epoch[3], 3, len(train))
+
+    by_epoch = {i: epochs[f"epoch {i}"] for i in (1, 2, 3)}
+    monkeypatch.setattr(worker_module, "fine_tune", fake_fine_tune)
+    monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: scores[names[model.encode()[1]]])
+    cfg = TrainingConfig(min_heldout=4, epochs=3, fallback_to_first=False, keep=keep)
+    job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 1))
+
+    assert names[StudentModel.from_bytes(*registry.load(EDGE, job.result_version)).encode()[1]] == registered
+    assert job.metrics.get("kept_epoch") == kept_epoch
+    assert job.achieved_gain == pytest.approx(scores[registered] - 0.5)
