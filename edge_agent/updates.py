@@ -9,6 +9,8 @@ refused delta it subscribes again without that base so the cloud sends something
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from collections.abc import Callable
 
@@ -47,6 +49,26 @@ def assemble(chunks) -> tuple[ModelManifest, bytes] | None:
     if manifest is not None:
         raise IntegrityError(f"update v{manifest.version} ended after {sum(map(len, parts))} bytes; truncated")
     return None
+
+
+# CPU priority of the thread that loads and warms updates (Linux nice: 0 normal, 19 lowest)
+LOADER_NICE = 10
+
+
+def yield_to_frame_loop() -> None:
+    """Lower the calling thread's CPU priority, and that of the torch worker threads it starts.
+
+    Loading and warming an update runs the model on the same cores as the frame loop; at equal
+    priority the frames around a swap wait for it. Linux nice is per thread and threads inherit
+    it from the one that starts them, so call this first thing in a thread that does nothing
+    else: it cannot be raised back without privileges. Elsewhere it does nothing.
+    """
+    if sys.platform != "linux":
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICE)
+    except OSError as exc:  # a container may forbid it; loading then competes at equal priority
+        log.warning("could not lower the update loader's CPU priority: %s", exc)
 
 
 class UpdateListener:
@@ -135,6 +157,8 @@ class UpdateListener:
             self._stream.cancel()
 
     def run(self, stop: threading.Event) -> None:
+        """Subscribe until stop is set, resubscribing after errors; run on a thread of its own."""
+        yield_to_frame_loop()
         while not stop.is_set():
             try:
                 self._listen_once(stop)

@@ -42,7 +42,7 @@ from edge_agent.hotswap import HotSwapDetector
 from edge_agent.model_store import EdgeModelStore
 from edge_agent.sink import JsonlSink
 from edge_agent.source import VideoSource, open_capture
-from edge_agent.updates import UpdateListener
+from edge_agent.updates import UpdateListener, yield_to_frame_loop
 from edgesync.assets import resolve_video
 from edgesync.config import EdgeConfig, QueueConfig, RetryConfig, SamplerConfig
 from edgesync.errors import AssetError, InvalidInput, SourceError
@@ -170,6 +170,7 @@ class _UpdateFeeder:
         self.requests.put(self.manifests.pop(0))
 
     def _run(self) -> None:
+        yield_to_frame_loop()  # as the agent's listener thread does
         while (manifest := self.requests.get()) is not None:
             try:
                 if self.listener.handle(manifest, self.data) is not None:

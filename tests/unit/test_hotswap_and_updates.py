@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ import torch
 
 from edge_agent.hotswap import HotSwapDetector
 from edge_agent.model_store import EdgeModelStore
-from edge_agent.updates import UpdateListener, assemble
+from edge_agent.updates import LOADER_NICE, UpdateListener, assemble, yield_to_frame_loop
 from edgesync import wire
 from edgesync.config import RetryConfig
 from edgesync.errors import IntegrityError
@@ -341,3 +343,26 @@ def test_an_edge_with_a_verify_key_runs_signed_updates_and_refuses_forged_ones(
     assert store.load_newest(ManifestVerifier(public)).version == 5
     other_private, other_public = generate_keypair(tmp_path / "other")
     assert store.load_newest(ManifestVerifier(other_public)) is None
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice is Linux's")
+def test_the_update_loader_thread_and_the_threads_it_starts_yield_to_the_frame_loop() -> None:
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: dict[str, int] = {}
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def loader() -> None:
+        yield_to_frame_loop()
+        seen["loader"] = nice()
+        worker = threading.Thread(target=lambda: seen.update(worker=nice()))
+        worker.start()
+        worker.join()
+
+    thread = threading.Thread(target=loader)
+    thread.start()
+    thread.join()
+
+    assert seen == {"loader": min(19, own + LOADER_NICE), "worker": min(19, own + LOADER_NICE)}
+    assert nice() == own  # the frame loop's is untouched
