@@ -314,6 +314,7 @@ class TrainingSetting(Strict):
     name: str = Field(min_length=1, max_length=40)
     epochs: int | None = Field(None, gt=0)  # at most the budget's: a job short of budget runs fewer
     lr0: float | None = Field(None, gt=0)
+    optimizer: str | None = None
     warmup_epochs: float | None = Field(None, ge=0)
     imgsz: int | None = Field(None, ge=32)
     freeze: int | None = Field(None, ge=0)

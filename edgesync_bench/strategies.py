@@ -254,6 +254,19 @@ STRATEGIES["edgesync-best-lr"] = replace(
     description="edgesync; fine-tunes at lr0 0.001 (a tenth of training from scratch), keeping each job's best epoch",
     training=EDGESYNC_TRAINING | {"keep": "best", "lr0": 0.001},
 )
+STRATEGIES["edgesync-profiled-best"] = replace(
+    STRATEGIES["edgesync"],
+    name="edgesync-profiled-best",
+    description="edgesync-profiled, each job keeping its best epoch on the held-out frames",
+    training=EDGESYNC_TRAINING | {"candidates": [TrainingSetting(name="default"), GENTLE], "keep": "best"},
+)
+ADAMW = TrainingSetting(name="adamw", optimizer="AdamW", lr0=0.0005)
+STRATEGIES["edgesync-profiled-adamw"] = replace(
+    STRATEGIES["edgesync"],
+    name="edgesync-profiled-adamw",
+    description="edgesync-profiled-best with a third candidate: AdamW at lr0 0.0005",
+    training=EDGESYNC_TRAINING | {"candidates": [TrainingSetting(name="default"), GENTLE, ADAMW], "keep": "best"},
+)
 STRATEGIES["distill"] = replace(
     STRATEGIES["edgesync"],
     name="distill",

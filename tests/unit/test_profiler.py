@@ -119,6 +119,8 @@ def test_candidates_need_unique_names_and_apply_only_what_they_set() -> None:
     cfg = TrainingConfig(lr0=0.01, imgsz=320)
     tuned = cfg.with_setting(TrainingSetting(name="gentle", lr0=0.002, freeze_bn=True))
     assert (tuned.lr0, tuned.imgsz, tuned.freeze_bn, cfg.freeze_bn) == (0.002, 320, True, False)
+    adamw = cfg.with_setting(TrainingSetting(name="adamw", optimizer="AdamW", lr0=0.0005, warmup_epochs=1))
+    assert (adamw.optimizer, adamw.lr0, adamw.warmup_epochs, cfg.optimizer) == ("AdamW", 0.0005, 1.0, "SGD")
 
 
 def test_candidates_that_differ_only_in_epochs_share_one_probe_and_shorter_wins_when_the_curve_saturates() -> None:
