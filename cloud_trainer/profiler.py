@@ -11,8 +11,8 @@ frames (fresh, teacher-labelled, never trained on). From the curve so far the pr
   prediction, and a curve that has stopped improving predicts the best gain it reached;
 - optionally (`training.patience` > 0) stops the job once the held-out mAP50 has not improved
   for `patience` epochs, handing the rest of the budget to the next job. The weights of the
-  last epoch are kept, not the best epoch's, so the held-out frames that decide acceptance
-  were not also used to pick the model.
+  last epoch are kept, so the held-out frames that decide acceptance were not also used to
+  pick the model, unless `training.keep` is "best" (the worker then keeps the best epoch's).
 
 The held-out sets are small (4-16 frames), so single epochs move the curve in steps: on the
 live demo one extrapolated step predicted +69 points where the job achieved -5. That is why an
