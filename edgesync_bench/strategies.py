@@ -148,6 +148,7 @@ STRATEGIES: dict[str, Strategy] = {
             "replay_fraction": 0.0,
             "tolerance": 1.0,
             "fallback_to_first": False,
+            "keep": "last",  # as published: no held-out model selection
         },
         trigger=lambda *a: PeriodicTrigger(*a, period_s=60.0),
     ),
@@ -163,6 +164,7 @@ STRATEGIES: dict[str, Strategy] = {
             "min_heldout": 2,
             "tolerance": 1.0,
             "fallback_to_first": False,
+            "keep": "last",  # as published: no held-out model selection
         },
         trigger=lambda *a: CountTrigger(*a, every=15),
     ),
@@ -242,30 +244,24 @@ STRATEGIES["edgesync-fixed"] = replace(
     description="edgesync; each frame is held out for good (training.heldout fixed), never a frame a model trained on",
     training=EDGESYNC_TRAINING | {"heldout": "fixed"},
 )
-STRATEGIES["edgesync-best"] = replace(
+STRATEGIES["edgesync-last"] = replace(
     STRATEGIES["edgesync"],
-    name="edgesync-best",
-    description="edgesync; each job keeps its best epoch on the held-out frames, not its last (training.keep best)",
-    training=EDGESYNC_TRAINING | {"keep": "best"},
+    name="edgesync-last",
+    description="edgesync; each job ends with its last epoch's weights, not its best on the held-out frames",
+    training=EDGESYNC_TRAINING | {"keep": "last"},
 )
-STRATEGIES["edgesync-best-lr"] = replace(
+STRATEGIES["edgesync-lr"] = replace(
     STRATEGIES["edgesync"],
-    name="edgesync-best-lr",
-    description="edgesync; fine-tunes at lr0 0.001 (a tenth of training from scratch), keeping each job's best epoch",
-    training=EDGESYNC_TRAINING | {"keep": "best", "lr0": 0.001},
-)
-STRATEGIES["edgesync-profiled-best"] = replace(
-    STRATEGIES["edgesync"],
-    name="edgesync-profiled-best",
-    description="edgesync-profiled, each job keeping its best epoch on the held-out frames",
-    training=EDGESYNC_TRAINING | {"candidates": [TrainingSetting(name="default"), GENTLE], "keep": "best"},
+    name="edgesync-lr",
+    description="edgesync; fine-tunes at lr0 0.001 (a tenth of training from scratch)",
+    training=EDGESYNC_TRAINING | {"lr0": 0.001},
 )
 ADAMW = TrainingSetting(name="adamw", optimizer="AdamW", lr0=0.0005)
 STRATEGIES["edgesync-profiled-adamw"] = replace(
     STRATEGIES["edgesync"],
     name="edgesync-profiled-adamw",
-    description="edgesync-profiled-best with a third candidate: AdamW at lr0 0.0005",
-    training=EDGESYNC_TRAINING | {"candidates": [TrainingSetting(name="default"), GENTLE, ADAMW], "keep": "best"},
+    description="edgesync-profiled with a third candidate: AdamW at lr0 0.0005",
+    training=EDGESYNC_TRAINING | {"candidates": [TrainingSetting(name="default"), GENTLE, ADAMW]},
 )
 STRATEGIES["distill"] = replace(
     STRATEGIES["edgesync"],
