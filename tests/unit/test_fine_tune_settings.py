@@ -50,7 +50,7 @@ def test_freeze_keeps_the_first_layers_weights(tmp_path) -> None:
     assert any(not same(before[k], after[k]) for k in head)
 
 
-def test_warm_up_makes_the_first_steps_from_trained_weights_small(tmp_path) -> None:
+def test_warm_up_makes_a_fine_tunes_first_steps_small(tmp_path) -> None:
     """A fine-tune's first full-rate step can wreck a trained student; warm-up ramps up to it, and
     the biases start from zero too (not ultralytics' 0.1, which suits random weights only)."""
     torch.manual_seed(0)

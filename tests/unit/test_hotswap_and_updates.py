@@ -347,11 +347,11 @@ def test_an_edge_with_a_verify_key_runs_signed_updates_and_refuses_forged_ones(
 
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice is Linux's")
 def test_the_update_loader_thread_and_the_threads_it_starts_yield_to_the_frame_loop() -> None:
-    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    seen: dict[str, int] = {}
-
     def nice() -> int:
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    own = nice()
+    seen: dict[str, int] = {}
 
     def loader() -> None:
         yield_to_frame_loop()

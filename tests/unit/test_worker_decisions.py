@@ -152,16 +152,15 @@ def test_keep_best_registers_the_epoch_that_scored_best_on_held_out_frames(
 ) -> None:
     current = _model(2)
     store, registry = _edge(tmp_path, [current], samples=20)
-    epochs = {f"epoch {i}": _model(10 + i) for i in (1, 2, 3)}  # the weights after each epoch
+    by_epoch = {i: _model(10 + i) for i in (1, 2, 3)}  # the weights after each epoch
     scores = {"current": 0.5, "epoch 1": 0.6, "epoch 2": 0.8, "epoch 3": 0.55}  # a climb, then a collapse
-    names = {m.encode()[1]: name for name, m in (("current", current), *epochs.items())}
+    names = {current.encode()[1]: "current"} | {m.encode()[1]: f"epoch {i}" for i, m in by_epoch.items()}
 
     def fake_fine_tune(model, train, val, cfg, workdir, epochs=None, on_weights=None, **kw):
-        for epoch in (1, 2, 3):
-            on_weights(epoch, by_epoch[epoch].state_dict())
+        for epoch, weights in by_epoch.items():
+            on_weights(epoch, weights.state_dict())
         return FineTuneResult(by_epoch[3], 3, len(train))
 
-    by_epoch = {i: epochs[f"epoch {i}"] for i in (1, 2, 3)}
     monkeypatch.setattr(worker_module, "fine_tune", fake_fine_tune)
     monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: scores[names[model.encode()[1]]])
     cfg = TrainingConfig(min_heldout=4, epochs=3, fallback_to_first=False, keep=keep)
