@@ -237,8 +237,11 @@ def run_bench(req: BenchRequest) -> dict:
             for c, s in zip(spec.cameras, schedules, strict=True)
         ]
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    # wall time (not virtual): what the 20-minute target of the dev benchmark is about
+    results["setup_wall_s"] = round(time.monotonic() - started, 1)  # student, teacher labels, predictions
     with Progress(*columns, console=console) as progress:
         for strategy in strategies:
+            began = time.monotonic()
             task = progress.add_task(f"{strategy.name:<9}", total=setup.total_frames)
             sim = Simulation(strategy, setup, knobs, teacher, predictions, req.out / "work" / strategy.name)
             runs = sim.run_all(on_frame=lambda i, task=task: progress.update(task, completed=i + 1))
@@ -250,10 +253,12 @@ def run_bench(req: BenchRequest) -> dict:
             }
             summary = combine(per_camera) if spec is not None else next(iter(per_camera.values()))
             summary["downlink"] = (strategy.downlink or knobs.downlink).model_dump()
+            summary["wall_s"] = round(time.monotonic() - began, 1)
             results["strategies"][strategy.name] = summary
             progress.console.print(
                 f"{strategy.name:<9} mAP50 {summary['map50_mean'] or 0:.3f}  updates {summary['updates']}  "
-                f"uplink {summary['uplink_bytes'] / 1e6:.1f} MB  training {summary['train_gpu_s']:.0f} GPU-s"
+                f"uplink {summary['uplink_bytes'] / 1e6:.1f} MB  training {summary['train_gpu_s']:.0f} GPU-s  "
+                f"({summary['wall_s']:.0f} s wall)"
             )
     results["wall_s"] = round(time.monotonic() - started, 1)
     req.out.mkdir(parents=True, exist_ok=True)

@@ -118,6 +118,8 @@ def test_results_json_has_the_documented_schema(results: dict, inputs: Path) -> 
         assert set(strategy["map50_by_segment"]) == {"clean", "night"}
         assert set(strategy["map50_first30_by_segment"]) == {"clean", "night"}  # recovery after each change
         assert strategy["frames"] == CLIP_FRAMES
+        assert 0 <= strategy["wall_s"] < results["wall_s"]
+    assert 0 <= results["setup_wall_s"] < results["wall_s"]
 
 
 def test_static_never_uploads_nor_updates(results: dict) -> None:
