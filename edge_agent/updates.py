@@ -51,7 +51,8 @@ def assemble(chunks) -> tuple[ModelManifest, bytes] | None:
     return None
 
 
-# CPU priority of the thread that loads and warms updates (Linux nice: 0 normal, 19 lowest)
+# how much lower the CPU priority of the thread that loads and warms updates is than the frame
+# loop's (Linux nice: 0 normal, 19 lowest)
 LOADER_NICE = 10
 
 
@@ -66,7 +67,8 @@ def yield_to_frame_loop() -> None:
     if sys.platform != "linux":
         return
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICE)
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + LOADER_NICE))
     except OSError as exc:  # a container may forbid it; loading then competes at equal priority
         log.warning("could not lower the update loader's CPU priority: %s", exc)
 
