@@ -170,12 +170,13 @@ def fine_tune(
         "deterministic": True,  # same seed, same numbers (the benchmark relies on it)
         "amp": False,
         "patience": max(3, total // 3),
-        # warm-up ramps the learning rate up from zero (ultralytics starts the biases' at 0.1 and
-        # lowers it to lr0, which suits random weights; from trained weights that kick undoes them)
         "warmup_epochs": min(3.0, total / 5) if from_scratch else cfg.warmup_epochs,
-        "warmup_bias_lr": 0.1 if from_scratch else 0.0,
         "close_mosaic": max(0, total // 3),
     }
+    if not from_scratch:
+        # warm-up ramps the learning rate up from zero, but ultralytics starts the biases' at 0.1
+        # and lowers it to lr0: that suits random weights, and undoes trained ones
+        overrides["warmup_bias_lr"] = 0.0
     if cfg.nominal_batch is not None:
         overrides["nbs"] = cfg.nominal_batch
     if cfg.freeze:
