@@ -131,6 +131,20 @@ def _read_tensors(data: bytes, source: str) -> dict[str, np.ndarray]:
         raise IntegrityError(f"{source}: not a valid safetensors container: {exc}") from None
 
 
+def _save(entries: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    """safetensors bytes with the metadata keys in sorted order: safetensors writes its metadata map
+    in an order that changes from process to process, and the same delta must be the same bytes
+    (and compress to the same size) wherever it is encoded."""
+    data = np_save(entries, metadata=metadata)
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + header_len])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    if len(text) > header_len:  # not the compact JSON safetensors writes: keep its bytes
+        return data
+    return data[:8] + text.ljust(header_len) + data[8 + header_len :]
+
+
 def _metadata(data: bytes) -> dict:
     header_len = int.from_bytes(data[:8], "little")
     return json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
@@ -213,7 +227,7 @@ def encode_delta(
         entries.update(_encode_tensor(name, t, b, encoding, sparse_fraction if t.ndim >= 2 else None))
     fraction = float(sparse_fraction or 0.0)
     metadata = {"format": FORMAT, "encoding": encoding, "sparse_fraction": repr(fraction)}
-    payload = compress(np_save(entries, metadata=metadata), compression)
+    payload = compress(_save(entries, metadata), compression)
     info = PayloadInfo(
         encoding=encoding,
         sparse_fraction=fraction,

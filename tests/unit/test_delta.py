@@ -233,3 +233,24 @@ def test_downlink_short_forms_parse_and_bad_ones_name_the_problem() -> None:
         parse_downlink("int4-delta")
     with pytest.raises(ConfigError, match="sparse_fraction needs a delta encoding"):
         parse_downlink("full@0.1")
+
+
+def test_a_delta_is_the_same_bytes_in_every_process(base: bytes, tmp_path) -> None:
+    """safetensors writes its metadata map in a per-process order; the codec sorts it, so the same
+    weights give the same payload (and the bench's downlink bytes repeat to the byte)."""
+    import subprocess
+    import sys
+
+    target = encode_state_dict(_fine_tuned(_state(0)))
+    (tmp_path / "base").write_bytes(base)
+    (tmp_path / "target").write_bytes(target)
+    script = (
+        "import sys, hashlib; from pathlib import Path; from edgesync.delta import encode_delta; "
+        "d = Path(sys.argv[1]); info, payload = encode_delta((d / 'target').read_bytes(), "
+        "(d / 'base').read_bytes(), 1, 'fp16-delta', None, ''); print(hashlib.sha256(payload).hexdigest())"
+    )
+    digests = {
+        subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True).stdout
+        for _ in range(4)
+    }
+    assert len(digests) == 1, digests
