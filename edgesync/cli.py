@@ -386,6 +386,14 @@ def bench(
             "results give the mean over cameras and per_camera."
         ),
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Strategies run at a time, each in its own process with an equal share of the cores "
+            "(about 4.5 GB of memory each on the dev schedule); the numbers are the same as with 1.",
+        ),
+    ] = 1,
     verbose: Verbose = False,
 ) -> None:
     """Replay a video through a drift schedule in virtual time and compare retraining strategies."""
@@ -416,6 +424,7 @@ def bench(
         max_side=max_side,
         max_seconds=max_seconds,
         cameras=cameras,
+        jobs=jobs,
     )
     results = run_bench(request)
     console.print((out / "results.md").read_text())

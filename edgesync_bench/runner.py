@@ -5,8 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
+import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -28,7 +32,7 @@ from edgesync_bench.costs import CostModel
 from edgesync_bench.metrics import summarise
 from edgesync_bench.report import write_report
 from edgesync_bench.simulation import CachingTeacher, PredictionCache, Simulation
-from edgesync_bench.strategies import get_strategies
+from edgesync_bench.strategies import Strategy, get_strategies
 from edgesync_bench.stream import BenchKnobs, CameraSetup, StreamSetup
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,7 @@ class BenchRequest:
     bootstrap: BootstrapSettings | None = None
     cache_dir: Path | None = None
     cameras: Path | None = None  # a cameras file: several cameras sharing one cloud (replaces drift)
+    jobs: int = 1  # strategies run at a time, each in its own process with its share of the cores
 
 
 def _bootstrap_key(video: str, settings: BootstrapSettings, teacher_name: str, classes: list[str]) -> str:
@@ -128,14 +133,24 @@ def default_bench_student(video: str, schedule: DriftSchedule) -> tuple[StudentM
     teacher it learnt from; for scripts that study that student outside the bench."""
     cloud = CloudConfig()
     teacher = build_teacher(cloud.teacher)
+    video = resolve_video(video)
     manifest, weights, skip_s = bench_student(video, schedule, None, teacher, cloud, edgesync_home() / "bench")
     return StudentModel.from_bytes(manifest, weights), teacher, skip_s
 
 
-def run_bench(req: BenchRequest) -> dict:
-    """Run every requested strategy on the same stream(s) and budgets; returns and writes the results."""
-    started = time.monotonic()
-    strategies = get_strategies(req.strategies)
+@dataclass
+class _Prepared:
+    """What every strategy of one `edgesync bench` run shares, ready to run them."""
+
+    setup: StreamSetup
+    knobs: BenchKnobs
+    teacher: CachingTeacher
+    spec: object | None  # the cameras file, when several cameras share the cloud
+    header: dict  # results.json without the strategies
+
+
+def _prepare(req: BenchRequest) -> _Prepared:
+    """Load (or on first use compute and cache) the footage, ground truth and student, and the budgets."""
     spec = load_cameras(req.cameras) if req.cameras is not None else None
     if spec is not None:
         schedules = [load_schedule(c.drift) for c in spec.cameras]
@@ -198,8 +213,7 @@ def run_bench(req: BenchRequest) -> dict:
         train_share=share,
         downlink=cloud.downlink,
     )
-    predictions = PredictionCache()
-    results: dict = {
+    header: dict = {
         "video": str(spec.video if spec is not None else req.video),
         "drift": str(req.cameras if spec is not None else req.drift),
         "seed": req.seed,
@@ -223,10 +237,9 @@ def run_bench(req: BenchRequest) -> dict:
         },
         "costs": costs.as_dict(),
         "segments": [{"name": s.name, "until_s": s.until_s} for s in schedule.segments],
-        "strategies": {},
     }
     if spec is not None:
-        results["cameras"] = [
+        header["cameras"] = [
             {
                 "edge_id": c.edge_id,
                 "drift": str(c.drift),
@@ -236,34 +249,154 @@ def run_bench(req: BenchRequest) -> dict:
             }
             for c, s in zip(spec.cameras, schedules, strict=True)
         ]
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    return _Prepared(setup, knobs, teacher, spec, header)
+
+
+def _run_strategy(
+    req: BenchRequest,
+    prep: _Prepared,
+    strategy: Strategy,
+    predictions: PredictionCache,
+    on_frame: Callable[[int], None],
+) -> dict:
+    """One strategy over the prepared stream(s): its entry in results.json."""
+    began = time.monotonic()
+    setup = prep.setup
+    sim = Simulation(strategy, setup, prep.knobs, prep.teacher, predictions, req.out / "work" / strategy.name)
+    runs = sim.run_all(on_frame=on_frame)
+    per_camera = {
+        edge_id: summarise(
+            run,
+            sim.cameras[edge_id].setup.schedule,
+            setup.eval_from_s,
+            req.window_s,
+            setup.num_classes,
+            setup.duration_s,
+        )  # fmt: skip
+        for edge_id, run in runs.items()
+    }
+    summary = combine(per_camera) if prep.spec is not None else next(iter(per_camera.values()))
+    summary["downlink"] = (strategy.downlink or prep.knobs.downlink).model_dump()
+    summary["wall_s"] = round(time.monotonic() - began, 1)  # wall time, not virtual
+    return summary
+
+
+# A strategy run in a worker process (`--jobs`): the process prepares from the caches the parent
+# filled, so only the request and the strategy's name cross the process boundary. The parent
+# shares how many strategies still run; each process takes an equal share of the cores, so the
+# last one left uses them all. Thread counts do not change the numbers: on the dev benchmark every
+# model trained with one thread per process was bit-identical to the one trained with two.
+_child: dict = {}
+
+
+def _start_child(req: BenchRequest, running, progress) -> None:
+    _child.update(req=req, prep=_prepare(req), running=running, progress=progress, threads=0)
+    _share_cores()
+
+
+def _share_cores() -> None:
+    import cv2
+    import torch
+
+    threads = max(1, _usable_cores() // max(1, _child["running"].value))
+    if threads != _child["threads"]:
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)  # the teacher runs in OpenCV DNN
+        _child["threads"] = threads
+
+
+def _strategy_in_child(name: str) -> dict:
+    req, prep, progress = _child["req"], _child["prep"], _child["progress"]
+    (strategy,) = get_strategies([name])
+    step = max(1, prep.setup.total_frames // 200)
+
+    def on_frame(i: int) -> None:
+        if (i + 1) % step == 0 or i + 1 == prep.setup.total_frames:
+            progress.put((name, i + 1))
+            _share_cores()
+
+    _share_cores()
+    return _run_strategy(req, prep, strategy, PredictionCache(), on_frame)
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _run_in_processes(
+    req: BenchRequest, strategies: list[Strategy], total_frames: int, progress: Progress, tasks: dict
+) -> dict:
+    """Run the strategies req.jobs at a time in worker processes, sharing the cores between them."""
+    context = multiprocessing.get_context("spawn")  # a fork would copy torch's thread pools mid-use
+    with context.Manager() as manager:
+        queue = manager.Queue()
+        running = manager.Value("i", min(req.jobs, len(strategies)))
+        summaries: dict[str, dict] = {}
+        with ProcessPoolExecutor(
+            max_workers=req.jobs, mp_context=context, initializer=_start_child, initargs=(req, running, queue)
+        ) as pool:
+            pending = {pool.submit(_strategy_in_child, s.name): s.name for s in strategies}
+            while pending:
+                done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                while not queue.empty():
+                    name, completed = queue.get()
+                    progress.update(tasks[name], completed=completed)
+                for future in done:
+                    name = pending.pop(future)
+                    if future.exception() is not None:  # the strategies not started yet would be wasted
+                        pool.shutdown(wait=False, cancel_futures=True)
+                    summaries[name] = future.result()
+                    progress.update(tasks[name], completed=total_frames)
+                    _print_summary(progress, name, summaries[name])
+                running.value = min(req.jobs, len(pending))
+    return summaries
+
+
+def _print_summary(progress: Progress, name: str, summary: dict) -> None:
+    progress.console.print(
+        f"{name:<9} mAP50 {summary['map50_mean'] or 0:.3f}  updates {summary['updates']}  "
+        f"uplink {summary['uplink_bytes'] / 1e6:.1f} MB  training {summary['train_gpu_s']:.0f} GPU-s  "
+        f"({summary['wall_s']:.0f} s wall)"
+    )
+
+
+def run_bench(req: BenchRequest) -> dict:
+    """Run every requested strategy on the same stream(s) and budgets; returns and writes the results.
+
+    With req.jobs above 1 the strategies run that many at a time in worker processes; each
+    strategy's numbers are the same either way (see the module docstring of simulation)."""
+    started = time.monotonic()
+    if req.jobs < 1:
+        raise ConfigError(f"jobs must be at least 1, got {req.jobs}")
+    strategies = get_strategies(req.strategies)
+    prep = _prepare(req)
+    results = prep.header | {"strategies": {}}
+    jobs = min(req.jobs, len(strategies))
     # wall time (not virtual): what the 20-minute target of the dev benchmark is about
-    results["setup_wall_s"] = round(time.monotonic() - started, 1)  # student, teacher labels, predictions
+    results["setup_wall_s"] = round(time.monotonic() - started, 1)  # student, teacher labels, footage
+    results["jobs"] = jobs
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console) as progress:
-        for strategy in strategies:
-            began = time.monotonic()
-            task = progress.add_task(f"{strategy.name:<9}", total=setup.total_frames)
-            sim = Simulation(strategy, setup, knobs, teacher, predictions, req.out / "work" / strategy.name)
-            runs = sim.run_all(on_frame=lambda i, task=task: progress.update(task, completed=i + 1))
-            per_camera = {
-                edge_id: summarise(
-                    run, sim.cameras[edge_id].setup.schedule, eval_from, req.window_s, setup.num_classes, duration
-                )  # fmt: skip
-                for edge_id, run in runs.items()
-            }
-            summary = combine(per_camera) if spec is not None else next(iter(per_camera.values()))
-            summary["downlink"] = (strategy.downlink or knobs.downlink).model_dump()
-            summary["wall_s"] = round(time.monotonic() - began, 1)
-            results["strategies"][strategy.name] = summary
-            progress.console.print(
-                f"{strategy.name:<9} mAP50 {summary['map50_mean'] or 0:.3f}  updates {summary['updates']}  "
-                f"uplink {summary['uplink_bytes'] / 1e6:.1f} MB  training {summary['train_gpu_s']:.0f} GPU-s  "
-                f"({summary['wall_s']:.0f} s wall)"
-            )
+        tasks = {s.name: progress.add_task(f"{s.name:<9}", total=prep.setup.total_frames) for s in strategies}
+        if jobs > 1:
+            summaries = _run_in_processes(replace(req, jobs=jobs), strategies, prep.setup.total_frames, progress, tasks)
+        else:
+            summaries = {}
+            predictions = PredictionCache()  # strategies running the same model share its predictions
+            for strategy in strategies:
+                task = tasks[strategy.name]
+                summaries[strategy.name] = _run_strategy(
+                    req, prep, strategy, predictions, lambda i, task=task: progress.update(task, completed=i + 1)
+                )
+                _print_summary(progress, strategy.name, summaries[strategy.name])
+    results["strategies"] = {s.name: summaries[s.name] for s in strategies}  # in the order asked for
     results["wall_s"] = round(time.monotonic() - started, 1)
     req.out.mkdir(parents=True, exist_ok=True)
     (req.out / "results.json").write_text(json.dumps(results, indent=2))
-    if spec is not None:
+    if prep.spec is not None:
         (req.out / "results.md").write_text(cameras_table(results))
         cameras_plot(results, req.out / "accuracy.png")
     else:

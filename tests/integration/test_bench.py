@@ -67,7 +67,9 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _bench(inputs: Path, out: Path, strategies: list[str], seed: int = 0, cameras: Path | None = None) -> dict:
+def _bench(
+    inputs: Path, out: Path, strategies: list[str], seed: int = 0, cameras: Path | None = None, jobs: int = 1
+) -> dict:
     """Run the benchmark on the clip (or the cameras file's cameras) and return results.json as written."""
     cloud = parse_config(CloudConfig, {"training": {"epochs": 1, "batch": 4, "min_heldout": 2}})
     run_bench(
@@ -85,6 +87,7 @@ def _bench(inputs: Path, out: Path, strategies: list[str], seed: int = 0, camera
             train_budget_share=TRAIN_BUDGET_SHARE,
             cache_dir=inputs / "cache",
             cameras=cameras,
+            jobs=jobs,
         )
     )
     return json.loads((out / "results.json").read_text())
@@ -171,8 +174,10 @@ def _trained_models(out: Path, strategy: str) -> list[str]:
 
 
 def test_same_seed_gives_identical_results_and_bit_identical_models(results: dict, inputs: Path, out: Path) -> None:
+    """Also when the strategies run side by side in worker processes (--jobs), each on one core."""
     again_out = inputs / "again"
-    again = _bench(inputs, again_out, ["static", "shoggoth"])
+    again = _bench(inputs, again_out, ["static", "shoggoth"], jobs=2)
+    assert again["jobs"] == 2
     for name in ("static", "shoggoth"):
         first, second = results["strategies"][name], again["strategies"][name]
         for key in ("map50_mean", "map50_by_segment", "updates", "uplink_bytes", "train_iterations", "update_times_s"):
