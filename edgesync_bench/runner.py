@@ -272,7 +272,7 @@ def _run_strategy(
             req.window_s,
             setup.num_classes,
             setup.duration_s,
-        )  # fmt: skip
+        )
         for edge_id, run in runs.items()
     }
     summary = combine(per_camera) if prep.spec is not None else next(iter(per_camera.values()))
@@ -367,7 +367,7 @@ def run_bench(req: BenchRequest) -> dict:
     """Run every requested strategy on the same stream(s) and budgets; returns and writes the results.
 
     With req.jobs above 1 the strategies run that many at a time in worker processes; each
-    strategy's numbers are the same either way (see the module docstring of simulation)."""
+    strategy's numbers are the same either way (see the note above _child)."""
     started = time.monotonic()
     if req.jobs < 1:
         raise ConfigError(f"jobs must be at least 1, got {req.jobs}")
