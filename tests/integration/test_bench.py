@@ -174,7 +174,7 @@ def _trained_models(out: Path, strategy: str) -> list[str]:
 
 
 def test_same_seed_gives_identical_results_and_bit_identical_models(results: dict, inputs: Path, out: Path) -> None:
-    """Also when the strategies run side by side in worker processes (--jobs), each on one core."""
+    """Also when the strategies run side by side in worker processes (--jobs), with fewer threads each."""
     again_out = inputs / "again"
     again = _bench(inputs, again_out, ["static", "shoggoth"], jobs=2)
     assert again["jobs"] == 2
