@@ -392,7 +392,7 @@ def bench(
             min=1,
             metavar="N",
             help="Strategies run at a time, each in its own process with an equal share of the cores "
-            "(about 4.5 GB of memory each on the dev schedule); the numbers are the same as with 1.",
+            "(about 4 GB of memory each on the dev schedule); the numbers are the same as with 1.",
         ),
     ] = 1,
     verbose: Verbose = False,
