@@ -290,8 +290,7 @@ _child: dict = {}
 
 
 def _start_child(req: BenchRequest, running, progress) -> None:
-    _child.update(req=req, prep=_prepare(req), running=running, progress=progress, threads=0)
-    _share_cores()
+    _child.update(req=req, prep=_prepare(req), running=running, progress=progress)
 
 
 def _share_cores() -> None:
@@ -299,10 +298,9 @@ def _share_cores() -> None:
     import torch
 
     threads = max(1, _usable_cores() // max(1, _child["running"].value))
-    if threads != _child["threads"]:
+    if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
         cv2.setNumThreads(threads)  # the teacher runs in OpenCV DNN
-        _child["threads"] = threads
 
 
 def _strategy_in_child(name: str) -> dict:
