@@ -227,7 +227,8 @@ class TrainingWorker:
         base_manifest, data = self.registry.load(job.edge_id, base_version)
         current = StudentModel.from_bytes(base_manifest, data, source=f"{job.edge_id} v{base_manifest.version}")
         held_frames = self._frames(held)
-        train_frames = self._frames(train) + self._frames(replay)
+        fresh_frames = self._frames(train)
+        train_frames = fresh_frames + self._frames(replay)
         if not any(f.labels for f in held_frames):  # an empty ground truth cannot tell two models apart
             job.status, job.error = "done", "held-out frames have no teacher boxes: cannot validate; not trained"
             job.metrics = {"train_samples": float(len(train)), "heldout_samples": float(len(held))}
@@ -247,6 +248,11 @@ class TrainingWorker:
         curve = LearningCurve(before, plan.epochs_total - plan.epochs_done, cfg.patience)
         result = self._train(job, start, train_frames, held_frames, plan, keeper, curve, cfg)
         trained = evaluate(result.model, held_frames)
+        recalibration: dict[str, float] = {}
+        if cfg.recalibrate_bn and fresh_frames:
+            result.model, trained, recalibration = self._recalibrate(
+                job, result.model, trained, fresh_frames, held_frames
+            )
         candidate, update = self._as_delivered(result.model, base_manifest, data)
         after = evaluate(candidate, held_frames) if update.lossy else trained
         job.metrics = {
@@ -264,6 +270,7 @@ class TrainingWorker:
             "train_seconds": time.monotonic() - started,
         }
         job.metrics |= {f"map50_epoch_{i + 1 + resumed_from}": v for i, v in enumerate(curve.points)}
+        job.metrics |= recalibration
         if result.kept_epoch is not None:  # training.keep: best
             job.metrics["kept_epoch"] = float(result.kept_epoch)
         if result.teacher_images:  # distillation's extra work (training.distill)
@@ -308,6 +315,22 @@ class TrainingWorker:
         job.status = "done"
         log_outcome(job, before, score, chose_first=chosen is not None and chosen is not candidate)
         return job
+
+    @staticmethod
+    def _recalibrate(
+        job: TrainingJob, model: StudentModel, score: float, fresh: list[LabelledFrame], held: list[LabelledFrame]
+    ) -> tuple[StudentModel, float, dict[str, float]]:
+        """(model, its held-out score, metrics): the trained model or, where the held-out frames score
+        it higher, the same model with batch-norm statistics re-estimated on the fresh frames
+        (training.recalibrate_bn)."""
+        recalibrated = model.recalibrated([f.image for f in fresh])
+        recalibrated_score = evaluate(recalibrated, held)
+        metrics = {"recalibration_frames": float(len(fresh)), "map50_recalibrated": recalibrated_score}
+        if recalibrated_score > score:
+            log.info("job %s: keeps batch-norm statistics of the new scene, held-out mAP50 %.3f -> %.3f",
+                     job.job_id, score, recalibrated_score)  # fmt: skip
+            return recalibrated, recalibrated_score, metrics | {"recalibrated": 1.0}
+        return model, score, metrics | {"recalibrated": 0.0}
 
     # ------------------------------------------------------------ which setting
 

@@ -376,6 +376,14 @@ class TrainingConfig(Strict):
     # and +2.2 mAP50 over "last" (seeds 0 and 1). The same frames pick the epoch and judge the
     # result, so the held-out gain of a "best" job is optimistic
     keep: Literal["best", "last"] = "best"
+    # after training, the kept model is also scored with its batch-norm statistics re-estimated
+    # on the job's fresh frames of the current scene (AdaBN, edgesync.student.StudentModel.recalibrated),
+    # and the held-out frames decide which of the two is registered. Training's statistics are a
+    # running mix of augmented new-scene and replayed old-scene batches: for a dark night scene they
+    # are the wrong ones (scripts/recipe_probe.py --recalibrate: night 0.8, 0.10 -> 0.60 mAP50), for
+    # fog the mix was better (0.57 -> 0.38), hence the choice per job. It costs one forward pass per
+    # fresh frame and one more held-out scoring
+    recalibrate_bn: bool = True
     device: str = "cpu"
     workers: int = Field(0, ge=0)  # dataloader processes
     # seeds training's randomness: ultralytics' shuffling and augmentation, and which older samples

@@ -148,6 +148,25 @@ class StudentModel:
             out.append(Prediction(dets, scores))
         return out
 
+    def recalibrated(self, frames: list[np.ndarray], weight: float = 1.0, batch: int = 16) -> StudentModel:
+        """A copy whose batch-norm statistics are re-estimated on frames, every other weight kept.
+
+        Drift such as night, fog or rain shifts the statistics of every layer's activations; a
+        detector whose normalisation still expects the clean scene's misreads the new one. Averaging
+        the statistics over a few dozen frames of the new scene, as the student sees them at
+        inference (letterboxed, unaugmented), is AdaBN (Li et al. 2016), which Schneider et al.
+        (NeurIPS 2020) showed recovers much of the accuracy lost to image corruptions: it needs no
+        labels and costs one forward pass per frame. Whether the result is better is for held-out
+        labels to judge (cloud_trainer.worker).
+        """
+        model = build_detection_model(self.arch, len(self.class_names))
+        model.load_state_dict(self.state_dict(), strict=True)
+        recalibrate_batchnorm(model.float().to(self.device), frames, self.imgsz, self.device, weight, batch)
+        return StudentModel(
+            model, self.class_names, self.imgsz, self.arch, version=self.version,
+            conf=self.conf, iou=self.iou, device=self.device,
+        )  # fmt: skip
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
 
@@ -172,6 +191,48 @@ class StudentModel:
     def warmup(self) -> None:
         """One prediction on a blank frame so the first real frame is not slow."""
         self.predict([np.zeros((self.imgsz, self.imgsz, 3), np.uint8)])
+
+
+def recalibrate_batchnorm(
+    model: torch.nn.Module,
+    frames: list[np.ndarray],
+    imgsz: int,
+    device: str = "cpu",
+    weight: float = 1.0,
+    batch: int = 16,
+) -> None:
+    """Replace model's batch-norm running statistics, in place, by their average over frames
+    (BGR, preprocessed as predict() does); see StudentModel.recalibrated."""
+    if not frames:
+        raise ValueError("recalibrating batch-norm statistics needs at least one frame")
+    ultralytics_env.configure()
+    from ultralytics.data.augment import LetterBox
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    stride = max(32, int(model.stride.max())) if hasattr(model, "stride") else 32
+    # the rectangular letterbox predict() uses; frames of several sizes are padded to squares
+    letterbox = LetterBox((imgsz, imgsz), auto=len({f.shape for f in frames}) == 1, stride=stride)
+    was_training = model.training
+    momenta = [m.momentum for m in norms]
+    old = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in norms]
+    model.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over every batch, not an exponential one
+        m.train()
+    try:
+        with torch.no_grad():
+            for i in range(0, len(frames), batch):
+                images = np.stack([letterbox(image=f) for f in frames[i : i + batch]])
+                x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).flip(1).float().div_(255)
+                model(x)
+    finally:
+        for m, momentum, (mean, var, tracked) in zip(norms, momenta, old, strict=True):
+            m.momentum = momentum
+            m.running_mean.mul_(weight).add_(mean, alpha=1 - weight)
+            m.running_var.mul_(weight).add_(var, alpha=1 - weight)
+            m.num_batches_tracked.copy_(tracked)  # only the statistics change
+        model.train(was_training)
 
 
 def load_safetensors_model(path: Path, **kw) -> StudentModel:

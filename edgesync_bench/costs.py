@@ -61,26 +61,37 @@ class CostModel:
         evaluations: int = 0,
         distill: str = "off",
         distilled_image_epochs: float | None = None,
+        recalibration_frames: int = 0,
     ) -> float:
         """Virtual seconds of one job: fine-tuning, validating two models on the held-out frames, and
         the profiler scoring the held-out frames after each of `evaluations` epochs.
 
         With distillation, each of `distilled_image_epochs` (all of them when None; fewer when a
-        warm-up skipped the teacher) costs its extra too."""
+        warm-up skipped the teacher) costs its extra too. Re-estimating batch-norm statistics
+        (training.recalibrate_bn) costs a forward pass per frame it uses and one more validation."""
         scale = (imgsz / self.reference_imgsz) ** 2
-        validations = 2 + evaluations
+        validations = 2 + evaluations + (1 if recalibration_frames else 0)
         distilled = image_epochs if distilled_image_epochs is None else distilled_image_epochs
         work = (
             image_epochs * self.train_s_per_image_epoch * scale
             + distilled * self.distill_s_per_image_epoch(distill)
             + validations * heldout_frames * self.predict_s_per_frame
+            + recalibration_frames * self.predict_s_per_frame
         )
         return (self.job_overhead_s + work) / self.gpu_speedup
 
-    def epochs_within(self, budget_s: float, images: int, heldout_frames: int, imgsz: int, distill: str = "off") -> int:
+    def epochs_within(
+        self,
+        budget_s: float,
+        images: int,
+        heldout_frames: int,
+        imgsz: int,
+        distill: str = "off",
+        recalibration_frames: int = 0,
+    ) -> int:
         """How many epochs over images fit in budget_s (seconds at speedup 1), after the fixed costs;
         a distilled epoch is charged in full (an upper bound when a warm-up skips the teacher)."""
-        fixed = self.job_overhead_s + 2 * heldout_frames * self.predict_s_per_frame
+        fixed = self.training(0, heldout_frames, imgsz, recalibration_frames=recalibration_frames) * self.gpu_speedup
         per_image = self.train_s_per_image_epoch * (imgsz / self.reference_imgsz) ** 2
         per_epoch = images * (per_image + self.distill_s_per_image_epoch(distill))
         return max(0, int((budget_s - fixed) // per_epoch)) if per_epoch > 0 else 0

@@ -229,14 +229,20 @@ class Simulation:
         least = math.ceil(self.training.epochs / 2)
         distill = self.training.distill.mode  # distillation's teacher passes make each epoch dearer
         probing = self._probing_s(images, len(held))  # the profiler's probes come first
+        recalibration = len(train) if self.training.recalibrate_bn else 0  # re-estimating batch-norm statistics
         wanted = (
-            costs.training(images * least, len(held), self.training.imgsz, distill=distill) * costs.gpu_speedup
+            costs.training(
+                images * least, len(held), self.training.imgsz, distill=distill, recalibration_frames=recalibration
+            )
+            * costs.gpu_speedup
             + probing
         )
         # a job waiting for budget keeps the size it had when first claimed: samples that arrive
         # meanwhile join its data but must not make it wait longer (it would chase the stream)
         wanted = min(self._wanted.setdefault(job.job_id, wanted), cap)
-        affordable = costs.epochs_within(tokens - probing, images, len(held), self.training.imgsz, distill=distill)
+        affordable = costs.epochs_within(
+            tokens - probing, images, len(held), self.training.imgsz, distill, recalibration_frames=recalibration
+        )
         epochs = min(self.training.epochs, affordable)
         if tokens < wanted or epochs < 1:  # wait for the share to accrue, then try again
             self._requeue(job, t + (wanted - tokens) / self.knobs.train_share + 1e-6)
@@ -251,6 +257,7 @@ class Simulation:
             evaluations,
             distill=distill,
             distilled_image_epochs=job.metrics.get("distill_teacher_images", 0.0),
+            recalibration_frames=int(job.metrics.get("recalibration_frames", 0)),
         )
         result = self.cameras[job.edge_id].result
         result.train_gpu_s += duration * costs.gpu_speedup

@@ -149,6 +149,7 @@ STRATEGIES: dict[str, Strategy] = {
             "tolerance": 1.0,
             "fallback_to_first": False,
             "keep": "last",  # as published: no held-out model selection
+            "recalibrate_bn": False,
         },
         trigger=lambda *a: PeriodicTrigger(*a, period_s=60.0),
     ),
@@ -165,6 +166,7 @@ STRATEGIES: dict[str, Strategy] = {
             "tolerance": 1.0,
             "fallback_to_first": False,
             "keep": "last",  # as published: no held-out model selection
+            "recalibrate_bn": False,
         },
         trigger=lambda *a: CountTrigger(*a, every=15),
     ),
@@ -249,6 +251,12 @@ STRATEGIES["edgesync-last"] = replace(
     name="edgesync-last",
     description="edgesync; each job ends with its last epoch's weights, not its best on the held-out frames",
     training=EDGESYNC_TRAINING | {"keep": "last"},
+)
+STRATEGIES["edgesync-norecal"] = replace(
+    STRATEGIES["edgesync"],
+    name="edgesync-norecal",
+    description="edgesync; jobs never re-estimate batch-norm statistics on the new scene (training.recalibrate_bn off)",
+    training=EDGESYNC_TRAINING | {"recalibrate_bn": False},
 )
 STRATEGIES["edgesync-lr"] = replace(
     STRATEGIES["edgesync"],

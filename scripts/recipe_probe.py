@@ -40,6 +40,11 @@ def main() -> None:
     parser.add_argument("--recipe", action="append", default=[], help="JSON training overrides; repeatable")
     parser.add_argument("--start-s", type=float, default=130.0, help="stream time of the first training frame")
     parser.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="also score each model with its batch-norm statistics re-estimated on the drifted training frames",
+    )
+    parser.add_argument(
         "--drift", type=Path, default=Path("configs/drift/dev.yaml"), help="whose bench student to start from"
     )
     args = parser.parse_args()
@@ -73,6 +78,12 @@ def main() -> None:
         f"{args.condition} {args.strength}, {args.frames} frames + {len(replay)} replay: before "
         f"{evaluate(student, scene):.3f} on the scene, {evaluate(student, before_scene):.3f} clean"
     )
+    if args.recalibrate:
+        adapted = student.recalibrated([f.image for f in fresh])
+        print(
+            f"recalibrated on the {len(fresh)} drifted frames, no training: {evaluate(adapted, scene):.3f} on the "
+            f"scene, {evaluate(adapted, before_scene):.3f} clean"
+        )
     for text in args.recipe or ["{}"]:
         overrides = json.loads(text)
         epochs = overrides.pop("epochs", 10)
@@ -91,6 +102,12 @@ def main() -> None:
             f"{text}: {evaluate(tuned.model, scene):.3f} on the scene, {evaluate(tuned.model, before_scene):.3f} "
             f"clean; per epoch {curve}; {time.monotonic() - started:.0f} s"
         )
+        if args.recalibrate:
+            adapted = tuned.model.recalibrated([f.image for f in fresh])
+            print(
+                f"{text} recalibrated: {evaluate(adapted, scene):.3f} on the scene, "
+                f"{evaluate(adapted, before_scene):.3f} clean"
+            )
 
 
 if __name__ == "__main__":

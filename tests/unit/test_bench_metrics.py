@@ -77,15 +77,23 @@ def test_a_gpu_speedup_divides_the_virtual_time_of_a_job() -> None:
     imgsz=st.sampled_from([64, 96, 320, 640]),
     speedup=st.sampled_from([1.0, 2.5, 10.0]),
     distill=st.sampled_from(["off", "attention", "attention+generative"]),
+    recal=st.integers(0, 60),
 )
 def test_the_epochs_that_fit_a_budget_never_cost_more_than_it(
-    budget: float, images: int, held: int, imgsz: int, speedup: float, distill: str
+    budget: float, images: int, held: int, imgsz: int, speedup: float, distill: str, recal: int
 ) -> None:
     costs = CostModel(gpu_speedup=speedup)
-    epochs = costs.epochs_within(budget, images, held, imgsz, distill=distill)
+    epochs = costs.epochs_within(budget, images, held, imgsz, distill=distill, recalibration_frames=recal)
+    job = {"distill": distill, "recalibration_frames": recal}
     if epochs >= 1:  # budgets count GPU-seconds at speed-up 1, as the simulation charges them
-        assert costs.training(epochs * images, held, imgsz, distill=distill) * speedup <= budget + 1e-9
-    assert costs.training((epochs + 1) * images, held, imgsz, distill=distill) * speedup > budget - 1e-9
+        assert costs.training(epochs * images, held, imgsz, **job) * speedup <= budget + 1e-9
+    assert costs.training((epochs + 1) * images, held, imgsz, **job) * speedup > budget - 1e-9
+
+
+def test_recalibrating_batch_norm_costs_a_forward_pass_per_frame_and_one_more_validation() -> None:
+    costs = CostModel()
+    extra = costs.training(100, 8, 320, recalibration_frames=30) - costs.training(100, 8, 320)
+    assert extra == pytest.approx((30 + 8) * costs.predict_s_per_frame)
 
 
 def test_a_distilled_epoch_costs_the_teachers_pass_too_so_fewer_fit_a_budget() -> None:

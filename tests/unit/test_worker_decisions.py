@@ -62,14 +62,18 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     )
 
     def run(scores: dict[str, float], **training) -> tuple[int, str | None]:
-        monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: scores[shas[model.encode()[1]]])
+        # any other model is the candidate with batch-norm statistics of the new scene (recalibrate_bn)
+        monkeypatch.setattr(
+            worker_module, "evaluate", lambda model, frames: scores.get(shas.get(model.encode()[1], "recalibrated"), -1)
+        )
         worker = TrainingWorker(
             store, registry, TrainingConfig(min_heldout=2, min_fresh=4, **training), "w", workdir=tmp_path
         )
         job = worker.run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 2))
         if not job.result_version:
             return 0, None
-        return job.result_version, shas[StudentModel.from_bytes(*registry.load(EDGE, job.result_version)).encode()[1]]
+        registered = StudentModel.from_bytes(*registry.load(EDGE, job.result_version)).encode()[1]
+        return job.result_version, shas.get(registered, "recalibrated")
 
     return run
 
@@ -88,6 +92,15 @@ def test_the_first_model_comes_back_when_it_beats_both(setup) -> None:
 
 def test_without_fallback_the_first_model_is_not_considered(setup) -> None:
     assert setup({"first": 0.9, "current": 0.5, "candidate": 0.3}, fallback_to_first=False) == (0, None)
+
+
+def test_the_candidate_with_the_new_scenes_batch_norm_statistics_is_registered_when_it_scores_higher(setup) -> None:
+    assert setup({"first": 0.2, "current": 0.5, "candidate": 0.6, "recalibrated": 0.8}) == (3, "recalibrated")
+    assert setup({"first": 0.2, "current": 0.5, "candidate": 0.6, "recalibrated": 0.55}) == (4, "candidate")
+    assert setup({"first": 0.2, "current": 0.5, "candidate": 0.6, "recalibrated": 0.8}, recalibrate_bn=False) == (
+        5,
+        "candidate",
+    )
 
 
 def test_the_job_trains_with_the_candidate_the_profiler_predicts_most_from(
@@ -119,6 +132,7 @@ def test_the_job_trains_with_the_candidate_the_profiler_predicts_most_from(
         profile_fraction=0.5,
         fallback_to_first=False,
         candidates=[{"name": "default"}, {"name": "gentle", "lr0": 0.002, "freeze_bn": True}],
+        recalibrate_bn=False,  # the scores below are the curves' alone
     )
     job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 1))
 
@@ -163,7 +177,7 @@ def test_keep_best_registers_the_epoch_that_scored_best_on_held_out_frames(
 
     monkeypatch.setattr(worker_module, "fine_tune", fake_fine_tune)
     monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: scores[names[model.encode()[1]]])
-    cfg = TrainingConfig(min_heldout=4, epochs=3, fallback_to_first=False, keep=keep)
+    cfg = TrainingConfig(min_heldout=4, epochs=3, fallback_to_first=False, keep=keep, recalibrate_bn=False)
     job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 1))
 
     assert names[StudentModel.from_bytes(*registry.load(EDGE, job.result_version)).encode()[1]] == registered
