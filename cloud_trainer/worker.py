@@ -248,13 +248,11 @@ class TrainingWorker:
         curve = LearningCurve(before, plan.epochs_total - plan.epochs_done, cfg.patience)
         result = self._train(job, start, train_frames, held_frames, plan, keeper, curve, cfg)
         trained = evaluate(result.model, held_frames)
-        recalibration: dict[str, float] = {}
+        kept, kept_score, recalibration = result.model, trained, {}
         if cfg.recalibrate_bn and fresh_frames:
-            result.model, trained, recalibration = self._recalibrate(
-                job, result.model, trained, fresh_frames, held_frames
-            )
-        candidate, update = self._as_delivered(result.model, base_manifest, data)
-        after = evaluate(candidate, held_frames) if update.lossy else trained
+            kept, kept_score, recalibration = self._recalibrate(job, kept, trained, fresh_frames, held_frames)
+        candidate, update = self._as_delivered(kept, base_manifest, data)
+        after = evaluate(candidate, held_frames) if update.lossy else kept_score
         job.metrics = {
             "map50_before": before,
             "map50_after": after,  # of the model the edge will rebuild, which is what gets registered

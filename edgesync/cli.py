@@ -347,7 +347,7 @@ def bench(
             "edgesync-noburst (no upload burst after a change), edgesync-gentle, edgesync-short, "
             "edgesync-profiled and edgesync-epochs (fine-tune recipes; the job profiler choosing them), "
             "edgesync-fixed (held-out frames fixed for good), edgesync-norecal (no batch-norm "
-            "recalibration), edgesync-last and edgesync-lr, distill and distill-gen (distillation "
+            "recalibration), edgesync-last, edgesync-lr and edgesync-lr003, distill and distill-gen (distillation "
             "from the teacher's features); with --cameras, fifo, fair and manager (how the shared "
             "worker orders the cameras' jobs) and manager-patience, fifo-patience, fair-patience (jobs "
             "also stop early). "

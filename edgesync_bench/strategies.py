@@ -258,6 +258,12 @@ STRATEGIES["edgesync-norecal"] = replace(
     description="edgesync; jobs never re-estimate batch-norm statistics on the new scene (training.recalibrate_bn off)",
     training=EDGESYNC_TRAINING | {"recalibrate_bn": False},
 )
+STRATEGIES["edgesync-lr003"] = replace(
+    STRATEGIES["edgesync"],
+    name="edgesync-lr003",
+    description="edgesync; fine-tunes at lr0 0.003 (a third of training from scratch)",
+    training=EDGESYNC_TRAINING | {"lr0": 0.003},
+)
 STRATEGIES["edgesync-lr"] = replace(
     STRATEGIES["edgesync"],
     name="edgesync-lr",
