@@ -346,7 +346,7 @@ def bench(
             "cpd (edgesync without the zoo), edgesync-nocpd, edgesync-oracle (true scene changes), "
             "edgesync-noburst (no upload burst after a change), edgesync-gentle, edgesync-short, "
             "edgesync-profiled and edgesync-epochs (fine-tune recipes; the job profiler choosing them), "
-            "edgesync-fixed (held-out frames fixed for good), edgesync-norecal (no batch-norm "
+            "edgesync-fixed (held-out frames fixed for good), edgesync-recal (batch-norm "
             "recalibration), edgesync-last, edgesync-lr and edgesync-lr003, distill and distill-gen (distillation "
             "from the teacher's features); with --cameras, fifo, fair and manager (how the shared "
             "worker orders the cameras' jobs) and manager-patience, fifo-patience, fair-patience (jobs "

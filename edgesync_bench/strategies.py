@@ -252,11 +252,11 @@ STRATEGIES["edgesync-last"] = replace(
     description="edgesync; each job ends with its last epoch's weights, not its best on the held-out frames",
     training=EDGESYNC_TRAINING | {"keep": "last"},
 )
-STRATEGIES["edgesync-norecal"] = replace(
+STRATEGIES["edgesync-recal"] = replace(
     STRATEGIES["edgesync"],
-    name="edgesync-norecal",
-    description="edgesync; jobs never re-estimate batch-norm statistics on the new scene (training.recalibrate_bn off)",
-    training=EDGESYNC_TRAINING | {"recalibrate_bn": False},
+    name="edgesync-recal",
+    description="edgesync; jobs may keep batch-norm statistics re-estimated on the new scene (training.recalibrate_bn)",
+    training=EDGESYNC_TRAINING | {"recalibrate_bn": True},
 )
 STRATEGIES["edgesync-lr003"] = replace(
     STRATEGIES["edgesync"],

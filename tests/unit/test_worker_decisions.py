@@ -95,8 +95,9 @@ def test_without_fallback_the_first_model_is_not_considered(setup) -> None:
 
 
 def test_the_candidate_with_the_new_scenes_batch_norm_statistics_is_registered_when_it_scores_higher(setup) -> None:
-    assert setup({"first": 0.2, "current": 0.5, "candidate": 0.6, "recalibrated": 0.8}) == (3, "recalibrated")
-    assert setup({"first": 0.2, "current": 0.5, "candidate": 0.6, "recalibrated": 0.55}) == (4, "candidate")
+    on = {"recalibrate_bn": True}
+    assert setup({"first": 0.2, "current": 0.5, "candidate": 0.6, "recalibrated": 0.8}, **on) == (3, "recalibrated")
+    assert setup({"first": 0.2, "current": 0.5, "candidate": 0.6, "recalibrated": 0.55}, **on) == (4, "candidate")
     assert setup({"first": 0.2, "current": 0.5, "candidate": 0.6, "recalibrated": 0.8}, recalibrate_bn=False) == (
         5,
         "candidate",
