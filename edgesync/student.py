@@ -156,8 +156,11 @@ class StudentModel:
         the statistics over a few dozen frames of the new scene, as the student sees them at
         inference (letterboxed, unaugmented), is AdaBN (Li et al. 2016), which Schneider et al.
         (NeurIPS 2020) showed recovers much of the accuracy lost to image corruptions: it needs no
-        labels and costs one forward pass per frame. Whether the result is better is for held-out
-        labels to judge (cloud_trainer.worker).
+        labels and costs one forward pass per frame. It does not always help here: an ultralytics
+        student's statistics come from mosaic- and colour-augmented batches, and re-estimating
+        them even on clean frames cost the bootstrapped student 0.83 -> 0.65 mAP50, while a
+        student fine-tuned on night frames went 0.10 -> 0.60 (BENCHMARKS.md, session 8). So
+        held-out labels judge whether the result is better (cloud_trainer.worker).
         """
         model = build_detection_model(self.arch, len(self.class_names))
         model.load_state_dict(self.state_dict(), strict=True)
