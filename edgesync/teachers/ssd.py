@@ -23,6 +23,7 @@ import numpy as np
 
 from edgesync.assets import ssd_model_files
 from edgesync.config import SSDTeacherConfig
+from edgesync.errors import AssetError
 from edgesync.teachers.base import Teacher, check_frames, map_classes
 from edgesync.types import Detection
 
@@ -148,6 +149,11 @@ class SSDTeacher(Teacher):
         if threads is not None:
             cv2.setNumThreads(max(1, threads))
         graph, text_graph = ssd_model_files()
+        if not hasattr(cv2.dnn, "readNetFromTensorflow"):
+            raise AssetError(
+                f"OpenCV {cv2.__version__} cannot read the SSD teacher's TensorFlow graph "
+                "(cv2.dnn.readNetFromTensorflow is gone since 5.1): install opencv-python-headless<5.1"
+            )
         self._net = cv2.dnn.readNetFromTensorflow(str(graph), str(text_graph))
         self._files = (graph, text_graph)
         self._feature_net: cv2.dnn.Net | None = None  # built on first use of features()
