@@ -133,7 +133,6 @@ def test_the_job_trains_with_the_candidate_the_profiler_predicts_most_from(
         profile_fraction=0.5,
         fallback_to_first=False,
         candidates=[{"name": "default"}, {"name": "gentle", "lr0": 0.002, "freeze_bn": True}],
-        recalibrate_bn=False,  # the scores below are the curves' alone
     )
     job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 1))
 
@@ -178,7 +177,7 @@ def test_keep_best_registers_the_epoch_that_scored_best_on_held_out_frames(
 
     monkeypatch.setattr(worker_module, "fine_tune", fake_fine_tune)
     monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: scores[names[model.encode()[1]]])
-    cfg = TrainingConfig(min_heldout=4, epochs=3, fallback_to_first=False, keep=keep, recalibrate_bn=False)
+    cfg = TrainingConfig(min_heldout=4, epochs=3, fallback_to_first=False, keep=keep)
     job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 1))
 
     assert names[StudentModel.from_bytes(*registry.load(EDGE, job.result_version)).encode()[1]] == registered
