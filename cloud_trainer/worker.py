@@ -37,7 +37,7 @@ from cloud_trainer.metrics import JOB_DURATION
 from cloud_trainer.profiler import LearningCurve, SettingProbe, choose_setting, profile_candidates, record_profile
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import StateStore
-from cloud_trainer.state.base import DEFAULT_LEASE_S, StoreUnavailable
+from cloud_trainer.state.base import DEFAULT_LEASE_S, StoreUnavailable, job_rank
 from cloud_trainer.training import FineTuneResult, LabelledFrame, evaluate, fine_tune
 from edgesync.config import CloudConfig, TrainingConfig
 from edgesync.delta import PreparedUpdate, prepare
@@ -120,6 +120,7 @@ class TrainingWorker:
         lease_s: float = DEFAULT_LEASE_S,
         checkpoints: JobCheckpoints | None = None,
         teacher: Teacher | None = None,
+        at_boundary: Callable[[TrainingJob, int], None] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -131,6 +132,10 @@ class TrainingWorker:
         self.checkpoints = checkpoints  # None: a job taken over restarts from scratch
         # the feature source of training.distill (the labelling teacher); unused while it is off
         self.teacher = teacher
+        # called with (job, epochs done in this claim) at each epoch boundary where the job may be
+        # pre-empted, before the queue is looked at: the benchmark's simulation (edgesync_bench.lockstep)
+        # holds the job there until its virtual clock reaches the boundary. None in a deployment
+        self.at_boundary = at_boundary
         if cfg.distill.mode != "off" and teacher is None:
             raise ValueError(f"training.distill.mode is {cfg.distill.mode!r}: the worker needs a teacher")
 
@@ -207,8 +212,9 @@ class TrainingWorker:
     ) -> TrainingJob:
         """Train (or resume), validate and (if not worse) register; returns the finished job.
 
-        max_epochs caps the configured epochs (a training budget running out). keeper holds the
-        job's lease while it trains; without one the lease is only checked before registering.
+        max_epochs caps the configured epochs (a training budget running out); for a resumed job,
+        the epochs still to run. keeper holds the job's lease while it trains; without one the
+        lease is only checked before registering.
         Raises LeaseLost, having registered nothing, if another worker has taken the job over.
         """
         keeper = keeper or LeaseKeeper(self.store, job, self.lease_s)
@@ -236,6 +242,8 @@ class TrainingWorker:
             return job
         epochs = min(self.cfg.epochs, max_epochs or self.cfg.epochs)
         plan = resume.plan if resume is not None else JobPlan(base_version, epochs, *self._ids(train, held, replay))
+        if resume is not None and max_epochs is not None:  # a budget caps what is left, not the whole plan
+            plan.epochs_total = min(plan.epochs_total, plan.epochs_done + max_epochs)
         start = current if resume is None else self._model_from(resume, base_manifest)
         resumed_from = plan.epochs_done
         before = evaluate(current, held_frames)
@@ -454,6 +462,8 @@ class TrainingWorker:
             if epochs_done < remaining and (reason := curve.stop_reason()) is not None:
                 raise StopEarly(reason)
             if self.checkpoints is not None and epochs_done < remaining:
+                if self.at_boundary is not None:
+                    self.at_boundary(job, epochs_done)
                 if (other := self._preempting(job)) is not None:
                     raise Preempted(job, other, plan.epochs_done)
 
@@ -490,7 +500,8 @@ class TrainingWorker:
         if not ratio or not job.lease:
             return None
         for other in self.store.list_jobs(status="queued", limit=100):
-            if other.edge_id != job.edge_id and other.priority >= ratio * max(job.priority, 1e-9):
+            worth = other.priority >= ratio * max(job.priority, 1e-9)
+            if other.edge_id != job.edge_id and worth and job_rank(other) < job_rank(job):  # served before it
                 return other
         return None
 

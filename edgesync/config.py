@@ -364,7 +364,7 @@ class TrainingConfig(Strict):
     fallback_to_first: bool = True  # redeploy the edge's first model when it beats both on held-out frames
     # a queued job of another edge ranked at least this many times higher than the running one
     # pre-empts it at the next epoch boundary; the pre-empted job goes back to the queue and later
-    # resumes from that epoch's checkpoint (0: never pre-empt)
+    # resumes from that epoch's checkpoint (0: never pre-empt; below 1 would yield to a job worth less)
     preempt_ratio: float = Field(2.0, ge=0)
     # the profiler (cloud_trainer.profiler) scores held-out frames after every epoch and predicts
     # the job's gain; with patience > 0 it also stops a job once held-out mAP50 has not improved
@@ -392,6 +392,13 @@ class TrainingConfig(Strict):
     # --seed` sets it, so runs with different seeds show how much a result owes to chance
     seed: int = Field(0, ge=0)
     distill: DistillConfig = DistillConfig()  # off unless a deployment turns it on
+
+    @field_validator("preempt_ratio")
+    @classmethod
+    def _no_ratio_below_one(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError(f"must be 0 (never pre-empt) or at least 1 (yield to a job worth more), got {value}")
+        return value
 
     @model_validator(mode="after")
     def _unique_candidates(self) -> TrainingConfig:

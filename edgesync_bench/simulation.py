@@ -20,21 +20,24 @@ import logging
 import math
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cloud_trainer.checkpoints import JobCheckpoints
 from cloud_trainer.ingest import Ingest
 from cloud_trainer.labeller import Labeller
 from cloud_trainer.profiler import profile_evaluations, profile_image_epochs
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import MemoryStore
-from cloud_trainer.worker import TrainingWorker
+from cloud_trainer.worker import Preempted, TrainingWorker
 from edgesync.config import LimitsConfig
 from edgesync.student import Prediction
 from edgesync.teachers import Teacher
 from edgesync.types import ModelManifest, Sample, SceneChange
 from edgesync_bench.camera import Camera
+from edgesync_bench.lockstep import LockstepJob
 from edgesync_bench.strategies import Strategy, queue_priority
 from edgesync_bench.stream import BenchKnobs, StrategyRun, StreamSetup, VirtualClock
 
@@ -95,8 +98,25 @@ class _ByEdge:
                 trigger.on_labelled(batch)
 
 
+@dataclass
+class _Running:
+    """The job on the worker, when jobs run in lock-step (several cameras, pre-emption on)."""
+
+    run: LockstepJob
+    started: float  # virtual time it was claimed
+    images: int  # training images per epoch
+    heldout: int  # held-out frames scored after each epoch
+    probing_s: float  # GPU-seconds of the profiler's probes before its first epoch
+
+
 class Simulation:
-    """Runs one strategy over the stream(s); see the module docstring."""
+    """Runs one strategy over the stream(s); see the module docstring.
+
+    With several cameras and training.preempt_ratio above 0, each job runs in lock-step with the
+    stream (edgesync_bench.lockstep) and checkpoints every epoch, so that a much more valuable job
+    of another camera can pre-empt it at an epoch boundary, as on the live worker; the pre-empted
+    job resumes from its checkpoint. One camera has nothing to yield to: its jobs run in one go.
+    """
 
     def __init__(
         self,
@@ -122,8 +142,18 @@ class Simulation:
         self.ingest = Ingest(self.store, LimitsConfig(), clock=self.clock)
         self.cameras = {cam.edge_id: Camera(self, cam) for cam in setup.camera_setups()}
         self.labeller = Labeller(self.store, teacher, _ByEdge(self.cameras), batch_size=1, max_wait_s=0)
+        self._lockstep_jobs = len(self.cameras) > 1 and self.training.preempt_ratio > 0
+        self._running: _Running | None = None
         self.worker = TrainingWorker(
-            self.store, self.registry, self.training, "bench-worker", workdir=workdir, clock=self.clock, teacher=teacher
+            self.store,
+            self.registry,
+            self.training,
+            "bench-worker",
+            workdir=workdir,
+            clock=self.clock,
+            teacher=teacher,
+            checkpoints=JobCheckpoints(workdir / "checkpoints") if self._lockstep_jobs else None,
+            at_boundary=self._at_boundary if self._lockstep_jobs else None,
         )
         self._events: list = []
         self._order = itertools.count()
@@ -132,6 +162,7 @@ class Simulation:
         self._training_job = False
         self._tokens_spent = 0.0
         self._wanted: dict[str, float] = {}  # job id -> budget it waits for (see _maybe_start_job)
+        self._epochs_left: dict[str, int] = {}  # job id -> epochs a pre-empted job has still to train
         self._gpu_s_by_edge: dict[str, float] = dict.fromkeys(self.cameras, 0.0)
 
     @property
@@ -226,7 +257,8 @@ class Simulation:
         cap = self.knobs.train_share * self.knobs.bank_s
         # how long: a job starts once the budget affords at least half its epochs, then trains as many
         # as the budget affords (up to all); waiting for all of them costs more accuracy than it buys
-        least = math.ceil(self.training.epochs / 2)
+        left = self._epochs_left.get(job.job_id, self.training.epochs)  # fewer for a pre-empted job
+        least = math.ceil(left / 2)
         distill = self.training.distill.mode  # distillation's teacher passes make each epoch dearer
         probing = self._probing_s(images, len(held))  # the profiler's probes come first
         recalibration = len(train) if self.training.recalibrate_bn else 0  # re-estimating batch-norm statistics
@@ -243,11 +275,89 @@ class Simulation:
         affordable = costs.epochs_within(
             tokens - probing, images, len(held), self.training.imgsz, distill, recalibration_frames=recalibration
         )
-        epochs = min(self.training.epochs, affordable)
+        epochs = min(left, affordable)
         if tokens < wanted or epochs < 1:  # wait for the share to accrue, then try again
             self._requeue(job, t + (wanted - tokens) / self.knobs.train_share + 1e-6)
             return
-        job = self.worker.run_job(job, max_epochs=epochs)
+        if self._lockstep_jobs:
+            self._training_job = True
+            run = LockstepJob(self.worker, job, epochs)
+            self._running = _Running(run, t, images, len(held), probing)
+            run.start()
+            self._job_stepped(self._running)
+            return
+        self._job_ended(self.worker.run_job(job, max_epochs=epochs), t, images)
+        self._training_job = True
+
+    def _at_boundary(self, job, epochs_done: int) -> None:
+        """The worker's epoch-boundary hook: pause the running job's thread (see LockstepJob)."""
+        assert self._running is not None and self._running.run.job.job_id == job.job_id
+        self._running.run.at_boundary(job, epochs_done)
+
+    def _boundary_time(self, running: _Running) -> float:
+        """Virtual time at which the running job reaches the epoch boundary it is paused at: its
+        probes, then each epoch's training and held-out scoring so far."""
+        costs, n = self.knobs.costs, running.run.epochs_done
+        work = costs.training(n * running.images, running.heldout, self.training.imgsz, n, self.training.distill.mode)
+        return running.started + running.probing_s / costs.gpu_speedup + work
+
+    def _job_stepped(self, running: _Running) -> None:
+        """After the running job moved: wait for its next boundary in virtual time, or settle its end."""
+        run = running.run
+        if not run.finished:
+            self.push(self._boundary_time(running), "boundary", running)
+            return
+        self._running = None
+        if isinstance(run.error, Preempted):
+            self._job_preempted(running, run.error)
+        elif run.error is not None:
+            raise run.error
+        else:
+            self._job_ended(run.outcome, running.started, running.images)
+
+    def _on_boundary(self, t: float, running: _Running) -> None:
+        running.run.resume()  # the worker now looks at the queue as it stands at t
+        self._job_stepped(running)
+
+    def _job_preempted(self, running: _Running, exc: Preempted) -> None:
+        """A job yielded the worker at an epoch boundary: charge the epochs it trained and put it
+        back in the queue (its checkpoint holds them), as the live worker does."""
+        job, t0 = running.run.job, running.started
+        now = self._boundary_time(running)
+        log.info("%s", exc)
+        job.status, job.error = "queued", str(exc)
+        self.store.complete_job(job)
+        self._wanted.pop(job.job_id, None)  # resumed, it waits for the budget of what is left
+        self._epochs_left[job.job_id] = max(1, running.run.max_epochs - running.run.epochs_done)
+        iterations = self._iterations(running.run.epochs_done, running.images)
+        self._charge(job.edge_id, (now - t0) * self.knobs.costs.gpu_speedup, iterations)
+        self.cameras[job.edge_id].result.jobs.append(
+            {
+                "job_id": job.job_id,
+                "started": t0,
+                "finished": now,
+                "version": None,
+                "preempted_by": exc.by.job_id,
+                "epochs": float(running.run.epochs_done),
+            }  # fmt: skip
+        )
+        self._worker_free_at = now
+        self._training_job = False
+
+    def _iterations(self, epochs: float, images: int) -> int:
+        """Training iterations (batches) of epochs over images."""
+        return int(epochs * math.ceil(images / min(self.training.batch, images)))
+
+    def _charge(self, edge_id: str, gpu_s: float, iterations: int) -> None:
+        result = self.cameras[edge_id].result
+        result.train_gpu_s += gpu_s
+        result.train_iterations += iterations
+        self._gpu_s_by_edge[edge_id] += gpu_s
+        self._tokens_spent += gpu_s
+
+    def _job_ended(self, job, t: float, images: int) -> None:
+        """Charge a finished job's work (from what it reports), and ship its model when the work is done."""
+        costs = self.knobs.costs
         image_epochs = job.metrics.get("image_epochs", 0.0)
         held_n, evaluations = int(job.metrics.get("heldout_samples", 0)), int(job.metrics.get("heldout_evaluations", 0))
         duration = costs.training(
@@ -255,25 +365,23 @@ class Simulation:
             held_n,
             self.training.imgsz,
             evaluations,
-            distill=distill,
+            distill=self.training.distill.mode,
             distilled_image_epochs=job.metrics.get("distill_teacher_images", 0.0),
             recalibration_frames=int(job.metrics.get("recalibration_frames", 0)),
         )
-        result = self.cameras[job.edge_id].result
-        result.train_gpu_s += duration * costs.gpu_speedup
-        self._gpu_s_by_edge[job.edge_id] += duration * costs.gpu_speedup
-        self._tokens_spent += duration * costs.gpu_speedup
-        result.train_iterations += int(
-            job.metrics.get("epochs", 0) * math.ceil(images / min(self.training.batch, images))
-        )
-        job.finished = t + duration
-        result.jobs.append(
-            {"job_id": job.job_id, "started": t, "finished": t + duration, "version": job.result_version}
+        # a resumed job reports the epochs of every claim; this claim trained those after resumed_from_epoch
+        claimed_epochs = job.metrics.get("epochs", 0) - job.metrics.get("resumed_from_epoch", 0)
+        self._charge(job.edge_id, duration * costs.gpu_speedup, self._iterations(claimed_epochs, images))
+        if self.worker.checkpoints is not None:
+            self.worker.checkpoints.clear(job.job_id)
+        done = max(t + duration, self.clock.now)  # a lock-step job ends at its last boundary at the earliest
+        job.finished = done
+        self.cameras[job.edge_id].result.jobs.append(
+            {"job_id": job.job_id, "started": t, "finished": done, "version": job.result_version}
             | {k: round(v, 4) for k, v in job.metrics.items()}
         )
-        self._worker_free_at = t + duration
-        self._training_job = True
-        self.push(t + duration, "job_done", job)
+        self._worker_free_at = done
+        self.push(done, "job_done", job)
 
     def _probing_s(self, images: int, heldout: int) -> float:
         """GPU-seconds the job profiler's probes take before a job of `images` frames trains (0 without
@@ -307,4 +415,7 @@ class Simulation:
                 camera.step(i, t)
             if on_frame is not None:
                 on_frame(i)
+        if self._running is not None:  # the stream ended with a job paused at an epoch boundary
+            self._running.run.close()
+            self._running = None
         return {edge_id: camera.finish() for edge_id, camera in self.cameras.items()}

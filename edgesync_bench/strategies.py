@@ -21,6 +21,8 @@ from edgesync.types import StoredSample, TrainingJob
 class Trigger:
     """Decides when a retraining job is queued for the edge."""
 
+    priority = 1.0  # the rank of its jobs in a queue several edges share: the baselines rank all alike
+
     def __init__(self, store: StateStore, registry: ModelRegistry, edge_id: str, clock: Callable[[], float]) -> None:
         self.store = store
         self.registry = registry
@@ -47,7 +49,7 @@ class Trigger:
         job = TrainingJob(
             job_id=f"{self.edge_id}-job{next(self._job_numbers):04d}",
             edge_id=self.edge_id,
-            priority=1.0,
+            priority=self.priority,
             created=self.clock(),
             base_version=self.registry.latest_version(self.edge_id),
             reason=reason,
@@ -292,6 +294,8 @@ STRATEGIES["distill-gen"] = replace(
 
 # Ordering across cameras sharing one worker (`edgesync bench --cameras`): the same edge side and
 # the same manager deciding *when* an edge needs a job; only the order jobs are served in differs.
+# Pre-emption (training.preempt_ratio) is the manager's: a job runs to its end under fifo and fair
+NO_PREEMPTION = {"preempt_ratio": 0.0}
 STRATEGIES["manager"] = replace(
     STRATEGIES["edgesync"],
     name="manager",
@@ -303,12 +307,14 @@ STRATEGIES["fifo"] = replace(
     name="fifo",
     description="edgesync; the shared worker serves jobs in arrival order",
     order="fifo",
+    training=EDGESYNC_TRAINING | NO_PREEMPTION,
 )
 STRATEGIES["fair"] = replace(
     STRATEGIES["edgesync"],
     name="fair",
     description="edgesync; the shared worker serves the edge with the least training time so far",
     order="fair",
+    training=EDGESYNC_TRAINING | NO_PREEMPTION,
 )
 
 # The same three orders with early stopping (training.patience 2): a job stops once its held-out
@@ -318,7 +324,7 @@ for _order in ("manager", "fifo", "fair"):
         STRATEGIES[_order],
         name=f"{_order}-patience",
         description=f"{_order}; jobs stop once held-out mAP50 has not improved for 2 epochs",
-        training=EDGESYNC_TRAINING | {"patience": 2},
+        training=STRATEGIES[_order].training | {"patience": 2},
     )
 
 

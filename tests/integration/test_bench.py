@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -21,7 +22,9 @@ from cloud_trainer.registry import ModelRegistry
 from edgesync.assets import vtest_path
 from edgesync.config import CloudConfig, SamplerConfig, parse_config
 from edgesync.student import StudentModel
+from edgesync_bench import strategies as registry
 from edgesync_bench.runner import BenchRequest, run_bench
+from edgesync_bench.strategies import CountTrigger
 from edgesync_bench.stream import EDGE_ID
 
 pytestmark = pytest.mark.integration
@@ -68,10 +71,17 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _bench(
-    inputs: Path, out: Path, strategies: list[str], seed: int = 0, cameras: Path | None = None, jobs: int = 1
+    inputs: Path,
+    out: Path,
+    strategies: list[str],
+    seed: int = 0,
+    cameras: Path | None = None,
+    jobs: int = 1,
+    training: dict | None = None,
 ) -> dict:
     """Run the benchmark on the clip (or the cameras file's cameras) and return results.json as written."""
-    cloud = parse_config(CloudConfig, {"training": {"epochs": 1, "batch": 4, "min_heldout": 2}})
+    training = {"epochs": 1, "batch": 4, "min_heldout": 2} | (training or {})
+    cloud = parse_config(CloudConfig, {"training": training})
     run_bench(
         BenchRequest(
             video=str(inputs / "clip.avi"),
@@ -264,3 +274,47 @@ def test_cameras_share_one_cloud_and_one_training_budget(inputs: Path) -> None:
         assert strategy["uplink_bytes"] == per["cam-a"]["uplink_bytes"] + per["cam-b"]["uplink_bytes"] > 0
     table = (out / "results.md").read_text()
     assert "cam-a" in table and "| fifo |" in table and (out / "accuracy.png").stat().st_size > 0
+
+
+class UrgentOnB(CountTrigger):
+    """Shoggoth's trigger, but cam-b's jobs rank three times cam-a's (the manager's pre-emption margin is 2x)."""
+
+    @property
+    def priority(self) -> float:
+        return 3.0 if self.edge_id == "cam-b" else 1.0
+
+
+def test_a_job_of_another_camera_pre_empts_at_an_epoch_boundary_and_the_first_resumes(
+    inputs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two cameras with the same drift queue jobs at about the same time; the worker's pre-emption
+    check runs at each epoch boundary against the queue as it stands at that virtual time, so a
+    running cam-a job yields to cam-b's, resumes from its checkpoint later, and the budget holds."""
+    ranked = replace(registry.STRATEGIES["shoggoth"], name="ranked", trigger=lambda *a: UrgentOnB(*a, every=15))
+    monkeypatch.setitem(registry.STRATEGIES, "ranked", ranked)  # a strategy plug-in of the test's own
+    (inputs / "twins.yaml").write_text(
+        "video: " + str(inputs / "clip.avi") + "\n"
+        "train_budget_share: 0.6\n"
+        "cameras:\n"
+        "  - {edge_id: cam-a, drift: drift.yaml, seed: 1}\n"
+        "  - {edge_id: cam-b, drift: drift.yaml, seed: 2}\n"
+    )
+    results = _bench(inputs, inputs / "twins-out", ["ranked"], cameras=inputs / "twins.yaml")
+    strategy = results["strategies"]["ranked"]
+    jobs = {cam: run["jobs"] for cam, run in strategy["per_camera"].items()}
+    yielded = [j for j in jobs["cam-a"] if j.get("preempted_by")]
+    assert yielded, f"no cam-a job was pre-empted: {jobs}"
+    assert not any(j.get("preempted_by") for j in jobs["cam-b"])  # a job worth less never pre-empts
+    for first in yielded:
+        assert first["version"] is None and first["epochs"] >= 1 and first["preempted_by"].startswith("cam-b")
+        resumed = [j for j in jobs["cam-a"] if j["job_id"] == first["job_id"] and "resumed_from_epoch" in j]
+        assert resumed and resumed[0]["resumed_from_epoch"] >= first["epochs"]  # from its checkpoint
+        assert resumed[0]["started"] >= first["finished"]
+    assert strategy["train_gpu_s"] <= results["budgets"]["train_budget_gpu_s"] + 1e-6
+    again = _bench(inputs, inputs / "twins-again", ["ranked"], cameras=inputs / "twins.yaml")
+    for cam, run in again["strategies"]["ranked"]["per_camera"].items():  # lock-step: same seed, same run
+        wall = {"train_seconds"}
+        assert [{k: v for k, v in j.items() if k not in wall} for j in run["jobs"]] == [
+            {k: v for k, v in j.items() if k not in wall} for j in jobs[cam]
+        ]
+        assert run["map50_mean"] == strategy["per_camera"][cam]["map50_mean"]

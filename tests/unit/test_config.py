@@ -75,6 +75,20 @@ def test_out_of_range_value_names_the_key(tmp_path: Path) -> None:
         load_cloud_config(path)
 
 
+@pytest.mark.parametrize("ratio", [0.5, 1e-6])
+def test_a_pre_emption_ratio_below_one_is_refused(tmp_path: Path, ratio: float) -> None:
+    path = write(tmp_path / "cloud.yaml", f"training:\n  preempt_ratio: {ratio}\n")
+    with pytest.raises(ConfigError, match=r"training\.preempt_ratio.*at least 1"):
+        load_cloud_config(path)
+    for fine in (0, 1, 2.5):
+        assert (
+            load_cloud_config(
+                write(tmp_path / "ok.yaml", f"training:\n  preempt_ratio: {fine}\n")
+            ).training.preempt_ratio
+            == fine
+        )
+
+
 def test_every_problem_in_a_file_is_reported_on_its_own_line(tmp_path: Path) -> None:
     path = write(tmp_path / "edge.yaml", "cloud:\n  adress: x\nqueue:\n  max_items: 0\n")
     with pytest.raises(ConfigError) as err:

@@ -21,10 +21,11 @@ from cloud_trainer.lease import LeaseKeeper, LeaseLost
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import MemoryStore
 from cloud_trainer.training import FineTuneResult
-from cloud_trainer.worker import TrainingWorker
+from cloud_trainer.worker import Preempted, TrainingWorker
 from edgesync.config import TrainingConfig
 from edgesync.student import StudentModel
 from edgesync.types import Detection, EdgeInfo, StoredSample, TrainingJob
+from edgesync_bench.lockstep import Abandoned, LockstepJob
 
 EDGE = "cam-1"
 CLASSES = ["person", "car"]
@@ -63,6 +64,17 @@ class Setup:
             if on_weights is not None:
                 on_weights(epoch, self.candidate.state_dict())
         return FineTuneResult(self.candidate, epochs, len(train))
+
+    def second_edge(self, edge_id: str = "cam-2") -> str:
+        """Another edge with its own v1 and 10 labelled samples."""
+        self.store.upsert_edge(EdgeInfo(edge_id=edge_id, class_names=CLASSES))
+        data, _ = self.base.encode()
+        self.registry.register(edge_id, data, self.base.manifest(data))
+        jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))[1].tobytes()
+        for i in range(10):
+            self.store.add_sample(StoredSample(f"o{i}", edge_id, float(i), float(i), 1, 0.5, i, [], 64, 64), jpeg)
+            self.store.set_labels(edge_id, f"o{i}", [Detection(5, 5, 30, 30, 0, 0.9)])
+        return edge_id
 
     def worker(self, worker_id: str = "w1") -> TrainingWorker:
         cfg = TrainingConfig(
@@ -174,14 +186,7 @@ def test_the_heartbeat_notices_a_lost_lease_and_the_fence_refuses(setup: Setup) 
 def test_a_much_more_valuable_job_pre_empts_at_an_epoch_boundary_and_the_first_resumes_later(
     setup: Setup,
 ) -> None:
-    other = "cam-2"
-    setup.store.upsert_edge(EdgeInfo(edge_id=other, class_names=CLASSES))
-    data, _ = setup.base.encode()
-    setup.registry.register(other, data, setup.base.manifest(data))
-    jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))[1].tobytes()
-    for i in range(10):
-        setup.store.add_sample(StoredSample(f"o{i}", other, float(i), float(i), 1, 0.5, i, [], 64, 64), jpeg)
-        setup.store.set_labels(other, f"o{i}", [Detection(5, 5, 30, 30, 0, 0.9)])
+    other = setup.second_edge()
     worker = setup.worker()
     real_fine_tune = setup._fine_tune
 
@@ -220,3 +225,55 @@ def test_the_profiler_stops_a_job_whose_held_out_score_does_not_improve(setup: S
     assert job.metrics["epochs"] == 2 and job.metrics["heldout_evaluations"] == 2
     assert (job.metrics["map50_epoch_1"], job.metrics["map50_epoch_2"]) == (0.5, 0.5)
     assert job.predicted_gain == 0.0 and job.metrics["queued_gain_bound"] == 0.3  # the profiler's, then the manager's
+
+
+def _lockstep(setup: Setup, max_epochs: int = EPOCHS) -> LockstepJob:
+    """The benchmark's way of running a claimed job: in its own thread, paused at each boundary."""
+    worker = setup.worker()
+    run = LockstepJob(worker, setup.claim(), max_epochs)
+    worker.at_boundary = run.at_boundary
+    return run
+
+
+def test_a_lockstep_job_pauses_at_each_epoch_boundary_and_yields_to_a_job_queued_while_paused(setup: Setup) -> None:
+    other = setup.second_edge()
+    run = _lockstep(setup)
+    run.start()
+    assert (run.finished, run.epochs_done) == (False, 1)
+    run.resume()
+    assert (run.finished, run.epochs_done) == (False, 2)
+    assert setup.checkpoints.load("job-1").plan.epochs_done == 2  # saved before pausing
+    setup.store.put_job(TrainingJob("job-2", other, 3.0, 1.0, 1))  # a drift on cam-2 while job-1 waits
+    run.resume()
+    assert run.finished and isinstance(run.error, Preempted)
+    assert "pre-empted after epoch 2 by job job-2" in str(run.error)
+    assert setup.registry.latest_version(EDGE) == 1
+
+
+def test_a_resumed_job_trains_at_most_max_epochs_more(setup: Setup) -> None:
+    other = setup.second_edge()
+    run = _lockstep(setup)
+    run.start()
+    setup.store.put_job(TrainingJob("job-2", other, 3.0, 1.0, 1))
+    run.resume()
+    assert isinstance(run.error, Preempted)
+    run.job.status = "queued"
+    setup.store.complete_job(run.job)  # back in the queue, as the simulation puts it
+    assert setup.worker().process(setup.claim()).job_id == "job-2"
+    resumed = _lockstep(setup, max_epochs=2)  # the budget affords two of the four epochs left
+    resumed.start()
+    while not resumed.finished:
+        resumed.resume()
+    assert resumed.error is None and resumed.outcome.status == "done"
+    assert resumed.outcome.metrics["resumed_from_epoch"] == 1 and resumed.outcome.metrics["epochs"] == 3
+    assert [c["epochs"] for c in setup.calls] == [EPOCHS, EPOCHS, 2]
+
+
+def test_closing_a_paused_lockstep_job_ends_it_without_registering(setup: Setup) -> None:
+    run = _lockstep(setup)
+    run.start()
+    run.close()
+    assert run.finished and isinstance(run.error, Abandoned)
+    assert setup.registry.latest_version(EDGE) == 1
+    with pytest.raises(RuntimeError, match="has ended"):
+        run.resume()
