@@ -121,6 +121,7 @@ class TrainingWorker:
         checkpoints: JobCheckpoints | None = None,
         teacher: Teacher | None = None,
         at_boundary: Callable[[TrainingJob, int], None] | None = None,
+        admits: Callable[[TrainingJob], bool] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -136,6 +137,9 @@ class TrainingWorker:
         # pre-empted, before the queue is looked at: the benchmark's simulation (edgesync_bench.lockstep)
         # holds the job there until its virtual clock reaches the boundary. None in a deployment
         self.at_boundary = at_boundary
+        # whether a queued job could start now; None: any job with enough frames can. A job that
+        # could not does not pre-empt (the benchmark passes its training budget's check)
+        self.admits = admits
         if cfg.distill.mode != "off" and teacher is None:
             raise ValueError(f"training.distill.mode is {cfg.distill.mode!r}: the worker needs a teacher")
 
@@ -491,17 +495,24 @@ class TrainingWorker:
         return result
 
     def _preempting(self, job: TrainingJob) -> TrainingJob | None:
-        """A queued job of another edge worth at least preempt_ratio times this one, if any.
+        """A queued job of another edge worth at least preempt_ratio times this one, if any, that
+        the worker would serve next and could start at once.
 
         Only a claimed job with checkpoints yields (its work so far is kept); the margin keeps
-        two jobs of similar value from taking turns.
+        two jobs of similar value from taking turns. A job without enough frames of its edge's
+        current scene, or one the `admits` hook refuses (the benchmark's training budget), would
+        leave the worker idle: this one trains on instead.
         """
         ratio = self.cfg.preempt_ratio
         if not ratio or not job.lease:
             return None
-        for other in self.store.list_jobs(status="queued", limit=100):
-            worth = other.priority >= ratio * max(job.priority, 1e-9)
-            if other.edge_id != job.edge_id and worth and job_rank(other) < job_rank(job):  # served before it
+        for other in sorted(self.store.list_jobs(status="queued", limit=100), key=job_rank):
+            if job_rank(other) >= job_rank(job):  # served after it
+                return None
+            if other.edge_id == job.edge_id or other.priority < ratio * max(job.priority, 1e-9):
+                continue
+            train, held, _ = self.select(other)
+            if self.ready(train, held) and (self.admits is None or self.admits(other)):
                 return other
         return None
 

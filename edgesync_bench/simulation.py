@@ -99,6 +99,22 @@ class _ByEdge:
 
 
 @dataclass
+class _JobSize:
+    """What a job would train if it started now (Simulation._size)."""
+
+    images: int  # training images per epoch (fresh and replay)
+    heldout: int
+    probing_s: float  # GPU-seconds of the profiler's probes before its first epoch
+    epochs: int  # as many as the budget affords, up to the job's
+    tokens: float  # the budget available
+    wanted: float  # the budget it waits for
+
+    @property
+    def affordable(self) -> bool:
+        return self.tokens >= self.wanted and self.epochs >= 1
+
+
+@dataclass
 class _Running:
     """The job on the worker, when jobs run in lock-step (several cameras, pre-emption on)."""
 
@@ -107,6 +123,7 @@ class _Running:
     images: int  # training images per epoch
     heldout: int  # held-out frames scored after each epoch
     probing_s: float  # GPU-seconds of the profiler's probes before its first epoch
+    charged: float = 0.0  # GPU-seconds of its work charged to the budget so far, boundary by boundary
 
 
 class Simulation:
@@ -154,6 +171,7 @@ class Simulation:
             teacher=teacher,
             checkpoints=JobCheckpoints(workdir / "checkpoints") if self._lockstep_jobs else None,
             at_boundary=self._at_boundary if self._lockstep_jobs else None,
+            admits=self._admits if self._lockstep_jobs else None,
         )
         self._events: list = []
         self._order = itertools.count()
@@ -242,52 +260,68 @@ class Simulation:
     def _maybe_start_job(self, t: float) -> None:
         if self._training_job or self._worker_free_at > t:
             return
-        costs = self.knobs.costs
         self._order_queue()
         job = self.store.claim_job("bench-worker", timeout_s=0)
         if job is None:
             return
         self.clock.now = t
-        train, held, replay = self.worker.select(job)
-        if not self.worker.ready(train, held):  # too few frames of the current scene yet
+        size = self._size(job, t, claiming=True)
+        if size is None:  # too few frames of the current scene yet
             self._requeue(job, t + 1.0)
             return
-        images = max(1, len(train) + len(replay))
-        tokens = self._tokens(t)
-        cap = self.knobs.train_share * self.knobs.bank_s
-        # how long: a job starts once the budget affords at least half its epochs, then trains as many
-        # as the budget affords (up to all); waiting for all of them costs more accuracy than it buys
-        left = self._epochs_left.get(job.job_id, self.training.epochs)  # fewer for a pre-empted job
-        least = math.ceil(left / 2)
-        distill = self.training.distill.mode  # distillation's teacher passes make each epoch dearer
-        probing = self._probing_s(images, len(held))  # the profiler's probes come first
-        recalibration = len(train) if self.training.recalibrate_bn else 0  # re-estimating batch-norm statistics
-        wanted = (
-            costs.training(
-                images * least, len(held), self.training.imgsz, distill=distill, recalibration_frames=recalibration
-            )
-            * costs.gpu_speedup
-            + probing
-        )
-        # a job waiting for budget keeps the size it had when first claimed: samples that arrive
-        # meanwhile join its data but must not make it wait longer (it would chase the stream)
-        wanted = min(self._wanted.setdefault(job.job_id, wanted), cap)
-        affordable = costs.epochs_within(
-            tokens - probing, images, len(held), self.training.imgsz, distill, recalibration_frames=recalibration
-        )
-        epochs = min(left, affordable)
-        if tokens < wanted or epochs < 1:  # wait for the share to accrue, then try again
-            self._requeue(job, t + (wanted - tokens) / self.knobs.train_share + 1e-6)
+        if not size.affordable:  # wait for the share to accrue, then try again
+            self._requeue(job, t + (size.wanted - size.tokens) / self.knobs.train_share + 1e-6)
             return
+        images, held, probing, epochs = size.images, size.heldout, size.probing_s, size.epochs
         if self._lockstep_jobs:
             self._training_job = True
             run = LockstepJob(self.worker, job, epochs)
-            self._running = _Running(run, t, images, len(held), probing)
+            self._running = _Running(run, t, images, held, probing)
             run.start()
             self._job_stepped(self._running)
             return
         self._job_ended(self.worker.run_job(job, max_epochs=epochs), t, images)
         self._training_job = True
+
+    def _size(self, job, t: float, claiming: bool = False) -> _JobSize | None:
+        """What job would train if it started at t, and whether the budget affords it (None: not
+        enough frames of its edge's current scene yet).
+
+        How long: a job starts once the budget affords at least half its epochs, then trains as
+        many as the budget affords (up to all); waiting for all of them costs more accuracy than it
+        buys. A job waiting for budget keeps the size it had when first claimed: samples that
+        arrive meanwhile join its data but must not make it wait longer (it would chase the stream).
+        """
+        costs = self.knobs.costs
+        train, held, replay = self.worker.select(job)
+        if not self.worker.ready(train, held):
+            return None
+        images = max(1, len(train) + len(replay))
+        tokens = self._tokens(t)
+        cap = self.knobs.train_share * self.knobs.bank_s
+        left = self._epochs_left.get(job.job_id, self.training.epochs)  # fewer for a pre-empted job
+        distill = self.training.distill.mode  # distillation's teacher passes make each epoch dearer
+        probing = self._probing_s(images, len(held))  # the profiler's probes come first
+        recalibration = len(train) if self.training.recalibrate_bn else 0  # re-estimating batch-norm statistics
+        least = costs.training(
+            images * math.ceil(left / 2),
+            len(held),
+            self.training.imgsz,
+            distill=distill,
+            recalibration_frames=recalibration,
+        )
+        if claiming:
+            self._wanted.setdefault(job.job_id, least * costs.gpu_speedup + probing)
+        wanted = min(self._wanted.get(job.job_id, least * costs.gpu_speedup + probing), cap)
+        affordable = costs.epochs_within(
+            tokens - probing, images, len(held), self.training.imgsz, distill, recalibration_frames=recalibration
+        )
+        return _JobSize(images, len(held), probing, min(left, affordable), tokens, wanted)
+
+    def _admits(self, job) -> bool:
+        """The worker's pre-emption hook: whether job could start now, within the training budget."""
+        size = self._size(job, self.clock.now)
+        return size is not None and size.affordable
 
     def _at_boundary(self, job, epochs_done: int) -> None:
         """The worker's epoch-boundary hook: pause the running job's thread (see LockstepJob)."""
@@ -313,11 +347,18 @@ class Simulation:
         elif run.error is not None:
             raise run.error
         else:
-            self._job_ended(run.outcome, running.started, running.images)
+            self._job_ended(run.outcome, running.started, running.images, running.charged)
 
     def _on_boundary(self, t: float, running: _Running) -> None:
+        self._charge_progress(running, t)  # so the budget the pre-emption check sees is what is left
         running.run.resume()  # the worker now looks at the queue as it stands at t
         self._job_stepped(running)
+
+    def _charge_progress(self, running: _Running, t: float) -> None:
+        """Charge the running job's work up to t that is not charged yet."""
+        done = (t - running.started) * self.knobs.costs.gpu_speedup
+        self._charge(running.run.job.edge_id, done - running.charged, 0)
+        running.charged = done
 
     def _job_preempted(self, running: _Running, exc: Preempted) -> None:
         """A job yielded the worker at an epoch boundary: charge the epochs it trained and put it
@@ -329,8 +370,8 @@ class Simulation:
         self.store.complete_job(job)
         self._wanted.pop(job.job_id, None)  # resumed, it waits for the budget of what is left
         self._epochs_left[job.job_id] = max(1, running.run.max_epochs - running.run.epochs_done)
-        iterations = self._iterations(running.run.epochs_done, running.images)
-        self._charge(job.edge_id, (now - t0) * self.knobs.costs.gpu_speedup, iterations)
+        self._charge_progress(running, now)
+        self._charge(job.edge_id, 0.0, self._iterations(running.run.epochs_done, running.images))
         self.cameras[job.edge_id].result.jobs.append(
             {
                 "job_id": job.job_id,
@@ -355,8 +396,9 @@ class Simulation:
         self._gpu_s_by_edge[edge_id] += gpu_s
         self._tokens_spent += gpu_s
 
-    def _job_ended(self, job, t: float, images: int) -> None:
-        """Charge a finished job's work (from what it reports), and ship its model when the work is done."""
+    def _job_ended(self, job, t: float, images: int, charged: float = 0.0) -> None:
+        """Charge a finished job's work (from what it reports, less the `charged` GPU-seconds of
+        it already charged), and ship its model when the work is done."""
         costs = self.knobs.costs
         image_epochs = job.metrics.get("image_epochs", 0.0)
         held_n, evaluations = int(job.metrics.get("heldout_samples", 0)), int(job.metrics.get("heldout_evaluations", 0))
@@ -371,7 +413,7 @@ class Simulation:
         )
         # a resumed job reports the epochs of every claim; this claim trained those after resumed_from_epoch
         claimed_epochs = job.metrics.get("epochs", 0) - job.metrics.get("resumed_from_epoch", 0)
-        self._charge(job.edge_id, duration * costs.gpu_speedup, self._iterations(claimed_epochs, images))
+        self._charge(job.edge_id, duration * costs.gpu_speedup - charged, self._iterations(claimed_epochs, images))
         if self.worker.checkpoints is not None:
             self.worker.checkpoints.clear(job.job_id)
         done = max(t + duration, self.clock.now)  # a lock-step job ends at its last boundary at the earliest

@@ -217,6 +217,26 @@ def test_a_job_of_similar_value_does_not_pre_empt(setup: Setup) -> None:
     assert setup.store.get_job("job-2").status == "queued"
 
 
+def test_a_valuable_job_without_frames_of_its_scene_does_not_pre_empt(setup: Setup) -> None:
+    claimed = setup.claim()
+    setup.store.upsert_edge(EdgeInfo(edge_id="cam-2", class_names=CLASSES))
+    setup.store.put_job(TrainingJob("job-2", "cam-2", 3.0, 1.0, 1))  # worth 3x, but nothing to train on
+    job = setup.worker().process(claimed)
+    assert (job.job_id, job.status) == ("job-1", "done")
+
+
+def test_a_valuable_job_the_admits_hook_refuses_does_not_pre_empt(setup: Setup) -> None:
+    other = setup.second_edge()
+    claimed = setup.claim()
+    setup.store.put_job(TrainingJob("job-2", other, 3.0, 1.0, 1))
+    asked: list[str] = []
+    worker = setup.worker()
+    worker.admits = lambda job: asked.append(job.job_id) or False  # e.g. the benchmark's budget is spent
+    job = worker.process(claimed)
+    assert (job.job_id, job.status) == ("job-1", "done")
+    assert asked == ["job-2"] * (EPOCHS - 1)  # asked at every boundary but the last
+
+
 def test_the_profiler_stops_a_job_whose_held_out_score_does_not_improve(setup: Setup) -> None:
     worker = setup.worker()
     worker.cfg = worker.cfg.model_copy(update={"patience": 2})
