@@ -92,6 +92,7 @@ class Ingest:
             width=w,
             height=h,
             scene_start=sample.scene_start,
+            audit=sample.audit,
         )
         return self.store.add_sample(stored, sample.jpeg)  # counts it on the edge in the same step
 

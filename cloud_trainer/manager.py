@@ -1,7 +1,8 @@
 """The training manager: decides when an edge needs retraining and how urgent it is.
 
 After each labelled batch it updates the edge's live accuracy proxy (the student's own
-uploaded detections scored against the teacher's labels of the same frames), and queues a
+uploaded detections scored against the teacher's labels of the same frames; of the audit
+frames, drawn at random, once the edge sends them), and queues a
 job once enough new labelled samples have arrived. A job's priority is the room to gain
 (1 - live mAP50) weighted by staleness (how long since the edge last got a model), so the
 worker serves the edge that has fallen furthest for longest first, not the first to ask.
@@ -85,11 +86,21 @@ class TrainingManager:
         return jobs
 
     def _update_live_accuracy(self, edge_id: str, batch: list[StoredSample]) -> None:
+        """Fold the batch's mAP50 into the proxy. Once an edge has sent audit frames (drawn at
+        random, sampler.audit_share) only those count: the frames it chose on merit are the ones
+        its student finds hard, and would rank an edge that is doing well as one with much to gain."""
+        audit = [s for s in batch if s.audit]
+        meta = self.store.get_meta(edge_id)
+        if audit:
+            batch = audit
+            if not meta.get("audits"):
+                self.store.set_meta(edge_id, audits=1.0)
+        elif meta.get("audits"):
+            return
         edge = self.store.get_edge(edge_id)
         preds = [detections_to_array(s.student) for s in batch]
         truth = [detections_to_array(s.labels or []) for s in batch]
         batch_map = map50(preds, truth, max(1, len(edge.class_names)))
-        meta = self.store.get_meta(edge_id)
         old = meta.get("live_map50")
         live = batch_map if old is None else (1 - LIVE_ACCURACY_EMA) * old + LIVE_ACCURACY_EMA * batch_map
         self.store.set_meta(edge_id, live_map50=live)

@@ -71,6 +71,12 @@ def default_worker_id() -> str:
 def split_fresh(fresh: list[StoredSample], cfg: TrainingConfig) -> tuple[list[StoredSample], list[StoredSample]]:
     """Split fresh samples into training and held-out ones.
 
+    With at least min_heldout audit frames among them (frames the edge drew at random,
+    sampler.audit_share), those are the held-out set and the rest train: the frames the edge
+    chose on merit are the ones its student finds hard, and a model judged on them can gain
+    there and lose on what the camera mostly sees. Otherwise (an edge that sends no audit frames,
+    or a scene too new to have enough) a share of the fresh samples is held out, as below.
+
     "interleaved" (the default) spreads the held-out share evenly through the window, so both sets
     span the same scenes. "newest" holds out the most recent arrivals, so a candidate must beat the
     current model on what the camera sees now; with a few dozen samples per job that set is small
@@ -84,6 +90,9 @@ def split_fresh(fresh: list[StoredSample], cfg: TrainingConfig) -> tuple[list[St
     arrive). A scene's held-out set then grows with the scene instead of being redrawn.
     """
     fresh = sorted(fresh, key=lambda s: s.seq)
+    audit = [s for s in fresh if s.audit]
+    if len(audit) >= cfg.min_heldout and len(audit) < len(fresh):
+        return [s for s in fresh if not s.audit], audit
     n_held = min(len(fresh) - 1, max(cfg.min_heldout, round(len(fresh) * cfg.heldout_fraction)))
     if n_held <= 0:
         return fresh, []
@@ -273,6 +282,7 @@ class TrainingWorker:
             "train_samples": float(len(train)),
             "replay_samples": float(len(replay)),
             "heldout_samples": float(len(held)),
+            "heldout_audit": float(bool(held) and all(s.audit for s in held)),  # drawn at random by the edge
             "epochs": float(plan.epochs_done),  # in all, over every claim of the job
             "image_epochs": float(result.image_epochs),  # the work of this claim
             "resumed_from_epoch": float(resumed_from),

@@ -113,6 +113,12 @@ class SamplerConfig(Strict):
     # it is repaid (the same average budget, spent sooner). burst_factor 1: no burst
     burst_factor: float = Field(2.0, ge=1)
     burst_s: float = Field(10.0, ge=0)
+    # share of the edgesync sampler's picks spent on frames drawn at random, marked audit: the
+    # cloud validates candidate models and tracks the edge's accuracy on them, since the frames
+    # chosen on merit are the hard ones and say little about what the camera mostly sees.
+    # 0: none (models are then validated on a share of the uploads, training.heldout). The
+    # uniform and adaptive samplers pick evenly spaced frames and mark none
+    audit_share: float = Field(0.2, ge=0, lt=1)
 
 
 class ChangePointConfig(Strict):

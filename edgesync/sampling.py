@@ -79,6 +79,7 @@ class Selected:
     scale: float  # encoded size / original size (<= 1); multiply box coordinates by it
     released_s: float  # the budget clock: stream time at which the frame was released
     scene_start_s: float | None = None  # stream time of the last scene change before the frame
+    audit: bool = False  # drawn at random, not on merit: the cloud validates models on it (audit_share)
 
     @property
     def nbytes(self) -> int:
@@ -99,6 +100,7 @@ class Selected:
             score=self.score,
             frame_index=self.info.frame_index,
             scene_start=0.0 if self.scene_start_s is None else origin_s + self.scene_start_s,
+            audit=self.audit,
         )
 
     def scaled_detections(self) -> list[Detection]:
@@ -113,12 +115,27 @@ class SamplerStats:
 
     frames_scored: int = 0
     selected: int = 0
+    audit: int = 0  # of those, frames drawn at random for validation (audit_share)
     skipped_budget: int = 0  # frames chosen on merit but refused by the upload budget
     bytes_selected: int = 0
     bursts: int = 0  # upload bursts started by scene changes
 
 
 # ---------------------------------------------------------------- scoring
+
+MASK64 = (1 << 64) - 1
+
+
+def audit_draw(frame_index: int) -> float:
+    """A uniform draw in [0, 1) fixed by the frame's index (splitmix64's finaliser).
+
+    It depends on nothing the student sees, so the frames with the lowest draws are a random
+    sample of the stream, and the same stream gives the same sample on every run.
+    """
+    z = (frame_index + 0x9E3779B97F4A7C15) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return (z ^ (z >> 31)) / 2.0**64
 
 
 def binary_entropy(p: np.ndarray) -> np.ndarray:
@@ -291,7 +308,9 @@ class Sampler(ABC):
     def _encode(self, frame: np.ndarray) -> Encoded:
         return encode_jpeg(frame, self.cfg.jpeg_quality, self.cfg.max_side)
 
-    def _release(self, info: FrameInfo, score: float, enc: Encoded, now_s: float) -> Selected | None:
+    def _release(
+        self, info: FrameInfo, score: float, enc: Encoded, now_s: float, audit: bool = False
+    ) -> Selected | None:
         """Spend budget on one frame; None (counted) when the budget refuses it."""
         released_s = self.budget.take(now_s, len(enc.jpeg))
         if released_s is None:
@@ -306,6 +325,7 @@ class Sampler(ABC):
                 )
             return None
         self.stats.selected += 1
+        self.stats.audit += audit
         self.stats.bytes_selected += len(enc.jpeg)
         return Selected(
             info=info,
@@ -317,6 +337,7 @@ class Sampler(ABC):
             scale=enc.scale,
             released_s=released_s,
             scene_start_s=self.scene_start_of(info.t_s),
+            audit=audit,
         )
 
 
@@ -328,9 +349,12 @@ class _Candidate:
 
 
 @dataclass
-class _Fallback:
+class _Held:
+    """A frame kept unencoded until the window closes (a fallback or an audit frame)."""
+
     info: FrameInfo
     frame: np.ndarray = field(repr=False)
+    score: float = 0.0
 
 
 class EdgeSyncSampler(Sampler):
@@ -351,6 +375,13 @@ class EdgeSyncSampler(Sampler):
     keeps a trickle of clean replay data (which keeps fine-tuning from forgetting the normal
     scene) without spending the budget on frames that teach nothing new. Frames with score 0
     are never sent from a window that has an informative frame.
+
+    A share of the picks (audit_share) goes to frames drawn at random instead (audit_draw): the
+    frames chosen on merit are the ones the student finds hard, so a model scored on them is
+    scored on the hard cases, not on what the camera mostly sees. The cloud validates models
+    and tracks the edge's accuracy on the audit frames. Each window holds the frames with the
+    lowest draws (a copy of each, encoded only if it is released); the share is kept over
+    windows by carrying the fraction of a pick over to the next one.
     """
 
     def __init__(self, cfg: SamplerConfig) -> None:
@@ -360,8 +391,10 @@ class EdgeSyncSampler(Sampler):
         self._origin: float | None = None
         self._window: int | None = None
         self._slots: dict[float, _Candidate] = {}  # slot start time -> best frame in that slot
-        self._fallback: _Fallback | None = None
+        self._fallback: _Held | None = None
         self._last_selected_t: float | None = None
+        self._audit: list[tuple[float, _Held]] = []  # the window's lowest audit draws, ascending
+        self._audit_credit = 0.0  # the fraction of an audit pick carried over from earlier windows
 
     def _window_start(self, index: int) -> float:
         assert self._origin is not None
@@ -386,10 +419,11 @@ class EdgeSyncSampler(Sampler):
             self.k = max(1, math.floor(self.window_count * self.budget.factor_at(self._window_start(index + 1))))
             self.min_gap_s = self.cfg.window_s / (2 * self.k)
         self._window = index
+        self._offer_audit(info, frame, score)
         if self._last_selected_t is not None and info.t_s - self._last_selected_t < self.min_gap_s:
             return released  # too close to a frame already uploaded
         if score <= 0.0:
-            self._fallback = _Fallback(info, frame.copy())
+            self._fallback = _Held(info, frame.copy())
             return released
         start = self._window_start(index)
         end = start + self.cfg.window_s
@@ -400,6 +434,25 @@ class EdgeSyncSampler(Sampler):
             self._slots[slot] = _Candidate(info, score, self._encode(frame))
         return released
 
+    def _offer_audit(self, info: FrameInfo, frame: np.ndarray, score: float) -> None:
+        """Keep the frame if its draw is among the window's lowest (as many as the window could take)."""
+        if self.cfg.audit_share <= 0.0:
+            return
+        keep = math.floor(self.cfg.audit_share * self.k) + 1  # the carried fraction adds at most one
+        draw = audit_draw(info.frame_index)
+        if len(self._audit) >= keep and draw >= self._audit[-1][0]:
+            return
+        bisect.insort(self._audit, (draw, _Held(info, frame.copy(), score)), key=lambda held: held[0])
+        del self._audit[keep:]
+
+    def _audit_picks(self) -> list[_Held]:
+        """The closing window's audit frames: audit_share of its picks, the fraction carried over."""
+        due = self._audit_credit + self.cfg.audit_share * self.k
+        picks = [held for _, held in self._audit[: min(math.floor(due), self.k)]]
+        self._audit_credit = due - len(picks) if len(picks) == math.floor(due) else 0.0
+        self._audit = []
+        return picks
+
     def flush(self, now_s: float) -> list[Selected]:
         if self._window is None:
             return []
@@ -407,9 +460,9 @@ class EdgeSyncSampler(Sampler):
         self._window = None  # the next frame opens a fresh window on the same grid
         return released
 
-    def _choose(self, cands: list[_Candidate], now_s: float) -> list[_Candidate]:
+    def _choose(self, cands: list[_Candidate], now_s: float, k: int) -> list[_Candidate]:
         """The at most k candidates (capture order) of largest total priority, min_gap_s apart."""
-        n, k = len(cands), self.k
+        n = len(cands)
         values = [self._priority(c.info.t_s, c.score, now_s) for c in cands]
         # prev[i]: last candidate far enough before i to be chosen together with it (-1: none).
         prev = []
@@ -434,17 +487,24 @@ class EdgeSyncSampler(Sampler):
         return chosen[::-1]
 
     def _close(self, now_s: float) -> list[Selected]:
-        """Release the window's chosen candidates (or its fallback frame) under the budget."""
+        """Release the window's audit frames, then its chosen candidates (or its fallback frame),
+        under the budget."""
         out: list[Selected] = []
-        if self._slots:
-            cands = [self._slots[s] for s in sorted(self._slots)]
-            chosen = self._choose(cands, now_s)
+        audit = self._audit_picks()
+        for held in audit:  # their share of the budget comes first, or they would not be random
+            selected = self._release(held.info, held.score, self._encode(held.frame), now_s, audit=True)
+            if selected is not None:
+                out.append(selected)
+        audited = {held.info.frame_index for held in audit}
+        cands = [self._slots[s] for s in sorted(self._slots) if self._slots[s].info.frame_index not in audited]
+        if cands:
+            chosen = self._choose(cands, now_s, self.k - len(audit))
             chosen.sort(key=lambda c: (-self._priority(c.info.t_s, c.score, now_s), -c.info.t_s))
             for cand in chosen:
                 selected = self._release(cand.info, cand.score, cand.encoded, now_s)
                 if selected is not None:
                     out.append(selected)
-        elif self._fallback is not None:
+        elif self._fallback is not None and not audit:  # audit frames keep the same trickle going
             fb = self._fallback
             selected = self._release(fb.info, 0.0, self._encode(fb.frame), now_s)
             if selected is not None:

@@ -63,6 +63,7 @@ class Sample:
     score: float = 0.0
     frame_index: int = -1
     scene_start: float = 0.0  # capture time of the last detected scene change before this frame
+    audit: bool = False  # drawn at random rather than on merit (sampler.audit_share): validation data
 
 
 @dataclass
@@ -82,6 +83,7 @@ class StoredSample:
     labels: list[Detection] | None = None  # teacher boxes; None until labelled
     seq: int = 0  # arrival order per edge, assigned by the store
     scene_start: float = 0.0  # see Sample.scene_start
+    audit: bool = False  # see Sample.audit: the cloud validates on it and never trains on it as fresh data
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ def sample_to_pb(s: Sample) -> pb.Sample:
         score=s.score,
         frame_index=s.frame_index,
         scene_start=s.scene_start,
+        audit=s.audit,
     )
 
 
@@ -42,6 +43,7 @@ def sample_from_pb(m: pb.Sample) -> Sample:
         score=float(m.score),
         frame_index=int(m.frame_index),
         scene_start=float(m.scene_start),
+        audit=bool(m.audit),
     )
 
 

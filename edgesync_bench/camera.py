@@ -116,6 +116,7 @@ class Camera:
         sample = selected.to_sample(f"s{info.frame_index:07d}", self.edge_id, self.deployed.version)
         arrival = self.uplink.send(max(t, selected.released_s), selected.nbytes)
         self.result.samples += 1
+        self.result.audit_samples += sample.audit
         self.result.arrivals.append((info.t_s, arrival))
         self.sim.push(arrival, "arrive", sample)
 

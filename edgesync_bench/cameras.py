@@ -101,6 +101,7 @@ def combine(per_camera: dict[str, dict]) -> dict:
         "downlink_bytes_per_update_median": statistics.median(update_bytes) if update_bytes else None,
         "link_kbit_s": mean("link_kbit_s"),  # per camera
         "samples_uploaded": sum(c["samples_uploaded"] for c in cams),
+        "audit_samples_uploaded": sum(c["audit_samples_uploaded"] for c in cams),
         "train_iterations": sum(c["train_iterations"] for c in cams),
         "train_gpu_s": round(sum(c["train_gpu_s"] for c in cams), 2),
         "frames": sum(c["frames"] for c in cams),

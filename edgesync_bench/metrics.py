@@ -104,6 +104,7 @@ def summarise(
         # uplink plus downlink, averaged over the stream, for this one camera
         "link_kbit_s": None if not duration_s else (run.uplink_bytes + run.downlink_bytes) * 8 / 1000 / duration_s,
         "samples_uploaded": run.samples,
+        "audit_samples_uploaded": run.audit_samples,
         "train_iterations": run.train_iterations,
         "train_gpu_s": round(run.train_gpu_s, 2),
         "jobs": run.jobs,

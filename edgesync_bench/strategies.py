@@ -328,6 +328,17 @@ for _order in ("manager", "fifo", "fair"):
     )
 
 
+# Without audit frames (sampler.audit_share 0): models are validated, and the manager's live
+# accuracy proxy is measured, on a share of the frames picked on merit, as before session 10
+for _name in ("edgesync", "manager", "fifo", "fair"):
+    STRATEGIES[f"{_name}-noaudit"] = replace(
+        STRATEGIES[_name],
+        name=f"{_name}-noaudit",
+        description=f"{_name} without audit frames: validated on a share of the frames picked on merit",
+        sampler_options=STRATEGIES[_name].sampler_options | {"audit_share": 0.0},
+    )
+
+
 def get_strategies(names: list[str]) -> list[Strategy]:
     """Strategies by name, in the order given; unknown names are an error that lists the known ones.
 

@@ -109,6 +109,7 @@ class StrategyRun:
     uplink_bytes: int = 0
     downlink_bytes: int = 0
     samples: int = 0
+    audit_samples: int = 0  # of those, drawn at random for validation (sampler.audit_share)
     jobs: list[dict] = field(default_factory=list)
     train_iterations: int = 0
     train_gpu_s: float = 0.0  # at speedup 1

@@ -86,6 +86,7 @@ class SampleOut(BaseModel):
     scene_start: float
     model_version: int
     score: float = Field(description="the edge sampler's score when it chose the frame")
+    audit: bool = Field(False, description="drawn at random for validation rather than chosen on merit")
     width: int
     height: int
     labelled: bool

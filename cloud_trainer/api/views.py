@@ -155,6 +155,7 @@ class FleetView:
             scene_start=s.scene_start,
             model_version=s.model_version,
             score=s.score,
+            audit=s.audit,
             width=s.width,
             height=s.height,
             labelled=s.labels is not None,

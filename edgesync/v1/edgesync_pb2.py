@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64gesync/v1/edgesync.proto\x12\x0b\x65\x64gesync.v1\"\\\n\tDetection\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\x12\x10\n\x08\x63lass_id\x18\x05 \x01(\x05\x12\r\n\x05score\x18\x06 \x01(\x02\"\xcc\x01\n\x06Sample\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65\x64ge_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pture_time\x18\x03 \x01(\x01\x12\x15\n\rmodel_version\x18\x04 \x01(\x03\x12\x0c\n\x04jpeg\x18\x05 \x01(\x0c\x12*\n\ndetections\x18\x06 \x03(\x0b\x32\x16.edgesync.v1.Detection\x12\r\n\x05score\x18\x07 \x01(\x02\x12\x13\n\x0b\x66rame_index\x18\x08 \x01(\x03\x12\x13\n\x0bscene_start\x18\t \x01(\x01\"N\n\tSampleAck\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\r\n\x05retry\x18\x04 \x01(\x08\"c\n\x0fRegisterRequest\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x13\n\x0b\x63lass_names\x18\x03 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"N\n\x10RegisterResponse\x12\x1c\n\x14latest_model_version\x18\x01 \x01(\x03\x12\x1c\n\x14heartbeat_interval_s\x18\x02 \x01(\x01\"\xa7\x01\n\x10HeartbeatRequest\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x0e\n\x06\x66rames\x18\x03 \x01(\x03\x12\x13\n\x0bqueue_depth\x18\x04 \x01(\x03\x12\x18\n\x10\x63onfidence_proxy\x18\x05 \x01(\x01\x12\x14\n\x0cuplink_bytes\x18\x06 \x01(\x03\x12\x16\n\x0e\x64ownlink_bytes\x18\x07 \x01(\x03\"1\n\x11HeartbeatResponse\x12\x1c\n\x14latest_model_version\x18\x01 \x01(\x03\"\xa4\x01\n\x0bSceneChange\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x0c\n\x04time\x18\x02 \x01(\x01\x12\x1c\n\x14previous_scene_start\x18\x03 \x01(\x01\x12\x1a\n\x12previous_signature\x18\x04 \x03(\x02\x12\x11\n\tsignature\x18\x05 \x03(\x02\x12\x15\n\rmodel_version\x18\x06 \x01(\x03\x12\x12\n\nconfidence\x18\x07 \x01(\x02\"1\n\x13SceneChangeResponse\x12\x1a\n\x12specialist_version\x18\x01 \x01(\x03\"_\n\x10SubscribeRequest\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x14\n\x0chave_version\x18\x02 \x01(\x03\x12$\n\x04held\x18\x03 \x03(\x0b\x32\x16.edgesync.v1.HeldModel\",\n\tHeldModel\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"\xd6\x02\n\rModelManifest\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0e\n\x06parent\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x0c\n\x04\x61rch\x18\x05 \x01(\t\x12\x13\n\x0b\x63lass_names\x18\x06 \x03(\t\x12\r\n\x05imgsz\x18\x07 \x01(\x05\x12\x0f\n\x07\x63reated\x18\x08 \x01(\x01\x12\x38\n\x07metrics\x18\t \x03(\x0b\x32\'.edgesync.v1.ModelManifest.MetricsEntry\x12\x15\n\rtrained_until\x18\n \x01(\x01\x12)\n\x07payload\x18\x0b \x01(\x0b\x32\x18.edgesync.v1.PayloadInfo\x12\x11\n\tsignature\x18\x0c \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x8c\x01\n\x0bPayloadInfo\x12\x10\n\x08\x65ncoding\x18\x01 \x01(\t\x12\x17\n\x0fsparse_fraction\x18\x02 \x01(\x01\x12\x13\n\x0b\x63ompression\x18\x03 \x01(\t\x12\x14\n\x0c\x62\x61se_version\x18\x04 \x01(\x03\x12\x13\n\x0b\x62\x61se_sha256\x18\x05 \x01(\t\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\"b\n\nModelChunk\x12.\n\x08manifest\x18\x01 \x01(\x0b\x32\x1a.edgesync.v1.ModelManifestH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x0c\n\x04last\x18\x03 \x01(\x08\x42\x06\n\x04part2\xff\x02\n\x08\x45\x64geSync\x12G\n\x08Register\x12\x1c.edgesync.v1.RegisterRequest\x1a\x1d.edgesync.v1.RegisterResponse\x12J\n\tHeartbeat\x12\x1d.edgesync.v1.HeartbeatRequest\x1a\x1e.edgesync.v1.HeartbeatResponse\x12@\n\rUploadSamples\x12\x13.edgesync.v1.Sample\x1a\x16.edgesync.v1.SampleAck(\x01\x30\x01\x12K\n\x0fSubscribeModels\x12\x1d.edgesync.v1.SubscribeRequest\x1a\x17.edgesync.v1.ModelChunk0\x01\x12O\n\x11ReportSceneChange\x12\x18.edgesync.v1.SceneChange\x1a .edgesync.v1.SceneChangeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64gesync/v1/edgesync.proto\x12\x0b\x65\x64gesync.v1\"\\\n\tDetection\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\x12\x10\n\x08\x63lass_id\x18\x05 \x01(\x05\x12\r\n\x05score\x18\x06 \x01(\x02\"\xdb\x01\n\x06Sample\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65\x64ge_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pture_time\x18\x03 \x01(\x01\x12\x15\n\rmodel_version\x18\x04 \x01(\x03\x12\x0c\n\x04jpeg\x18\x05 \x01(\x0c\x12*\n\ndetections\x18\x06 \x03(\x0b\x32\x16.edgesync.v1.Detection\x12\r\n\x05score\x18\x07 \x01(\x02\x12\x13\n\x0b\x66rame_index\x18\x08 \x01(\x03\x12\x13\n\x0bscene_start\x18\t \x01(\x01\x12\r\n\x05\x61udit\x18\n \x01(\x08\"N\n\tSampleAck\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\r\n\x05retry\x18\x04 \x01(\x08\"c\n\x0fRegisterRequest\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x13\n\x0b\x63lass_names\x18\x03 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"N\n\x10RegisterResponse\x12\x1c\n\x14latest_model_version\x18\x01 \x01(\x03\x12\x1c\n\x14heartbeat_interval_s\x18\x02 \x01(\x01\"\xa7\x01\n\x10HeartbeatRequest\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x0e\n\x06\x66rames\x18\x03 \x01(\x03\x12\x13\n\x0bqueue_depth\x18\x04 \x01(\x03\x12\x18\n\x10\x63onfidence_proxy\x18\x05 \x01(\x01\x12\x14\n\x0cuplink_bytes\x18\x06 \x01(\x03\x12\x16\n\x0e\x64ownlink_bytes\x18\x07 \x01(\x03\"1\n\x11HeartbeatResponse\x12\x1c\n\x14latest_model_version\x18\x01 \x01(\x03\"\xa4\x01\n\x0bSceneChange\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x0c\n\x04time\x18\x02 \x01(\x01\x12\x1c\n\x14previous_scene_start\x18\x03 \x01(\x01\x12\x1a\n\x12previous_signature\x18\x04 \x03(\x02\x12\x11\n\tsignature\x18\x05 \x03(\x02\x12\x15\n\rmodel_version\x18\x06 \x01(\x03\x12\x12\n\nconfidence\x18\x07 \x01(\x02\"1\n\x13SceneChangeResponse\x12\x1a\n\x12specialist_version\x18\x01 \x01(\x03\"_\n\x10SubscribeRequest\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x14\n\x0chave_version\x18\x02 \x01(\x03\x12$\n\x04held\x18\x03 \x03(\x0b\x32\x16.edgesync.v1.HeldModel\",\n\tHeldModel\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"\xd6\x02\n\rModelManifest\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0e\n\x06parent\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x0c\n\x04\x61rch\x18\x05 \x01(\t\x12\x13\n\x0b\x63lass_names\x18\x06 \x03(\t\x12\r\n\x05imgsz\x18\x07 \x01(\x05\x12\x0f\n\x07\x63reated\x18\x08 \x01(\x01\x12\x38\n\x07metrics\x18\t \x03(\x0b\x32\'.edgesync.v1.ModelManifest.MetricsEntry\x12\x15\n\rtrained_until\x18\n \x01(\x01\x12)\n\x07payload\x18\x0b \x01(\x0b\x32\x18.edgesync.v1.PayloadInfo\x12\x11\n\tsignature\x18\x0c \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x8c\x01\n\x0bPayloadInfo\x12\x10\n\x08\x65ncoding\x18\x01 \x01(\t\x12\x17\n\x0fsparse_fraction\x18\x02 \x01(\x01\x12\x13\n\x0b\x63ompression\x18\x03 \x01(\t\x12\x14\n\x0c\x62\x61se_version\x18\x04 \x01(\x03\x12\x13\n\x0b\x62\x61se_sha256\x18\x05 \x01(\t\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\"b\n\nModelChunk\x12.\n\x08manifest\x18\x01 \x01(\x0b\x32\x1a.edgesync.v1.ModelManifestH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x0c\n\x04last\x18\x03 \x01(\x08\x42\x06\n\x04part2\xff\x02\n\x08\x45\x64geSync\x12G\n\x08Register\x12\x1c.edgesync.v1.RegisterRequest\x1a\x1d.edgesync.v1.RegisterResponse\x12J\n\tHeartbeat\x12\x1d.edgesync.v1.HeartbeatRequest\x1a\x1e.edgesync.v1.HeartbeatResponse\x12@\n\rUploadSamples\x12\x13.edgesync.v1.Sample\x1a\x16.edgesync.v1.SampleAck(\x01\x30\x01\x12K\n\x0fSubscribeModels\x12\x1d.edgesync.v1.SubscribeRequest\x1a\x17.edgesync.v1.ModelChunk0\x01\x12O\n\x11ReportSceneChange\x12\x18.edgesync.v1.SceneChange\x1a .edgesync.v1.SceneChangeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,33 +36,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DETECTION']._serialized_start=43
   _globals['_DETECTION']._serialized_end=135
   _globals['_SAMPLE']._serialized_start=138
-  _globals['_SAMPLE']._serialized_end=342
-  _globals['_SAMPLEACK']._serialized_start=344
-  _globals['_SAMPLEACK']._serialized_end=422
-  _globals['_REGISTERREQUEST']._serialized_start=424
-  _globals['_REGISTERREQUEST']._serialized_end=523
-  _globals['_REGISTERRESPONSE']._serialized_start=525
-  _globals['_REGISTERRESPONSE']._serialized_end=603
-  _globals['_HEARTBEATREQUEST']._serialized_start=606
-  _globals['_HEARTBEATREQUEST']._serialized_end=773
-  _globals['_HEARTBEATRESPONSE']._serialized_start=775
-  _globals['_HEARTBEATRESPONSE']._serialized_end=824
-  _globals['_SCENECHANGE']._serialized_start=827
-  _globals['_SCENECHANGE']._serialized_end=991
-  _globals['_SCENECHANGERESPONSE']._serialized_start=993
-  _globals['_SCENECHANGERESPONSE']._serialized_end=1042
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=1044
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=1139
-  _globals['_HELDMODEL']._serialized_start=1141
-  _globals['_HELDMODEL']._serialized_end=1185
-  _globals['_MODELMANIFEST']._serialized_start=1188
-  _globals['_MODELMANIFEST']._serialized_end=1530
-  _globals['_MODELMANIFEST_METRICSENTRY']._serialized_start=1484
-  _globals['_MODELMANIFEST_METRICSENTRY']._serialized_end=1530
-  _globals['_PAYLOADINFO']._serialized_start=1533
-  _globals['_PAYLOADINFO']._serialized_end=1673
-  _globals['_MODELCHUNK']._serialized_start=1675
-  _globals['_MODELCHUNK']._serialized_end=1773
-  _globals['_EDGESYNC']._serialized_start=1776
-  _globals['_EDGESYNC']._serialized_end=2159
+  _globals['_SAMPLE']._serialized_end=357
+  _globals['_SAMPLEACK']._serialized_start=359
+  _globals['_SAMPLEACK']._serialized_end=437
+  _globals['_REGISTERREQUEST']._serialized_start=439
+  _globals['_REGISTERREQUEST']._serialized_end=538
+  _globals['_REGISTERRESPONSE']._serialized_start=540
+  _globals['_REGISTERRESPONSE']._serialized_end=618
+  _globals['_HEARTBEATREQUEST']._serialized_start=621
+  _globals['_HEARTBEATREQUEST']._serialized_end=788
+  _globals['_HEARTBEATRESPONSE']._serialized_start=790
+  _globals['_HEARTBEATRESPONSE']._serialized_end=839
+  _globals['_SCENECHANGE']._serialized_start=842
+  _globals['_SCENECHANGE']._serialized_end=1006
+  _globals['_SCENECHANGERESPONSE']._serialized_start=1008
+  _globals['_SCENECHANGERESPONSE']._serialized_end=1057
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=1059
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=1154
+  _globals['_HELDMODEL']._serialized_start=1156
+  _globals['_HELDMODEL']._serialized_end=1200
+  _globals['_MODELMANIFEST']._serialized_start=1203
+  _globals['_MODELMANIFEST']._serialized_end=1545
+  _globals['_MODELMANIFEST_METRICSENTRY']._serialized_start=1499
+  _globals['_MODELMANIFEST_METRICSENTRY']._serialized_end=1545
+  _globals['_PAYLOADINFO']._serialized_start=1548
+  _globals['_PAYLOADINFO']._serialized_end=1688
+  _globals['_MODELCHUNK']._serialized_start=1690
+  _globals['_MODELCHUNK']._serialized_end=1788
+  _globals['_EDGESYNC']._serialized_start=1791
+  _globals['_EDGESYNC']._serialized_end=2174
 # @@protoc_insertion_point(module_scope)

@@ -23,7 +23,7 @@ class Detection(_message.Message):
     def __init__(self, x1: _Optional[float] = ..., y1: _Optional[float] = ..., x2: _Optional[float] = ..., y2: _Optional[float] = ..., class_id: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
 
 class Sample(_message.Message):
-    __slots__ = ("sample_id", "edge_id", "capture_time", "model_version", "jpeg", "detections", "score", "frame_index", "scene_start")
+    __slots__ = ("sample_id", "edge_id", "capture_time", "model_version", "jpeg", "detections", "score", "frame_index", "scene_start", "audit")
     SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
     EDGE_ID_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class Sample(_message.Message):
     SCORE_FIELD_NUMBER: _ClassVar[int]
     FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     SCENE_START_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_FIELD_NUMBER: _ClassVar[int]
     sample_id: str
     edge_id: str
     capture_time: float
@@ -42,7 +43,8 @@ class Sample(_message.Message):
     score: float
     frame_index: int
     scene_start: float
-    def __init__(self, sample_id: _Optional[str] = ..., edge_id: _Optional[str] = ..., capture_time: _Optional[float] = ..., model_version: _Optional[int] = ..., jpeg: _Optional[bytes] = ..., detections: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ..., score: _Optional[float] = ..., frame_index: _Optional[int] = ..., scene_start: _Optional[float] = ...) -> None: ...
+    audit: bool
+    def __init__(self, sample_id: _Optional[str] = ..., edge_id: _Optional[str] = ..., capture_time: _Optional[float] = ..., model_version: _Optional[int] = ..., jpeg: _Optional[bytes] = ..., detections: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ..., score: _Optional[float] = ..., frame_index: _Optional[int] = ..., scene_start: _Optional[float] = ..., audit: _Optional[bool] = ...) -> None: ...
 
 class SampleAck(_message.Message):
     __slots__ = ("sample_id", "accepted", "error", "retry")

@@ -38,6 +38,8 @@ def make_sample(edge_id: str, sample_id: str, **overrides: object) -> StoredSamp
         student=[Detection(1.0, 2.0, 30.0, 40.0, 1, 0.3)],
         width=640,
         height=480,
+        scene_start=90.0,
+        audit=True,
     )
     fields.update(overrides)
     return StoredSample(**fields)  # type: ignore[arg-type]

@@ -41,6 +41,8 @@ def sample(data: bytes, sample_id: str = "cam-1:000001", edge_id: str = EDGE) ->
         detections=[Detection(1.0, 2.0, 30.0, 40.0, 0, 0.4)],
         score=0.7,
         frame_index=17,
+        scene_start=1_699_999_990.0,
+        audit=True,
     )
 
 
@@ -146,6 +148,7 @@ def test_valid_jpeg_is_stored_with_its_size_and_counted(store: MemoryStore) -> N
     (kept,) = store.list_samples(EDGE)
     assert (kept.sample_id, kept.width, kept.height) == ("cam-1:000001", 64, 48)
     assert kept.frame_index == 17 and kept.model_version == 2
+    assert kept.scene_start == 1_699_999_990.0 and kept.audit  # validation data, kept apart by the worker
     assert kept.student == [Detection(1.0, 2.0, 30.0, 40.0, 0, 0.4)]
     assert kept.labels is None  # waits for the teacher
     assert store.get_jpeg(EDGE, "cam-1:000001") == data

@@ -111,7 +111,14 @@ class Cloud:
         self.store.set_meta(edge_id, first_seen=T0, last_model_time=T0)
 
     def label(
-        self, edge_id: str, n: int, *, student_right: bool = False, now: float = T0 + 10, scene_start: float = 0.0
+        self,
+        edge_id: str,
+        n: int,
+        *,
+        student_right: bool = False,
+        now: float = T0 + 10,
+        scene_start: float = 0.0,
+        audit: bool = False,
     ):
         """Upload n samples, label each with one teacher box, report the batch to the manager."""
         batch = []
@@ -119,6 +126,7 @@ class Cloud:
             self.count += 1
             sample = stored(edge_id, self.count)
             sample.scene_start = scene_start
+            sample.audit = audit
             sample.student = [BOX] if student_right else []
             assert self.store.add_sample(sample, b"jpeg")
             self.store.set_labels(edge_id, sample.sample_id, [BOX])
@@ -242,6 +250,16 @@ def test_live_accuracy_proxy_tracks_student_against_teacher(cloud: Cloud) -> Non
     assert 0.0 < cloud.store.get_meta("cam-1")["live_map50"] < 1.0
 
 
+def test_once_an_edge_sends_audit_frames_only_they_move_its_live_accuracy(cloud: Cloud) -> None:
+    cloud.label("cam-1", 3)  # chosen on merit, the student misses: the proxy starts at 0
+    assert cloud.store.get_meta("cam-1")["live_map50"] == 0.0
+    cloud.label("cam-1", 2, student_right=True, audit=True)  # at random, it gets them right
+    live = cloud.store.get_meta("cam-1")["live_map50"]
+    assert live > 0.0
+    cloud.label("cam-1", 4)  # hard frames again: they no longer say how the edge is doing
+    assert cloud.store.get_meta("cam-1")["live_map50"] == live
+
+
 # ---------------------------------------------------------------- fresh / held-out split
 
 
@@ -334,3 +352,22 @@ def test_fixed_split_partitions_the_fresh_samples(n: int, fraction: float, min_h
     assert sorted(s.seq for s in train + held) == [s.seq for s in samples]
     if n > 1:
         assert train and len(held) >= min(min_heldout, n - 1)
+
+
+def test_audit_frames_are_the_held_out_set_when_there_are_enough() -> None:
+    samples = fresh(40)
+    for s in samples[::8]:  # 5 frames the edge drew at random
+        s.audit = True
+    train, held = split_fresh(samples, TrainingConfig(heldout_fraction=0.2, min_heldout=4))
+    assert [s.seq for s in held] == [s.seq for s in samples[::8]]
+    assert not any(s.audit for s in train) and len(train) == 35
+
+
+def test_too_few_audit_frames_fall_back_to_the_configured_split() -> None:
+    samples = fresh(40)
+    for s in samples[:3]:
+        s.audit = True
+    cfg = TrainingConfig(heldout_fraction=0.2, min_heldout=4)
+    plain = split_fresh(fresh(40), cfg)
+    train, held = split_fresh(samples, cfg)
+    assert ([s.seq for s in train], [s.seq for s in held]) == ([s.seq for s in plain[0]], [s.seq for s in plain[1]])

@@ -19,6 +19,7 @@ from edgesync.sampling import (
     Sampler,
     Selected,
     UniformSampler,
+    audit_draw,
     build_sampler,
     collapse_score,
     inference_score,
@@ -34,7 +35,8 @@ BORDERLINE = [0.45, 0.5, 0.4]  # three boxes the student cannot decide on
 
 
 def cfg(**over: object) -> SamplerConfig:
-    return SamplerConfig(**over)
+    """A sampler config; without audit frames unless asked, so picks on merit can be counted."""
+    return SamplerConfig(**({"audit_share": 0.0} | over))
 
 
 def frame_pool(n: int = 8, seed: int = 0) -> list[np.ndarray]:
@@ -410,3 +412,50 @@ def test_adaptive_sampler_uploads_more_when_the_student_struggles() -> None:
     max_count, _ = window_budget(c)
     assert len(hard) > 1.5 * len(easy)
     assert len(hard) <= max_count * 12 + 1
+
+
+# ---------------------------------------------------------------- audit frames
+
+
+def test_audit_draws_are_uniform_and_fixed_by_the_frame_index() -> None:
+    draws = np.array([audit_draw(i) for i in range(20_000)])
+    assert draws.min() >= 0.0 and draws.max() < 1.0
+    counts, _ = np.histogram(draws, bins=10, range=(0.0, 1.0))
+    assert counts.min() > 1800 and counts.max() < 2200  # 2000 expected per bin
+    assert abs(np.corrcoef(draws[:-1], draws[1:])[0, 1]) < 0.03  # neighbours are unrelated
+    assert audit_draw(1234) == audit_draw(1234)
+
+
+def test_audit_frames_take_their_share_of_the_picks_whatever_the_scores() -> None:
+    c = cfg(max_samples_per_s=1.0, max_bytes_per_s=1e9, audit_share=0.25)  # k = 10: 2.5 audit picks per window
+    sampler = EdgeSyncSampler(c)
+    selected = run(sampler, _informative_stream(0, 1200))  # 120 s: 12 windows
+    audit = [s for s in selected if s.audit]
+    assert len(audit) == 30  # 12 x 2.5, the half picks carried from window to window
+    assert len(selected) == 120  # the same budget in all: audit frames replace picks on merit
+    assert sampler.stats.audit == 30
+    for window in range(12):  # each window's audit frames are its frames with the lowest draws
+        frames = range(window * 100, (window + 1) * 100)
+        picked = sorted(s.info.frame_index for s in audit if s.info.frame_index in frames)
+        assert picked == sorted(sorted(frames, key=audit_draw)[: len(picked)])
+    assert all(s.to_sample("id", "cam", 1).audit for s in audit)
+    assert not any(s.to_sample("id", "cam", 1).audit for s in selected if not s.audit)
+
+
+def test_audit_frames_are_sent_from_windows_where_nothing_is_informative() -> None:
+    c = cfg(max_samples_per_s=1.0, novelty_prior=0.5, burst_factor=1.0, audit_share=0.2)
+    confident = [(info(i, CONFIDENT), FRAMES[i % len(FRAMES)]) for i in range(0, 300)]
+    selected = run(EdgeSyncSampler(c), confident)
+    assert len(selected) == 6 and all(s.audit for s in selected)  # 2 per window, no fallback frame besides
+
+
+@pytest.mark.parametrize("bound", ["count", "bytes"])
+def test_budgets_honoured_with_audit_frames(bound: str) -> None:
+    sizes = [len(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 85])[1]) for f in FRAMES]
+    if bound == "count":
+        c = cfg(max_samples_per_s=0.5, max_bytes_per_s=10 * max(sizes), audit_share=0.3)
+    else:
+        c = cfg(max_samples_per_s=1.0, max_bytes_per_s=3 * np.mean(sizes) / 10.0, audit_share=0.3)
+    selected = run(EdgeSyncSampler(c), random_stream(600.0))
+    assert_within_budget(selected, c)
+    assert any(s.audit for s in selected) and not all(s.audit for s in selected)

@@ -21,6 +21,8 @@ def make_sample(**overrides: object) -> Sample:
         detections=[Detection(1.0, 2.5, 30.25, 40.0, 0, 0.75), Detection(5.0, 6.0, 7.0, 8.0, 1, 0.5)],
         score=0.625,
         frame_index=123,
+        scene_start=1_700_000_000.5,
+        audit=True,
     )
     values.update(overrides)
     return Sample(**values)
