@@ -68,6 +68,10 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+# a job's samples: (fresh training samples, held-out samples, replay samples)
+Selection = tuple[list[StoredSample], list[StoredSample], list[StoredSample]]
+
+
 def split_fresh(fresh: list[StoredSample], cfg: TrainingConfig) -> tuple[list[StoredSample], list[StoredSample]]:
     """Split fresh samples into training and held-out ones.
 
@@ -130,7 +134,7 @@ class TrainingWorker:
         checkpoints: JobCheckpoints | None = None,
         teacher: Teacher | None = None,
         at_boundary: Callable[[TrainingJob, int], None] | None = None,
-        admits: Callable[[TrainingJob], bool] | None = None,
+        admits: Callable[[TrainingJob, Selection], bool] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -146,8 +150,9 @@ class TrainingWorker:
         # pre-empted, before the queue is looked at: the benchmark's simulation (edgesync_bench.lockstep)
         # holds the job there until its virtual clock reaches the boundary. None in a deployment
         self.at_boundary = at_boundary
-        # whether a queued job could start now; None: any job with enough frames can. A job that
-        # could not does not pre-empt (the benchmark passes its training budget's check)
+        # whether a queued job, with the samples select() drew for it, could start now; None: any job
+        # with enough frames can. A job that could not does not pre-empt (the benchmark passes its
+        # training budget's check)
         self.admits = admits
         if cfg.distill.mode != "off" and teacher is None:
             raise ValueError(f"training.distill.mode is {cfg.distill.mode!r}: the worker needs a teacher")
@@ -184,7 +189,7 @@ class TrainingWorker:
                 frames.append(LabelledFrame(image, list(s.labels or []), f"{s.seq:08d}"))
         return frames
 
-    def select(self, job: TrainingJob) -> tuple[list[StoredSample], list[StoredSample], list[StoredSample]]:
+    def select(self, job: TrainingJob) -> Selection:
         """(fresh training samples, held-out samples, replay samples) for a job.
 
         Fresh samples are the newest ones of the edge's current scene (those sharing the newest
@@ -419,9 +424,7 @@ class TrainingWorker:
         log.info("job %s: resuming after epoch %d of %d", job.job_id, found.plan.epochs_done, found.plan.epochs_total)
         return found
 
-    def _samples(
-        self, job: TrainingJob, plan: JobPlan
-    ) -> tuple[list[StoredSample], list[StoredSample], list[StoredSample]]:
+    def _samples(self, job: TrainingJob, plan: JobPlan) -> Selection:
         """The samples a checkpoint's plan names, in its order (any trimmed since are gone)."""
         stored = {s.sample_id: s for s in self.store.list_samples(job.edge_id, labelled=True)}
 
@@ -521,8 +524,8 @@ class TrainingWorker:
                 return None
             if other.edge_id == job.edge_id or other.priority < ratio * max(job.priority, 1e-9):
                 continue
-            train, held, _ = self.select(other)
-            if self.ready(train, held) and (self.admits is None or self.admits(other)):
+            selection = self.select(other)
+            if self.ready(*selection[:2]) and (self.admits is None or self.admits(other, selection)):
                 return other
         return None
 

@@ -31,7 +31,7 @@ from cloud_trainer.labeller import Labeller
 from cloud_trainer.profiler import profile_evaluations, profile_image_epochs
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import MemoryStore
-from cloud_trainer.worker import Preempted, TrainingWorker
+from cloud_trainer.worker import Preempted, Selection, TrainingWorker
 from edgesync.config import LimitsConfig
 from edgesync.student import Prediction
 from edgesync.teachers import Teacher
@@ -283,9 +283,10 @@ class Simulation:
         self._job_ended(self.worker.run_job(job, max_epochs=epochs), t, images)
         self._training_job = True
 
-    def _size(self, job, t: float, claiming: bool = False) -> _JobSize | None:
+    def _size(self, job, t: float, claiming: bool = False, selection: Selection | None = None) -> _JobSize | None:
         """What job would train if it started at t, and whether the budget affords it (None: not
-        enough frames of its edge's current scene yet).
+        enough frames of its edge's current scene yet). selection: the job's samples, if the
+        worker has already drawn them (worker.select).
 
         How long: a job starts once the budget affords at least half its epochs, then trains as
         many as the budget affords (up to all); waiting for all of them costs more accuracy than it
@@ -293,7 +294,7 @@ class Simulation:
         arrive meanwhile join its data but must not make it wait longer (it would chase the stream).
         """
         costs = self.knobs.costs
-        train, held, replay = self.worker.select(job)
+        train, held, replay = selection or self.worker.select(job)
         if not self.worker.ready(train, held):
             return None
         images = max(1, len(train) + len(replay))
@@ -310,17 +311,19 @@ class Simulation:
             distill=distill,
             recalibration_frames=recalibration,
         )
+        at_least = least * costs.gpu_speedup + probing
         if claiming:
-            self._wanted.setdefault(job.job_id, least * costs.gpu_speedup + probing)
-        wanted = min(self._wanted.get(job.job_id, least * costs.gpu_speedup + probing), cap)
+            self._wanted.setdefault(job.job_id, at_least)
+        wanted = min(self._wanted.get(job.job_id, at_least), cap)
         affordable = costs.epochs_within(
             tokens - probing, images, len(held), self.training.imgsz, distill, recalibration_frames=recalibration
         )
         return _JobSize(images, len(held), probing, min(left, affordable), tokens, wanted)
 
-    def _admits(self, job) -> bool:
-        """The worker's pre-emption hook: whether job could start now, within the training budget."""
-        size = self._size(job, self.clock.now)
+    def _admits(self, job, selection: Selection) -> bool:
+        """The worker's pre-emption hook: whether job, with the samples the worker drew for it,
+        could start now within the training budget."""
+        size = self._size(job, self.clock.now, selection=selection)
         return size is not None and size.affordable
 
     def _at_boundary(self, job, epochs_done: int) -> None:
@@ -370,7 +373,7 @@ class Simulation:
         self.store.complete_job(job)
         self._wanted.pop(job.job_id, None)  # resumed, it waits for the budget of what is left
         self._epochs_left[job.job_id] = max(1, running.run.max_epochs - running.run.epochs_done)
-        self._charge_progress(running, now)
+        # its GPU-seconds up to this boundary are charged (_on_boundary); its iterations are not yet
         self._charge(job.edge_id, 0.0, self._iterations(running.run.epochs_done, running.images))
         self.cameras[job.edge_id].result.jobs.append(
             {
@@ -380,7 +383,7 @@ class Simulation:
                 "version": None,
                 "preempted_by": exc.by.job_id,
                 "epochs": float(running.run.epochs_done),
-            }  # fmt: skip
+            }
         )
         self._worker_free_at = now
         self._training_job = False

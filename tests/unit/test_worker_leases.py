@@ -231,10 +231,18 @@ def test_a_valuable_job_the_admits_hook_refuses_does_not_pre_empt(setup: Setup) 
     setup.store.put_job(TrainingJob("job-2", other, 3.0, 1.0, 1))
     asked: list[str] = []
     worker = setup.worker()
-    worker.admits = lambda job: asked.append(job.job_id) or False  # e.g. the benchmark's budget is spent
+    drawn: list[int] = []
+
+    def admits(job: TrainingJob, selection) -> bool:  # e.g. the benchmark's budget is spent
+        asked.append(job.job_id)
+        drawn.append(sum(map(len, selection)))
+        return False
+
+    worker.admits = admits
     job = worker.process(claimed)
     assert (job.job_id, job.status) == ("job-1", "done")
     assert asked == ["job-2"] * (EPOCHS - 1)  # asked at every boundary but the last
+    assert all(drawn)  # with the samples the worker drew for the job, so it need not draw them again
 
 
 def test_the_profiler_stops_a_job_whose_held_out_score_does_not_improve(setup: Setup) -> None:
