@@ -1,7 +1,9 @@
 """The training worker: claims a job, fine-tunes the edge's student, validates, registers.
 
 A candidate is registered only if its mAP50 on held-out fresh teacher-labelled frames is not
-worse than the current model's (within the configured tolerance). Training data is the
+worse than the current model's (within the configured tolerance), and, if the edge has reported
+a scene change since the job's frames were taken, not worse than the edge's latest model on
+the new scene's frames (a model for a scene that has gone is not sent). Training data is the
 newest labelled samples (minus the held-out ones) plus a replay share of older samples,
 against forgetting the scenes seen before.
 
@@ -317,6 +319,11 @@ class TrainingWorker:
             job.metrics["map50_first"] = first_score
             if first_score > max(before, score):
                 chosen, score = first, first_score
+        chosen_for = train[0].scene_start if train else 0.0  # the scene (edge clock) it was chosen for
+        moved_on = self.current_scene(job.edge_id, [])
+        if chosen is not None and moved_on > chosen_for:
+            chosen, score = self._judge_in_new_scene(job, chosen, moved_on)
+            chosen_for = moved_on
         pinned = pinned_version(self.store.get_meta(job.edge_id))
         if chosen is not None and pinned:
             job.error = f"edge pinned to v{pinned} by an operator: the model was not registered"
@@ -328,7 +335,7 @@ class TrainingWorker:
                 payload,
                 parent=base_manifest.version,
                 # the scene (edge clock) it was chosen for: the edge stops treating it as novel
-                metrics={"map50": score, "parent_map50": before, "scene_start": train[0].scene_start if train else 0.0},
+                metrics={"map50": score, "parent_map50": before, "scene_start": chosen_for},
                 trained_until=max((s.received_time for s in train), default=self.clock()),
             )
             keeper.fence()  # the last moment to find the job taken over: after this a version exists
@@ -340,6 +347,44 @@ class TrainingWorker:
         job.status = "done"
         log_outcome(job, before, score, chose_first=chosen is not None and chosen is not candidate)
         return job
+
+    def _judge_in_new_scene(
+        self, job: TrainingJob, chosen: StudentModel, scene: float
+    ) -> tuple[StudentModel | None, float]:
+        """A model for a scene the edge has left, judged on the scene it is in now (starting at scene).
+
+        The edge reported a scene change while the job queued or trained: the model was trained
+        and validated on a scene that is gone (a night model arriving after dawn), and the zoo
+        may already have sent one for the new scene. It is registered only if it is not worse
+        than the edge's latest model on the newest labelled frames of the new scene; with fewer
+        than min_heldout of those there is nothing to judge it on, and it is not (the manager
+        queues the new scene's own job meanwhile).
+        """
+        newest = self.store.list_samples(job.edge_id, labelled=True, newest_first=True, limit=self.cfg.max_fresh)
+        frames = self._frames([s for s in newest if s.scene_start == scene])
+        latest_version = self.registry.latest_version(job.edge_id)
+        if len(frames) < self.cfg.min_heldout or not any(f.labels for f in frames):
+            job.error = (
+                f"the edge left the scene before the model was ready (scene change at {scene:.1f}); "
+                f"{len(frames)} labelled frames of the new scene, too few to judge it on: not registered"
+            )
+            return None, job.metrics["map50_before"]
+        manifest, data = self.registry.load(job.edge_id, latest_version)
+        latest = StudentModel.from_bytes(manifest, data, source=f"{job.edge_id} v{manifest.version}")
+        current, candidate = evaluate(latest, frames), evaluate(chosen, frames)
+        job.metrics |= {
+            "new_scene_frames": float(len(frames)),  # scored by two models
+            "map50_new_scene": candidate,
+            "map50_new_scene_latest": current,
+        }
+        if candidate + self.cfg.tolerance >= current:
+            return chosen, candidate
+        job.error = (
+            f"the edge left the scene before the model was ready (scene change at {scene:.1f}); on "
+            f"{len(frames)} frames of the new scene it scores {candidate:.3f} against v{latest_version}'s "
+            f"{current:.3f}: not registered"
+        )
+        return None, current
 
     @staticmethod
     def _recalibrate(
@@ -598,6 +643,8 @@ def log_outcome(job: TrainingJob, before: float, score: float, chose_first: bool
     if job.result_version:
         which = "the first model again" if chose_first else "the candidate"
         verdict = f"v{job.result_version} registered ({which}, mAP50 {before:.3f} -> {score:.3f})"
+    elif job.error:  # not registered for another reason than its score: pinned, or the scene has gone
+        verdict = job.error
     else:
         verdict = (
             f"candidate worse (mAP50 {before:.3f} -> {job.metrics.get('map50_after', before):.3f}), not registered"

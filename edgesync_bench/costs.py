@@ -62,9 +62,11 @@ class CostModel:
         distill: str = "off",
         distilled_image_epochs: float | None = None,
         recalibration_frames: int = 0,
+        new_scene_frames: int = 0,
     ) -> float:
         """Virtual seconds of one job: fine-tuning, validating two models on the held-out frames, and
-        the profiler scoring the held-out frames after each of `evaluations` epochs.
+        the profiler scoring the held-out frames after each of `evaluations` epochs. A job whose
+        edge changed scene meanwhile also scores two models on `new_scene_frames` of the new scene.
 
         With distillation, each of `distilled_image_epochs` (all of them when None; fewer when a
         warm-up skipped the teacher) costs its extra too. Re-estimating batch-norm statistics
@@ -77,6 +79,7 @@ class CostModel:
             + distilled * self.distill_s_per_image_epoch(distill)
             + validations * heldout_frames * self.predict_s_per_frame
             + recalibration_frames * self.predict_s_per_frame
+            + 2 * new_scene_frames * self.predict_s_per_frame
         )
         return (self.job_overhead_s + work) / self.gpu_speedup
 

@@ -96,6 +96,12 @@ def test_recalibrating_batch_norm_costs_a_forward_pass_per_frame_and_one_more_va
     assert extra == pytest.approx((30 + 8) * costs.predict_s_per_frame)
 
 
+def test_judging_a_job_on_the_scene_its_edge_moved_to_costs_two_models_predicting_each_frame() -> None:
+    costs = CostModel()
+    extra = costs.training(100, 8, 320, new_scene_frames=12) - costs.training(100, 8, 320)
+    assert extra == pytest.approx(2 * 12 * costs.predict_s_per_frame)
+
+
 def test_a_distilled_epoch_costs_the_teachers_pass_too_so_fewer_fit_a_budget() -> None:
     costs = CostModel(job_overhead_s=0.0)
     plain, attention = costs.training(100, 0, 320), costs.training(100, 0, 320, distill="attention")

@@ -183,3 +183,68 @@ def test_keep_best_registers_the_epoch_that_scored_best_on_held_out_frames(
     assert names[StudentModel.from_bytes(*registry.load(EDGE, job.result_version)).encode()[1]] == registered
     assert job.metrics.get("kept_epoch") == kept_epoch
     assert job.achieved_gain == pytest.approx(scores[registered] - 0.5)
+
+
+def _scene_change_while_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_frames: int, scores: dict):
+    """A job on an edge that reports a scene change (at t=100) while the job trains and then sends
+    `new_frames` labelled frames of the new scene; the zoo meanwhile registered `zoo` as v2.
+
+    scores: mAP50 by (model, scene), model in current / candidate / zoo, scene in old / new."""
+    current, candidate, zoo = _model(2), _model(3), _model(4)
+    store, registry = _edge(tmp_path, [current], samples=10)
+    names = {m.encode()[1]: name for m, name in ((current, "current"), (candidate, "candidate"), (zoo, "zoo"))}
+    jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 40, np.uint8))[1].tobytes()
+
+    def fake_fine_tune(model, train, val, cfg, workdir, **kw):
+        store.set_meta(EDGE, scene_changed_at=100.0)
+        data, _ = zoo.encode()
+        registry.register(EDGE, data, zoo.manifest(data, metrics={"scene_start": 100.0}))
+        for i in range(new_frames):
+            sample = StoredSample(f"n{i}", EDGE, 100.0 + i, 100.0 + i, 2, 0.5, 100 + i, [], 64, 64, scene_start=100.0)
+            store.add_sample(sample, jpeg)
+            store.set_labels(EDGE, f"n{i}", [Detection(5, 5, 30, 30, 0, 0.9)])
+        return FineTuneResult(candidate, 1, len(train))
+
+    def fake_evaluate(model, frames):
+        scene = "new" if all(int(f.name) >= 10 for f in frames) else "old"
+        return scores[names[model.encode()[1]], scene]
+
+    monkeypatch.setattr(worker_module, "fine_tune", fake_fine_tune)
+    monkeypatch.setattr(worker_module, "evaluate", fake_evaluate)
+    cfg = TrainingConfig(min_heldout=2, min_fresh=4, fallback_to_first=False)
+    job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 9))
+    registered = None
+    if job.result_version:
+        manifest, data = registry.load(EDGE, job.result_version)
+        registered = (names[StudentModel.from_bytes(manifest, data).encode()[1]], manifest.metrics["scene_start"])
+    return job, registered
+
+
+# the candidate gains on the scene it trained on (0.2 -> 0.7); the zoo's model is the one for the new scene
+SCENES = {("current", "old"): 0.2, ("candidate", "old"): 0.7, ("zoo", "new"): 0.8, ("current", "new"): 0.5}
+
+
+def test_a_model_for_a_scene_the_edge_has_left_is_not_sent_when_it_loses_on_the_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job, registered = _scene_change_while_training(tmp_path, monkeypatch, 6, SCENES | {("candidate", "new"): 0.4})
+    assert registered is None and job.status == "done"
+    assert job.metrics["map50_new_scene"] == 0.4 and job.metrics["map50_new_scene_latest"] == 0.8
+    assert job.metrics["new_scene_frames"] == 6.0
+    assert "left the scene" in job.error and "v2" in job.error
+
+
+def test_a_model_for_a_scene_the_edge_has_left_is_sent_when_it_also_wins_on_the_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job, registered = _scene_change_while_training(tmp_path, monkeypatch, 6, SCENES | {("candidate", "new"): 0.9})
+    assert registered == ("candidate", 100.0), "chosen for the new scene: the zoo remembers it for that one"
+    assert job.result_version == 3 and not job.error
+
+
+def test_without_frames_of_the_new_scene_a_model_for_the_old_one_is_not_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job, registered = _scene_change_while_training(tmp_path, monkeypatch, 1, SCENES | {("candidate", "new"): 0.9})
+    assert registered is None and "new_scene_frames" not in job.metrics
+    assert "1 labelled frames of the new scene, too few to judge it on" in job.error
