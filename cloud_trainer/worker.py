@@ -313,8 +313,7 @@ class TrainingWorker:
         chosen, score = (candidate, after) if after + self.cfg.tolerance >= before else (None, before)
         if self.cfg.fallback_to_first and base_manifest.version > 1:
             # RECL-style reuse, smallest form: the scene may have returned to what the first model knew
-            first_manifest, first_data = self.registry.load(job.edge_id, 1)
-            first = StudentModel.from_bytes(first_manifest, first_data, source=f"{job.edge_id} v1")
+            first = self._load_model(job.edge_id, 1)
             first_score = evaluate(first, held_frames)
             job.metrics["map50_first"] = first_score
             if first_score > max(before, score):
@@ -362,16 +361,14 @@ class TrainingWorker:
         """
         newest = self.store.list_samples(job.edge_id, labelled=True, newest_first=True, limit=self.cfg.max_fresh)
         frames = self._frames([s for s in newest if s.scene_start == scene])
-        latest_version = self.registry.latest_version(job.edge_id)
         if len(frames) < self.cfg.min_heldout or not any(f.labels for f in frames):
             job.error = (
                 f"the edge left the scene before the model was ready (scene change at {scene:.1f}); "
                 f"{len(frames)} labelled frames of the new scene, too few to judge it on: not registered"
             )
             return None, job.metrics["map50_before"]
-        manifest, data = self.registry.load(job.edge_id, latest_version)
-        latest = StudentModel.from_bytes(manifest, data, source=f"{job.edge_id} v{manifest.version}")
-        current, candidate = evaluate(latest, frames), evaluate(chosen, frames)
+        latest_version = self.registry.latest_version(job.edge_id)
+        current, candidate = evaluate(self._load_model(job.edge_id, latest_version), frames), evaluate(chosen, frames)
         job.metrics |= {
             "new_scene_frames": float(len(frames)),  # scored by two models
             "map50_new_scene": candidate,
@@ -385,6 +382,11 @@ class TrainingWorker:
             f"{current:.3f}: not registered"
         )
         return None, current
+
+    def _load_model(self, edge_id: str, version: int) -> StudentModel:
+        """A registered version of the edge's student, ready to score."""
+        manifest, data = self.registry.load(edge_id, version)
+        return StudentModel.from_bytes(manifest, data, source=f"{edge_id} v{version}")
 
     @staticmethod
     def _recalibrate(
