@@ -1,7 +1,9 @@
 """Hierarchical change-point detection on the edge's per-frame embedding, without labels.
 
 The embedding of each frame is cheap image statistics (colour, brightness histogram, contrast,
-sharpness) plus the detector's confidence distribution, which the edge has anyway. It is
+sharpness) plus the detector's confidence distribution, which the edge has anyway. Colour and
+brightness are read off a thumbnail; sharpness off the frame at its own resolution, where a
+defocused lens or a noisy sensor shows (a thumbnail averages both away). It is
 summarised at three time scales, exponential averages in time (not frames, so the frame rate
 does not matter): fast (seconds), medium (tens of seconds) and slow (minutes). Each level
 changes at its own rate; a change-point is where the slow level's picture of the scene no
@@ -30,7 +32,8 @@ import numpy as np
 
 from edgesync.config import ChangePointConfig
 
-THUMB = (64, 48)  # frames are summarised at this size: statistics need no detail
+THUMB = (64, 48)  # frames are summarised at this size: colour and brightness need no detail
+SHARPNESS_CROP = (640, 480)  # sharpness is measured at native resolution on at most this centre crop
 HIST_BINS = 8
 IMAGE_DIMS = 6 + HIST_BINS + 2  # channel means and spreads, luma histogram, saturation, sharpness
 EPS = 1e-6
@@ -48,8 +51,18 @@ def image_statistics(frame: np.ndarray) -> np.ndarray:
     grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
     hist = np.bincount((grey.ravel().astype(np.int32) * HIST_BINS) // 256, minlength=HIST_BINS) / grey.size
     saturation = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)[..., 1].mean() / 255.0
-    sharpness = math.log1p(float(cv2.Laplacian(grey, cv2.CV_32F).var()))
-    return np.concatenate([means, spreads, hist, [saturation, sharpness / 5.0]]).astype(np.float64)
+    return np.concatenate([means, spreads, hist, [saturation, sharpness(frame) / 5.0]]).astype(np.float64)
+
+
+def sharpness(frame: np.ndarray) -> float:
+    """log(1 + variance of the Laplacian) at the frame's own pixel scale: blur lowers it, sensor
+    noise raises it. A centre crop bounds the cost on large frames; both conditions cover the frame."""
+    h, w = frame.shape[:2]
+    cw, ch = min(w, SHARPNESS_CROP[0]), min(h, SHARPNESS_CROP[1])
+    crop = frame[(h - ch) // 2 : (h - ch) // 2 + ch, (w - cw) // 2 : (w - cw) // 2 + cw]
+    if crop.ndim == 3:
+        crop = cv2.cvtColor(crop, cv2.COLOR_BGRA2GRAY if crop.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+    return math.log1p(float(cv2.Laplacian(crop, cv2.CV_32F).var()))
 
 
 def confidence_statistics(scores: np.ndarray) -> np.ndarray:
