@@ -56,7 +56,8 @@ def image_statistics(frame: np.ndarray) -> np.ndarray:
 
 def sharpness(frame: np.ndarray) -> float:
     """log(1 + variance of the Laplacian) at the frame's own pixel scale: blur lowers it, sensor
-    noise raises it. A centre crop bounds the cost on large frames; both conditions cover the frame."""
+    noise raises it. Both cover the whole frame, so a centre crop shows them and bounds the cost on
+    large frames. Expects 8-bit frames, as decoded."""
     h, w = frame.shape[:2]
     cw, ch = min(w, SHARPNESS_CROP[0]), min(h, SHARPNESS_CROP[1])
     crop = frame[(h - ch) // 2 : (h - ch) // 2 + ch, (w - cw) // 2 : (w - cw) // 2 + cw]
