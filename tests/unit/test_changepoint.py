@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
+from cloud_trainer.bootstrap import read_frames
 from edgesync.assets import vtest_path
 from edgesync.changepoint import ChangePointDetector, chi2_quantile, frame_embedding, image_statistics
 from edgesync.config import ChangePointConfig
@@ -118,9 +118,7 @@ def test_truth_files_name_the_bad_line(tmp_path) -> None:
 def test_a_noisy_defocused_sensor_on_real_footage_is_detected_both_ways() -> None:
     # sensor noise then defocus (camera 3 of four-cameras.yaml) barely moves a thumbnail's colour
     # and brightness: sharpness at the frame's own resolution is what shows it
-    capture = cv2.VideoCapture(str(vtest_path()))
-    frames = [capture.read()[1] for _ in range(40)]
-    capture.release()
+    frames = read_frames(str(vtest_path()), seconds=4.0, count=40)  # its first 40 frames, at 10 fps
     segments = [
         {"until_s": 60, "condition": "clean"},
         {"until_s": 120, "condition": ["noise", "blur"], "strength": 0.6},
