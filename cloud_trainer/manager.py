@@ -3,9 +3,14 @@
 After each labelled batch it updates the edge's live accuracy proxy (the student's own
 uploaded detections scored against the teacher's labels of the same frames; of the audit
 frames, drawn at random, once the edge sends them), and queues a
-job once enough new labelled samples have arrived. A job's priority is the room to gain
-(1 - live mAP50) weighted by staleness (how long since the edge last got a model), so the
-worker serves the edge that has fallen furthest for longest first, not the first to ask.
+job once enough new labelled samples have arrived. A job's priority is its predicted gain
+weighted by staleness (how long since the edge last got a model), so the worker serves the edge
+with the most to win back for longest first, not the first to ask.
+
+The predicted gain is the room to gain (1 - live mAP50) times the share of their room that
+earlier jobs of the same scene won back (their yield, see scene_yield): room alone is need, not
+gain, and a scene whose fine-tunes keep failing (fog, on few frames) would otherwise take the
+worker from edges whose jobs succeed.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ log = logging.getLogger(__name__)
 
 LIVE_ACCURACY_EMA = 0.3  # weight of the newest batch in the live accuracy proxy
 OPERATOR_PRIORITY = 1e9  # a job an operator asked for goes ahead of every job the manager ranked
+YIELD_HISTORY = 200  # the fleet's newest finished jobs the expected yield is estimated from
 
 
 def pinned_version(meta: dict[str, float]) -> int:
@@ -39,21 +45,51 @@ def is_paused(meta: dict[str, float]) -> bool:
 
 
 def job_priority(
-    live_map50: float, staleness_s: float, new_samples: int, cfg: ManagerConfig, needed: int | None = None
+    live_map50: float,
+    staleness_s: float,
+    new_samples: int,
+    cfg: ManagerConfig,
+    needed: int | None = None,
+    yield_share: float = 1.0,
 ) -> float:
-    """Predicted gain (1 - live accuracy) x staleness weight x how much new data there is
+    """Predicted gain (see predicted_gain) x staleness weight x how much new data there is
     (relative to `needed`, by default cfg.min_new_samples)."""
-    gain = 1.0 - min(max(live_map50, 0.0), 1.0)
     staleness = 1.0 - math.pow(2.0, -max(staleness_s, 0.0) / cfg.staleness_half_s)
     volume = min(1.0, new_samples / (needed or cfg.min_new_samples))
-    return gain * (0.5 + 0.5 * staleness) * volume
+    return predicted_gain(live_map50, yield_share) * (0.5 + 0.5 * staleness) * volume
 
 
-def predicted_gain(live_map50: float) -> float:
-    """The mAP50 a job is expected to win back: for now all the room the edge has lost (1 - its
-    live accuracy proxy), an upper bound. The worker records the achieved gain beside it, so a
-    profiler that predicts the curve can replace this and be judged against the same record."""
-    return 1.0 - min(max(live_map50, 0.0), 1.0)
+def predicted_gain(live_map50: float, yield_share: float = 1.0) -> float:
+    """The mAP50 a job is expected to win back: the room the edge has lost (1 - its live
+    accuracy proxy) times the share of it that jobs of this scene are expected to win back
+    (scene_yield; 1, the upper bound, before any job has been judged). The worker records the
+    achieved gain beside it, so the prediction's error can be judged."""
+    room = 1.0 - min(max(live_map50, 0.0), 1.0)
+    return room * min(max(yield_share, 0.0), 1.0)
+
+
+def job_yield(job: TrainingJob) -> float | None:
+    """The share of its room a finished job won back on its held-out frames: achieved gain over
+    (1 - the current model's held-out mAP50), clipped to 0..1 (a rejected job won nothing).
+    None for a job that was not judged (no held-out score)."""
+    before = job.metrics.get("map50_before")
+    if before is None or job.achieved_gain is None:
+        return None
+    return min(max(job.achieved_gain / max(1.0 - before, 1e-6), 0.0), 1.0)
+
+
+def scene_yield(done: list[TrainingJob], edge_id: str, scene_start: float) -> tuple[float, int]:
+    """(expected yield of the next job of edge_id's scene, how many of that scene's jobs it rests on).
+
+    Shrinkage with one pseudo-job at each level: the fleet's mean yield, starting from one job at
+    1 (the upper bound) so an empty record predicts all the room, is the prior for the scene,
+    which counts as one job beside the scene's own judged jobs. A scene whose jobs keep winning
+    nothing drifts down towards 0 by 1/(n + 1); one good job pulls it halfway back up.
+    """
+    judged = [(j, y) for j in done if (y := job_yield(j)) is not None]
+    fleet = (sum(y for _, y in judged) + 1.0) / (len(judged) + 1)
+    own = [y for j, y in judged if j.edge_id == edge_id and j.metrics.get("scene_start") == scene_start]
+    return (sum(own) + fleet) / (len(own) + 1), len(own)
 
 
 class TrainingManager:
@@ -115,13 +151,16 @@ class TrainingManager:
         if queued is not None and queued.priority < OPERATOR_PRIORITY:
             meta = self.store.get_meta(change.edge_id)
             last_model = meta.get("last_model_time", meta.get("first_seen", self.clock()))
+            yield_share, _ = self.expected_yield(change.edge_id, change.time)
+            staleness_s = self.clock() - last_model
             self.store.reprioritize_job(
-                queued.job_id, job_priority(0.0, self.clock() - last_model, self.cfg.min_new_samples, self.cfg)
+                queued.job_id,
+                job_priority(0.0, staleness_s, self.cfg.min_new_samples, self.cfg, yield_share=yield_share),
             )
 
-    def _scene_backlog(self, edge_id: str, meta: dict[str, float]) -> tuple[int, float | None]:
+    def _scene_backlog(self, edge_id: str, meta: dict[str, float]) -> tuple[int, float | None, float]:
         """(new labelled samples of the edge's current scene since its last job, that scene's
-        start if no job has served it yet).
+        start if no job has served it yet, that scene's start).
 
         Edges report scene changes in each sample's scene_start (0 before the first change); a
         sample from an earlier scene says nothing about what the camera sees now, so it does not
@@ -131,7 +170,7 @@ class TrainingManager:
         limit = max(self.cfg.min_new_samples, self.cfg.min_scene_samples)
         recent = self.store.list_samples(edge_id, labelled=True, newest_first=True, limit=limit)
         if not recent:
-            return 0, None
+            return 0, None, meta.get("scene_changed_at", 0.0)
         scene = recent[0].scene_start
         new = 0
         for s in recent:
@@ -139,18 +178,20 @@ class TrainingManager:
                 break
             new += 1
         unserved = scene > 0.0 and scene > meta.get("served_scene", 0.0)
-        return new, scene if unserved else None
+        return new, scene if unserved else None, scene
 
     def maybe_queue(self, edge_id: str, now: float) -> TrainingJob | None:
         """Queue (or re-rank) a job for edge_id if enough new labelled samples are waiting."""
         meta = self.store.get_meta(edge_id)
         if is_paused(meta):
             return None
-        new, new_scene = self._scene_backlog(edge_id, meta)
+        new, new_scene, scene = self._scene_backlog(edge_id, meta)
         queued = self.store.queued_job_for(edge_id)
         last_model = meta.get("last_model_time", meta.get("first_seen", now))
         needed = self.cfg.min_scene_samples if new_scene is not None else self.cfg.min_new_samples
-        priority = job_priority(meta.get("live_map50", 0.0), now - last_model, new, self.cfg, needed)
+        yield_share, judged = self.expected_yield(edge_id, scene)
+        live = meta.get("live_map50", 0.0)
+        priority = job_priority(live, now - last_model, new, self.cfg, needed, yield_share)
         if queued is not None:  # re-rank it; a worker may have claimed it meanwhile, then nothing changes
             if queued.priority < OPERATOR_PRIORITY:
                 self.store.reprioritize_job(queued.job_id, priority)
@@ -161,10 +202,17 @@ class TrainingManager:
             return None
         if any(j.status == "running" for j in self.store.list_jobs(edge_id=edge_id, status="running", limit=1)):
             return None
-        reason = f"{new} new labelled samples, live mAP50 {meta.get('live_map50', 0.0):.2f}"
+        reason = (
+            f"{new} new labelled samples, live mAP50 {live:.2f}, "
+            f"expected yield {yield_share:.2f} ({judged} judged jobs of this scene)"
+        )
         if new_scene is not None:
             reason = f"new scene since t={new_scene:.1f}; " + reason
-        return self._queue(edge_id, now, priority, reason, meta)
+        return self._queue(edge_id, now, priority, reason, meta, gain=predicted_gain(live, yield_share))
+
+    def expected_yield(self, edge_id: str, scene_start: float) -> tuple[float, int]:
+        """scene_yield over the fleet's most recent finished jobs."""
+        return scene_yield(self.store.list_jobs(status="done", limit=YIELD_HISTORY), edge_id, scene_start)
 
     def queue_now(self, edge_id: str, reason: str) -> TrainingJob:
         """Queue a job for edge_id at once, ahead of all others (an operator's request).
@@ -176,10 +224,19 @@ class TrainingManager:
         if queued is not None and self.store.reprioritize_job(queued.job_id, OPERATOR_PRIORITY):
             queued.priority = OPERATOR_PRIORITY
             return queued
-        return self._queue(edge_id, now, OPERATOR_PRIORITY, reason, self.store.get_meta(edge_id), suffix="-op")
+        meta = self.store.get_meta(edge_id)
+        gain = predicted_gain(meta.get("live_map50", 0.0))  # the bound: an operator's job is not ranked by yield
+        return self._queue(edge_id, now, OPERATOR_PRIORITY, reason, meta, gain=gain, suffix="-op")
 
     def _queue(
-        self, edge_id: str, now: float, priority: float, reason: str, meta: dict[str, float], suffix: str = ""
+        self,
+        edge_id: str,
+        now: float,
+        priority: float,
+        reason: str,
+        meta: dict[str, float],
+        gain: float,
+        suffix: str = "",
     ) -> TrainingJob:
         covered = int(meta.get("last_queued_seq", 0))
         newest = self.store.list_samples(edge_id, labelled=True, newest_first=True, limit=1)
@@ -191,7 +248,7 @@ class TrainingManager:
             created=now,
             base_version=self.registry.latest_version(edge_id),
             reason=reason,
-            predicted_gain=predicted_gain(meta.get("live_map50", 0.0)),
+            predicted_gain=gain,
         )
         if suffix and any(j.job_id == job.job_id for j in self.store.list_jobs(edge_id=edge_id, limit=20)):
             job.job_id += f"-{int(now)}"

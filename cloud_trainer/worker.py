@@ -295,6 +295,8 @@ class TrainingWorker:
             "resumed_from_epoch": float(resumed_from),
             "heldout_evaluations": float(len(curve.points)),  # one per epoch, for the profiler
             "train_seconds": time.monotonic() - started,
+            # the scene (edge clock) it trained for: the manager predicts that scene's next gain from it
+            "scene_start": train[0].scene_start if train else 0.0,
         }
         job.metrics |= {f"map50_epoch_{i + 1 + resumed_from}": v for i, v in enumerate(curve.points)}
         job.metrics |= recalibration
@@ -305,9 +307,9 @@ class TrainingWorker:
             job.metrics["distill_teacher_seconds"] = result.teacher_seconds
         if probes:  # the chosen candidate's prediction, made before the job committed its budget
             record_profile(job, probes, plan.setting)
-        elif curve.first_prediction is not None:  # the profiler's, which replaces the manager's bound
+        elif curve.first_prediction is not None:  # the profiler's, which replaces the manager's
             if job.predicted_gain is not None:
-                job.metrics["queued_gain_bound"] = job.predicted_gain
+                job.metrics["queued_gain"] = job.predicted_gain
             job.predicted_gain = curve.first_prediction
         job.achieved_gain = after - before
         chosen, score = (candidate, after) if after + self.cfg.tolerance >= before else (None, before)

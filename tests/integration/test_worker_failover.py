@@ -153,7 +153,7 @@ def test_killed_workers_job_is_resumed_by_the_other_and_registered_once(
         assert [m.version for m in registry.versions(EDGE)] == [1, 2]  # exactly one new version
         assert store.count_samples(EDGE) == SAMPLES  # no sample lost
         assert store.count_samples(EDGE, labelled=True) == SAMPLES
-        assert done.metrics["queued_gain_bound"] == 0.5  # the manager's, before the profiler's
+        assert done.metrics["queued_gain"] == 0.5  # the manager's, before the profiler's
         assert done.predicted_gain is not None and done.achieved_gain is not None
         assert checkpoints.epochs_done("job-1") == 0, "a finished job's checkpoint is removed"
 

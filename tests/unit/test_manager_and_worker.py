@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud_trainer.manager import TrainingManager, job_priority
+from cloud_trainer.manager import TrainingManager, job_priority, scene_yield
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import MemoryStore
 from cloud_trainer.worker import split_fresh
 from edgesync.config import ManagerConfig, TrainingConfig
-from edgesync.types import Detection, EdgeInfo, ModelManifest, StoredSample
+from edgesync.types import Detection, EdgeInfo, ModelManifest, StoredSample, TrainingJob
 from edgesync.weights import sha256_hex
 
 CLASSES = ["person", "car"]
@@ -167,6 +167,51 @@ def test_a_queued_job_records_the_gain_the_manager_predicts(cloud: Cloud) -> Non
     assert job.predicted_gain == pytest.approx(1.0 - live)
     assert cloud.store.get_job(job.job_id).predicted_gain == job.predicted_gain
     assert job.achieved_gain is None  # the worker fills it in
+
+
+def finished(edge_id: str, n: int, before: float, after: float, scene_start: float = 0.0) -> TrainingJob:
+    """A job the worker has judged: held-out mAP50 before and after, for the scene it trained for."""
+    job = TrainingJob(f"{edge_id}-done{n}", edge_id, 0.5, T0 + n, 1, status="done", achieved_gain=after - before)
+    job.metrics = {"map50_before": before, "map50_after": after, "scene_start": scene_start}
+    return job
+
+
+def test_scene_yield_starts_at_the_bound_and_follows_the_scenes_own_jobs() -> None:
+    assert scene_yield([], "cam-1", 0.0) == (1.0, 0)
+    failed = [finished("cam-1", i, before=0.2, after=0.05) for i in range(3)]  # rejected: won nothing
+    value, judged = scene_yield(failed, "cam-1", 0.0)
+    # the fleet's prior is (0 + 0 + 0 + 1) / 4; the scene's own three jobs add nothing to it
+    assert judged == 3 and value == pytest.approx((0.25) / 4)
+    halfway = finished("cam-1", 9, before=0.2, after=0.6)  # won half of its 0.8 of room
+    assert scene_yield(failed + [halfway], "cam-1", 0.0)[0] > value
+
+
+def test_scene_yield_of_a_new_scene_is_the_fleets_and_unjudged_jobs_do_not_count() -> None:
+    jobs = [finished("cam-1", 1, before=0.5, after=0.5, scene_start=0.0), finished("cam-2", 2, before=0.4, after=0.7)]
+    unjudged = TrainingJob("cam-1-x", "cam-1", 0.5, T0, 1, status="done")  # held-out frames had no boxes
+    fleet = (0.0 + 0.5 + 1.0) / 3
+    assert scene_yield(jobs + [unjudged], "cam-1", 120.0) == (pytest.approx(fleet), 0)  # cam-1's new scene
+    assert scene_yield(jobs, "cam-1", 0.0) == (pytest.approx((0.0 + fleet) / 2), 1)
+
+
+def test_a_scene_whose_jobs_win_nothing_ranks_below_one_with_the_same_need(tmp_path: Path) -> None:
+    """Need is not gain: with the same live accuracy and the same wait, the edge whose earlier
+    jobs of this scene failed is served after the one with no such record."""
+    cloud = Cloud(tmp_path)
+    for edge_id in ("cam-1", "cam-2"):
+        cloud.register_edge(edge_id)
+    for i in range(2):
+        cloud.store.put_job(finished("cam-1", i, before=0.3, after=0.1, scene_start=50.0))
+    n = ManagerConfig().min_scene_samples  # a new scene's first job is due after this many frames
+    (failing,) = cloud.label("cam-1", n, scene_start=50.0)
+    (fresh,) = cloud.label("cam-2", n, scene_start=50.0)
+    room = 1.0 - cloud.store.get_meta("cam-1")["live_map50"]
+    assert room == pytest.approx(1.0 - cloud.store.get_meta("cam-2")["live_map50"])
+    assert fresh.predicted_gain == pytest.approx(room * (0 + 0 + 1) / 3)  # the fleet's yield
+    assert failing.predicted_gain == pytest.approx(room * (1 / 3) / 3)  # shrunk by its own two failures
+    assert failing.priority < fresh.priority
+    assert "expected yield 0.11 (2 judged jobs of this scene)" in failing.reason
+    assert cloud.store.claim_job("worker-1", timeout_s=0).edge_id == "cam-2"
 
 
 def test_more_samples_re_rank_the_queued_job_instead_of_queuing_another(cloud: Cloud) -> None:

@@ -102,7 +102,7 @@ def test_a_claimed_job_runs_checkpoints_every_epoch_and_finishes_with_both_gains
     assert (job.status, job.result_version) == ("done", 2)
     assert setup.calls[0]["epochs"] == EPOCHS
     # the profiler's prediction (a flat held-out curve: no gain) replaces the manager's queued bound
-    assert (job.predicted_gain, job.achieved_gain, job.metrics["queued_gain_bound"]) == (0.0, 0.0, 0.3)
+    assert (job.predicted_gain, job.achieved_gain, job.metrics["queued_gain"]) == (0.0, 0.0, 0.3)
     assert job.metrics["resumed_from_epoch"] == 0 and job.metrics["epochs"] == EPOCHS
     stored = setup.store.get_job("job-1")
     assert stored.status == "done" and stored.result_version == 2
@@ -252,7 +252,7 @@ def test_the_profiler_stops_a_job_whose_held_out_score_does_not_improve(setup: S
     assert job.status == "done"
     assert job.metrics["epochs"] == 2 and job.metrics["heldout_evaluations"] == 2
     assert (job.metrics["map50_epoch_1"], job.metrics["map50_epoch_2"]) == (0.5, 0.5)
-    assert job.predicted_gain == 0.0 and job.metrics["queued_gain_bound"] == 0.3  # the profiler's, then the manager's
+    assert job.predicted_gain == 0.0 and job.metrics["queued_gain"] == 0.3  # the profiler's, then the manager's
 
 
 def _lockstep(setup: Setup, max_epochs: int = EPOCHS) -> LockstepJob:
