@@ -46,6 +46,7 @@ from edgesync.delta import PreparedUpdate, prepare
 from edgesync.student import StudentModel
 from edgesync.teachers import Teacher, build_teacher
 from edgesync.types import ModelManifest, StoredSample, TrainingJob
+from edgesync.weights import sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +314,14 @@ class TrainingWorker:
             job.predicted_gain = curve.first_prediction
         job.achieved_gain = after - before
         chosen, score = (candidate, after) if after + self.cfg.tolerance >= before else (None, before)
+        if chosen is candidate and sha256_hex(update.weights) == base_manifest.sha256:
+            # the kept weights are the edge's own: with a few dozen frames an epoch is one or two
+            # batches, and the first optimizer step comes only after ultralytics' nominal batch, so
+            # keep: best keeps epoch 1 when every step made things worse. Not an update
+            job.error = (
+                f"the kept weights are v{base_manifest.version}'s own (no optimizer step helped): nothing to send"
+            )
+            chosen = None
         if self.cfg.fallback_to_first and base_manifest.version > 1:
             # RECL-style reuse, smallest form: the scene may have returned to what the first model knew
             first = self._load_model(job.edge_id, 1)

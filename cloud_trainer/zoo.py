@@ -134,8 +134,17 @@ class ModelZoo:
         """
         return 1 if self.registry.latest_version(edge_id) >= 1 else None
 
-    def _send(self, change: SceneChange, version: int, scene_start: float) -> ModelManifest:
-        """Register version's weights again as the edge's newest version."""
+    def _send(self, change: SceneChange, version: int, scene_start: float) -> ModelManifest | None:
+        """Register version's weights again as the edge's newest version; None if the edge's
+        newest version already has those weights (a fine-tune that kept its starting point, or
+        an earlier copy): there is nothing to send."""
+        newest = self.registry.latest_version(change.edge_id)
+        if (
+            self.registry.manifest(change.edge_id, newest).sha256
+            == self.registry.manifest(change.edge_id, version).sha256
+        ):
+            log.info("zoo: %s already holds v%d's weights as v%d", change.edge_id, version, newest)
+            return None
         stored = self.registry.reissue(change.edge_id, version, scene_start=scene_start, zoo_of=float(version))
         log.info("zoo: %s gets v%d's weights as v%d", change.edge_id, version, stored.version)
         return stored

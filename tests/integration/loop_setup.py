@@ -30,11 +30,14 @@ def cloud_config(data_dir: Path, **training) -> CloudConfig:
             "labelling": {"batch_size": 4, "max_wait_s": 0.2},
             "manager": {"min_new_samples": 6},
             # tolerance 1.0: accept any candidate, so the test sees a swap even when a 1-epoch
-            # model is no better than the random base (the comparison itself is unit-tested)
+            # model is no better than the random base (the comparison itself is unit-tested);
+            # nominal_batch 4: an optimizer step every batch, so one epoch changes the weights (a
+            # model identical to the edge's is not sent)
             "training": {
                 "epochs": 1,
                 "imgsz": IMGSZ,
                 "batch": 4,
+                "nominal_batch": 4,
                 "max_fresh": 10,
                 "min_fresh": 4,
                 "min_heldout": 2,

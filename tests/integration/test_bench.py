@@ -80,7 +80,8 @@ def _bench(
     training: dict | None = None,
 ) -> dict:
     """Run the benchmark on the clip (or the cameras file's cameras) and return results.json as written."""
-    training = {"epochs": 1, "batch": 4, "min_heldout": 2} | (training or {})
+    # nominal_batch 4: an optimizer step every batch, so a one-epoch job changes the weights
+    training = {"epochs": 1, "batch": 4, "nominal_batch": 4, "min_heldout": 2} | (training or {})
     cloud = parse_config(CloudConfig, {"training": training})
     run_bench(
         BenchRequest(

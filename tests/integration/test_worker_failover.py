@@ -58,6 +58,7 @@ def _config(tmp_path: Path, redis_url: str, prefix: str) -> Path:
             "epochs": EPOCHS,
             "imgsz": IMGSZ,
             "batch": 4,
+            "nominal_batch": 4,  # an optimizer step every batch: each epoch changes the weights
             "max_fresh": SAMPLES,
             "min_fresh": 4,
             "min_heldout": 2,

@@ -96,12 +96,32 @@ def test_without_fallback_the_first_model_is_not_considered(setup) -> None:
 
 def test_the_candidate_with_the_new_scenes_batch_norm_statistics_is_registered_when_it_scores_higher(setup) -> None:
     on = {"recalibrate_bn": True}
-    assert setup({"first": 0.2, "current": 0.5, "candidate": 0.6, "recalibrated": 0.8}, **on) == (3, "recalibrated")
-    assert setup({"first": 0.2, "current": 0.5, "candidate": 0.6, "recalibrated": 0.55}, **on) == (4, "candidate")
     assert setup({"first": 0.2, "current": 0.5, "candidate": 0.6, "recalibrated": 0.8}, recalibrate_bn=False) == (
-        5,
+        3,
         "candidate",
     )
+    # from v3 (the candidate) on: training hands back the same candidate, its recalibrated form differs
+    assert setup({"first": 0.2, "current": 0.5, "candidate": 0.6, "recalibrated": 0.8}, **on) == (4, "recalibrated")
+    assert setup({"first": 0.2, "current": 0.5, "candidate": 0.6, "recalibrated": 0.55}, **on) == (5, "candidate")
+
+
+def test_a_fine_tune_that_kept_the_edges_own_weights_is_not_an_update(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """keep: best on a job whose every optimizer step made things worse keeps epoch 1, which on a
+    few dozen frames came before the first step: the weights the edge runs. Even a tolerance that
+    accepts anything does not send them again."""
+    current = _model(2)
+    store, registry = _edge(tmp_path, [current], samples=10)
+    monkeypatch.setattr(
+        worker_module, "fine_tune", lambda model, train, val, cfg, workdir, **kw: FineTuneResult(model, 1, len(train))
+    )
+    monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: 0.5)
+    cfg = TrainingConfig(min_heldout=2, min_fresh=4, tolerance=1.0, fallback_to_first=False)
+    job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 1))
+    assert job.status == "done" and job.result_version == 0 and registry.latest_version(EDGE) == 1
+    assert job.error == "the kept weights are v1's own (no optimizer step helped): nothing to send"
+    assert job.achieved_gain == 0.0
 
 
 def test_the_job_trains_with_the_candidate_the_profiler_predicts_most_from(

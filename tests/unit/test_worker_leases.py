@@ -126,8 +126,9 @@ def test_a_taken_over_job_resumes_from_its_checkpoint_with_the_remaining_epochs(
 
 
 def test_a_checkpoint_from_an_older_model_is_not_resumed(setup: Setup) -> None:
-    data, _ = setup.candidate.encode()
-    setup.registry.register(EDGE, data, setup.candidate.manifest(data, parent=1))  # the edge moved on to v2
+    moved_on = _model(8)
+    data, _ = moved_on.encode()
+    setup.registry.register(EDGE, data, moved_on.manifest(data, parent=1))  # the edge moved on to v2
     plan = JobPlan(base_version=1, epochs_total=EPOCHS, train=["s1", "s2", "s3"], held=["s4"], replay=[])
     plan.epochs_done = 3
     setup.checkpoints.save("job-1", plan, _model(7).state_dict())

@@ -92,3 +92,13 @@ def test_a_model_trained_on_a_return_of_a_scene_supersedes_the_specialist_sent_f
     assert first_night not in zoo.specialists("cam") and better in zoo.specialists("cam")
     sent = zoo.on_scene_change(change(500.0, 400.0, DAY, NIGHT, ran=sent.version + 2))
     assert zoo.registry.load("cam", sent.version)[1] == b"night model, tuned on the second night"
+
+
+def test_nothing_is_sent_when_the_edge_already_holds_the_models_weights(zoo: ModelZoo) -> None:
+    """A fine-tune that kept its starting point registers nothing (worker), but a copy the zoo sent
+    is still a specialist by its metrics: the general model it would send next is the same bytes."""
+    register(zoo.registry, b"day model")  # v1, the general model
+    assert zoo.on_scene_change(change(100.0, 0.0, DAY, NIGHT, ran=1)) is None
+    fog_copy = register(zoo.registry, b"day model", scene_start=100.0)  # v2: chosen for night, v1's bytes
+    assert zoo.on_scene_change(change(200.0, 100.0, NIGHT, FOG, ran=fog_copy)) is None  # not v1 again
+    assert zoo.registry.latest_version("cam") == fog_copy
