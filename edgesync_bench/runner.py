@@ -7,6 +7,7 @@ import json
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -290,7 +291,24 @@ _child: dict = {}
 
 
 def _start_child(req: BenchRequest, running, progress) -> None:
+    exit_with_parent()
     _child.update(req=req, prep=_prepare(req), running=running, progress=progress)
+
+
+def exit_with_parent(poll_s: float = 1.0) -> None:
+    """End this process soon after the one that started it is gone.
+
+    A bench killed by a signal it cannot handle (SIGTERM from a timeout or a cancelled CI job,
+    SIGKILL) never shuts its process pool down, and its strategies would run on, orphaned, for
+    up to their whole length, each holding a few GB."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)  # nothing of an orphaned strategy is worth keeping: its bench writes the results
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _share_cores() -> None:
