@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
+from multiprocessing.managers import SyncManager
 from pathlib import Path
 
 from rich.console import Console
@@ -295,17 +296,18 @@ def _start_child(req: BenchRequest, running, progress) -> None:
     _child.update(req=req, prep=_prepare(req), running=running, progress=progress)
 
 
-def exit_with_parent(poll_s: float = 1.0) -> None:
-    """End this process soon after the one that started it is gone.
+def exit_with_parent() -> None:
+    """End this process as soon as the one that started it is gone.
 
     A bench killed by a signal it cannot handle (SIGTERM from a timeout or a cancelled CI job,
     SIGKILL) never shuts its process pool down, and its strategies would run on, orphaned, for
     up to their whole length, each holding a few GB."""
-    parent = os.getppid()
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not started by multiprocessing: nothing to watch
+        return
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll_s)
+        parent.join()  # returns when the parent's end of their pipe closes, at once if it already has
         os._exit(1)  # nothing of an orphaned strategy is worth keeping: its bench writes the results
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
@@ -347,7 +349,9 @@ def _run_in_processes(
 ) -> dict:
     """Run the strategies req.jobs at a time in worker processes, sharing the cores between them."""
     context = multiprocessing.get_context("spawn")  # a fork would copy torch's thread pools mid-use
-    with context.Manager() as manager:
+    manager = SyncManager(ctx=context)
+    manager.start(exit_with_parent)  # its server process would outlive a killed bench as well
+    with manager:
         queue = manager.Queue()
         running = manager.Value("i", min(req.jobs, len(strategies)))
         summaries: dict[str, dict] = {}
