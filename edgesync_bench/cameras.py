@@ -129,9 +129,9 @@ def markdown_table(results: dict) -> str:
     lines.append("")
     lines.append(
         f"{len(cameras)} cameras, {results['duration_s']:.0f} s each of {Path(results['video']).name}, seed "
-        f"{results['seed']}; one worker shared by all: {budgets['train_budget_gpu_s']:.0f} GPU-s of training "
-        f"in all; every camera {budgets['max_samples_per_s']:g} samples/s and "
-        f"{budgets['max_bytes_per_s'] / 1000:.0f} kB/s up."
+        f"{results['seed']}, student {results['student_sha256'][:8]}; one worker shared by all: "
+        f"{budgets['train_budget_gpu_s']:.0f} GPU-s of training in all; "
+        f"every camera {budgets['max_samples_per_s']:g} samples/s and {budgets['max_bytes_per_s'] / 1000:.0f} kB/s up."
     )
     return "\n".join(lines) + "\n"
 

@@ -57,7 +57,8 @@ def markdown_table(results: dict) -> str:
     lines.append(
         f"mAP50 in points against the teacher on the clean frame; {results['duration_s']:.0f} s of "
         f"{Path(results['video']).name} through {Path(results['drift']).name}, seed {results['seed']}, "
-        f"GPU speed-up {results['gpu_speedup']:g}; every strategy: {budgets['max_samples_per_s']:g} samples/s, "
+        f"student {results['student_sha256'][:8]}, GPU speed-up {results['gpu_speedup']:g}; "
+        f"every strategy: {budgets['max_samples_per_s']:g} samples/s, "
         f"{budgets['max_bytes_per_s'] / 1000:.0f} kB/s up, {budgets['train_budget_gpu_s']:.0f} GPU-s of training."
     )
     return "\n".join(lines) + "\n"

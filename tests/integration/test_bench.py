@@ -221,6 +221,7 @@ def test_report_has_a_table_row_per_strategy_and_a_plot(results: dict, out: Path
     table = (out / "results.md").read_text()
     for name in STRATEGIES:
         assert f"| {name} |" in table
+    assert f"student {results['student_sha256'][:8]}" in table  # which student the rows are of
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -274,6 +275,7 @@ def test_cameras_share_one_cloud_and_one_training_budget(inputs: Path) -> None:
         assert strategy["train_gpu_s"] <= budget + 1e-6  # both cameras' jobs come out of one budget
         assert strategy["uplink_bytes"] == per["cam-a"]["uplink_bytes"] + per["cam-b"]["uplink_bytes"] > 0
     table = (out / "results.md").read_text()
+    assert f"student {results['student_sha256'][:8]}" in table
     assert "cam-a" in table and "| fifo |" in table and (out / "accuracy.png").stat().st_size > 0
 
 
