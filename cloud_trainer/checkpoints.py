@@ -50,6 +50,8 @@ class JobPlan:
     epochs_done: int = 0
     sha256: str = ""  # of the weights file saved with it
     setting: str = ""  # the training candidate the profiler chose ("": the configured settings)
+    lr_scale: float = 1.0  # of the setting's lr0, where training.backtrack has lowered it
+    score: float | None = None  # held-out mAP50 of the saved weights, where known
 
 
 @dataclass

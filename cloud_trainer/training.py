@@ -104,6 +104,26 @@ def _trainer_starting_from(state: dict, freeze_bn: bool = False):
     return FineTuneTrainer
 
 
+def undo_epoch(trainer, state: dict[str, torch.Tensor]) -> None:
+    """Put an ultralytics trainer back to state (the weights before the epoch just trained) and
+    halve its learning rate for the epochs to come.
+
+    The weights go back into both the model and its EMA (what the epoch's score was taken of);
+    the optimizer's momentum and any gradients accumulated since its last step are dropped, as
+    they point along the undone steps. The scheduler's base rates and the groups' initial rates
+    (the warm-up's targets) are halved, so every later epoch's rate is half what it would have been.
+    """
+    trainer.model.load_state_dict(state)
+    if trainer.ema is not None:
+        trainer.ema.ema.load_state_dict(state)
+    trainer.optimizer.zero_grad()
+    trainer.optimizer.state.clear()
+    trainer.scheduler.base_lrs = [lr / 2 for lr in trainer.scheduler.base_lrs]
+    for group in trainer.optimizer.param_groups:
+        group["initial_lr"] /= 2
+        group["lr"] /= 2
+
+
 def fine_tune(
     student: StudentModel,
     train: list[LabelledFrame],
@@ -114,15 +134,18 @@ def fine_tune(
     seed: int = 0,
     on_epoch: Callable[[int, int], None] | None = None,
     from_scratch: bool = False,
-    on_weights: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
+    on_weights: Callable[[int, dict[str, torch.Tensor]], bool | None] | None = None,
     teacher: TeacherFeatures | None = None,
+    lr_scale: float = 1.0,
 ) -> FineTuneResult:
     """Train a copy of student on train (validating on val) and return the result as a new model.
 
     ultralytics' own validation is off (val=False), so its patience never triggers: the worker's
     profiler scores the held-out frames after each epoch instead (cloud_trainer.profiler).
     on_weights(epochs_done, state_dict) gets the weights training would end with (the EMA)
-    after every epoch, for checkpoints and that scoring; an exception it raises stops training.
+    after every epoch, for checkpoints and that scoring; an exception it raises stops training,
+    and False undoes the epoch: training goes on from the weights before it at half the learning
+    rate (training.backtrack; see undo_epoch). lr_scale scales cfg.lr0 (a resumed job's backed-off rate).
     teacher gives the feature maps cfg.distill needs (required unless its mode is off); it
     counts the images it ran on.
     """
@@ -144,11 +167,19 @@ def fine_tune(
 
     yolo.add_callback("on_train_epoch_end", epoch_done)
     if on_weights is not None:
+        # the weights an undone epoch goes back to: the student's, then each kept epoch's
+        accepted = None if from_scratch else {k: v.detach().cpu().clone() for k, v in student.state_dict().items()}
 
         def weights_done(trainer) -> None:
+            nonlocal accepted
             model = trainer.ema.ema if trainer.ema is not None else trainer.model
             state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            on_weights(min(trainer.epoch + 1, total), state)
+            if on_weights(min(trainer.epoch + 1, total), state) is False:
+                if accepted is None:
+                    raise ValueError("the first epoch of training from scratch has no weights to go back to")
+                undo_epoch(trainer, accepted)
+            else:
+                accepted = state
 
         yolo.add_callback("on_fit_epoch_end", weights_done)
     overrides = {
@@ -156,7 +187,7 @@ def fine_tune(
         "epochs": total,
         "imgsz": cfg.imgsz,
         "batch": min(cfg.batch, max(2, len(train))),
-        "lr0": cfg.lr0,
+        "lr0": cfg.lr0 * lr_scale,
         "optimizer": cfg.optimizer,
         "device": cfg.device,
         "workers": cfg.workers,

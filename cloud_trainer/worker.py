@@ -514,7 +514,8 @@ class TrainingWorker:
 
         The profiler (curve) may end training early. The result is the last epoch's weights, or
         with cfg.keep "best" the best-scoring epoch's of this claim (a resumed job's earlier
-        claims are not compared).
+        claims are not compared). With cfg.backtrack an epoch that scores below the weights it
+        started from is undone, and "last" means the last epoch kept.
         """
         done_before = plan.epochs_done
         remaining = plan.epochs_total - done_before
@@ -522,18 +523,29 @@ class TrainingWorker:
             return FineTuneResult(start, 0, len(train))
         last: dict = {}
         best: dict = {}
+        if cfg.backtrack and plan.score is None:  # what training starts from scores (resumed: its checkpoint)
+            plan.score = curve.before if done_before == 0 else evaluate(start, held)
 
-        def on_weights(epochs_done: int, state: dict) -> None:
+        def on_weights(epochs_done: int, state: dict) -> bool | None:
             keeper.check()  # a job taken over stops here rather than train on for nothing
             if epochs_done <= last.get("epochs", 0):  # ultralytics reports the last epoch twice
-                return
+                return None
             plan.epochs_done = done_before + epochs_done
-            last.update(epochs=epochs_done, state=state)
+            score = evaluate(StudentModel.from_state(state, start.class_names, start.imgsz, start.arch), held)
+            curve.add(score)
+            undo = cfg.backtrack and score < plan.score
+            if undo:  # training goes back to the weights this epoch started from, at half the rate
+                plan.lr_scale /= 2
+                state = last.get("state") or start.state_dict()
+                log.info("job %s: epoch %d lowered held-out mAP50 %.3f -> %.3f: undone, lr0 now x%g",
+                         job.job_id, plan.epochs_done, plan.score, score, plan.lr_scale)  # fmt: skip
+            else:
+                plan.score = score
+            last.update(epochs=epochs_done, state=state, undone=undo)
             if self.checkpoints is not None:
                 self.checkpoints.save(job.job_id, plan, state)
-            curve.add(evaluate(StudentModel.from_state(state, start.class_names, start.imgsz, start.arch), held))
-            if curve.points[-1] > best.get("score", -1.0):
-                best.update(epochs=epochs_done, state=state, score=curve.points[-1])
+            if not undo and score > best.get("score", -1.0):
+                best.update(epochs=epochs_done, state=state, score=score)
             if epochs_done < remaining and (reason := curve.stop_reason()) is not None:
                 raise StopEarly(reason)
             if self.checkpoints is not None and epochs_done < remaining:
@@ -541,6 +553,7 @@ class TrainingWorker:
                     self.at_boundary(job, epochs_done)
                 if (other := self._preempting(job)) is not None:
                     raise Preempted(job, other, plan.epochs_done)
+            return not undo
 
         workdir = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=self.workdir))
         # distillation (off by default) adds the teacher's features; without it the call is unchanged
@@ -548,7 +561,16 @@ class TrainingWorker:
         distill = {"teacher": features} if features is not None else {}
         try:
             result = fine_tune(
-                start, train, held, cfg, workdir, epochs=remaining, seed=self.cfg.seed, on_weights=on_weights, **distill
+                start,
+                train,
+                held,
+                cfg,
+                workdir,
+                epochs=remaining,
+                seed=self.cfg.seed,
+                on_weights=on_weights,
+                lr_scale=plan.lr_scale,
+                **distill,
             )
         except StopEarly as stop:
             log.info("job %s: stopped after epoch %d: %s", job.job_id, done_before + last["epochs"], stop)
@@ -559,6 +581,8 @@ class TrainingWorker:
         if features is not None:
             result.teacher_images, result.teacher_seconds = features.images, features.seconds
         plan.epochs_done = done_before + result.epochs
+        if last.get("undone"):  # the last epoch was undone: training ended on the weights before it
+            result.model = StudentModel.from_state(last["state"], start.class_names, start.imgsz, start.arch)
         if cfg.keep == "best" and best and last and best["epochs"] < last["epochs"]:
             log.info("job %s: keeps epoch %d's weights, its best on held-out frames", job.job_id, best["epochs"])
             result.model = StudentModel.from_state(best["state"], start.class_names, start.imgsz, start.arch)

@@ -382,6 +382,13 @@ class TrainingConfig(Strict):
     # and +2.2 mAP50 over "last" (seeds 0 and 1). The same frames pick the epoch and judge the
     # result, so the held-out gain of a "best" job is optimistic
     keep: Literal["best", "last"] = "best"
+    # step control: an epoch whose weights score lower on the held-out frames than the weights it
+    # started from is undone (weights back, optimizer momentum dropped) and the rest of the job
+    # trains at half the learning rate; it halves again at each further undo. A fine-tune of the
+    # converged student on a few dozen frames often loses most of its accuracy at its first full
+    # lr0 step (BENCHMARKS.md, session 6): this backs off per job where that happens, and keeps
+    # lr0 where the steps help. The undone epoch's work is spent all the same
+    backtrack: bool = False
     # after training, the kept model is also scored with its batch-norm statistics re-estimated
     # on the job's fresh frames of the current scene (AdaBN, edgesync.student.StudentModel.recalibrated),
     # and the held-out frames decide which of the two is registered. Training's statistics are a

@@ -327,6 +327,16 @@ for _order in ("manager", "fifo", "fair"):
         training=STRATEGIES[_order].training | {"patience": 2},
     )
 
+# With step control (training.backtrack): an epoch that lowers held-out mAP50 below the weights it
+# started from is undone and the rest of the job trains at half the learning rate
+for _order in ("edgesync", "manager", "fifo", "fair"):
+    STRATEGIES[f"{_order}-backtrack"] = replace(
+        STRATEGIES[_order],
+        name=f"{_order}-backtrack",
+        description=f"{_order}; an epoch that lowers held-out mAP50 is undone and the learning rate halved",
+        training=STRATEGIES[_order].training | {"backtrack": True},
+    )
+
 
 # Without audit frames (sampler.audit_share 0): models are validated, and the manager's live
 # accuracy proxy is measured, on a share of the frames picked on merit, as before session 10

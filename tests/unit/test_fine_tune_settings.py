@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from synthetic import CLASSES, frames
 
@@ -74,3 +75,36 @@ def test_warm_up_makes_a_fine_tunes_first_steps_small(tmp_path) -> None:
     cold, warm = first_epoch_moves(0.0, "cold"), first_epoch_moves(2.0, "warm")
     assert warm["weight"] < 0.5 * cold["weight"]
     assert warm["bias"] < 0.5 * cold["bias"]
+
+
+def test_an_undone_epoch_puts_the_weights_back_and_the_next_steps_are_half_as_long(tmp_path) -> None:
+    """training.backtrack's mechanics (the worker decides, fine_tune acts): after an undone epoch
+    training goes on from the weights before it, with its momentum dropped and half the rate.
+    Steps are clipped (ultralytics: gradient norm 10), so on a fresh model an epoch moves the
+    weights about lr x its steps: against the same run without undos, each epoch after an
+    undo moves them about half as far again."""
+    torch.manual_seed(0)
+    student = StudentModel.fresh(CLASSES, 64, "yolov8n.yaml")
+    cfg = TrainingConfig(imgsz=64, batch=4, epochs=3, nominal_batch=4)  # an optimizer step every batch
+    start = {k: v.clone().float() for k, v in student.state_dict().items() if k.endswith(("weight", "bias"))}
+
+    def moves(undo: bool, name: str) -> list[float]:
+        """How far each epoch moved the weights from where it started."""
+        origin, moved = dict(start), {}
+
+        def on_weights(epoch: int, state: dict[str, torch.Tensor]) -> bool:
+            if epoch not in moved:  # ultralytics reports the last epoch twice
+                moved[epoch] = sum(((state[k].float() - origin[k]) ** 2).sum().item() for k in origin) ** 0.5
+                if not undo:
+                    origin.update({k: state[k].float().clone() for k in start})
+            return not undo
+
+        fine_tune(student, frames(8), frames(2, 1), cfg, tmp_path / name, seed=0, on_weights=on_weights)
+        return [moved[e] for e in sorted(moved)]
+
+    undone, kept = moves(True, "undo"), moves(False, "keep")
+    assert len(undone) == len(kept) == 3
+    assert undone[0] == pytest.approx(kept[0])  # the same first epoch
+    for epoch in (1, 2):
+        halved = (undone[epoch] / undone[epoch - 1]) / (kept[epoch] / kept[epoch - 1])
+        assert 0.35 < halved < 0.7, (undone, kept)

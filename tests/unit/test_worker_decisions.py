@@ -268,3 +268,55 @@ def test_without_frames_of_the_new_scene_a_model_for_the_old_one_is_not_sent(
     job, registered = _scene_change_while_training(tmp_path, monkeypatch, 1, SCENES | {("candidate", "new"): 0.9})
     assert registered is None and "new_scene_frames" not in job.metrics
     assert "1 labelled frames of the new scene, too few to judge it on" in job.error
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_backtracking_undoes_each_epoch_that_lowers_the_held_out_score_and_halves_the_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep: str
+) -> None:
+    current = _model(2)
+    store, registry = _edge(tmp_path, [current], samples=20)
+    by_epoch = {i: _model(10 + i) for i in (1, 2, 3, 4)}  # the weights each epoch ends with
+    # a collapse at the first step, a climb from the weights it went back to, a dip, a small climb
+    scores = {"current": 0.5, "epoch 1": 0.1, "epoch 2": 0.7, "epoch 3": 0.65, "epoch 4": 0.72}
+    names = {current.encode()[1]: "current"} | {m.encode()[1]: f"epoch {i}" for i, m in by_epoch.items()}
+    verdicts, scales = [], []
+
+    def fake_fine_tune(model, train, val, cfg, workdir, epochs=None, on_weights=None, lr_scale=1.0, **kw):
+        scales.append(lr_scale)
+        verdicts.extend(on_weights(epoch, weights.state_dict()) for epoch, weights in by_epoch.items())
+        return FineTuneResult(by_epoch[4], 4, len(train))
+
+    monkeypatch.setattr(worker_module, "fine_tune", fake_fine_tune)
+    monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: scores[names[model.encode()[1]]])
+    cfg = TrainingConfig(min_heldout=4, epochs=4, fallback_to_first=False, keep=keep, backtrack=True)
+    worker = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path)
+    job = worker.run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 1))
+
+    assert verdicts == [False, True, False, True]  # 0.1 < 0.5 undone; 0.65 < 0.7 undone
+    assert scales == [1.0]
+    assert names[StudentModel.from_bytes(*registry.load(EDGE, job.result_version)).encode()[1]] == "epoch 4"
+    assert [job.metrics[f"map50_epoch_{i}"] for i in (1, 2, 3, 4)] == [0.1, 0.7, 0.65, 0.72]  # as measured
+
+
+def test_a_backtracked_job_that_ends_on_an_undone_epoch_keeps_the_weights_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    current = _model(2)
+    store, registry = _edge(tmp_path, [current], samples=20)
+    by_epoch = {1: _model(11), 2: _model(12)}
+    scores = {"current": 0.5, "epoch 1": 0.6, "epoch 2": 0.3}
+    names = {current.encode()[1]: "current"} | {m.encode()[1]: f"epoch {i}" for i, m in by_epoch.items()}
+
+    def fake_fine_tune(model, train, val, cfg, workdir, epochs=None, on_weights=None, **kw):
+        for epoch, weights in by_epoch.items():
+            on_weights(epoch, weights.state_dict())
+        return FineTuneResult(by_epoch[2], 2, len(train))  # ultralytics' last weights: the undone ones
+
+    monkeypatch.setattr(worker_module, "fine_tune", fake_fine_tune)
+    monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: scores[names[model.encode()[1]]])
+    cfg = TrainingConfig(min_heldout=4, epochs=2, fallback_to_first=False, keep="last", backtrack=True)
+    job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 1))
+
+    assert names[StudentModel.from_bytes(*registry.load(EDGE, job.result_version)).encode()[1]] == "epoch 1"
+    assert job.achieved_gain == pytest.approx(0.1)
