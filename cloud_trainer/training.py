@@ -104,6 +104,18 @@ def _trainer_starting_from(state: dict, freeze_bn: bool = False):
     return FineTuneTrainer
 
 
+def resumed_rate(done: int, total: int) -> float:
+    """The share of lr0 ultralytics' linear schedule (lr0 to lr0 x lrf over the epochs) has got to
+    after done of total epochs. A resumed job trains its remaining epochs as a new ultralytics
+    run, whose schedule would start at lr0 again: a full-rate first step on weights that had
+    nearly finished training, which is where fine-tunes of a few dozen frames collapse. Starting
+    the new run here and letting it fall to lrf of that is close to the schedule the job would
+    have run unbroken (the rate it ends at is lower still, and the optimizer's momentum is lost)."""
+    from ultralytics.cfg import DEFAULT_CFG
+
+    return max(1 - done / total, 0) * (1 - DEFAULT_CFG.lrf) + DEFAULT_CFG.lrf
+
+
 def undo_epoch(trainer, state: dict[str, torch.Tensor]) -> None:
     """Put an ultralytics trainer back to state (the weights before the epoch just trained) and
     halve its learning rate for the epochs to come.
@@ -137,6 +149,7 @@ def fine_tune(
     on_weights: Callable[[int, dict[str, torch.Tensor]], bool | None] | None = None,
     teacher: TeacherFeatures | None = None,
     lr_scale: float = 1.0,
+    resumed: tuple[int, int] | None = None,
 ) -> FineTuneResult:
     """Train a copy of student on train (validating on val) and return the result as a new model.
 
@@ -146,6 +159,8 @@ def fine_tune(
     after every epoch, for checkpoints and that scoring; an exception it raises stops training,
     and False undoes the epoch: training goes on from the weights before it at half the learning
     rate (training.backtrack; see undo_epoch). lr_scale scales cfg.lr0 (a resumed job's backed-off rate).
+    resumed: (epochs done, epochs in all) of a job resumed from its checkpoint; the learning rate
+    then starts where the job's linear schedule had got to, not at lr0 again (see resumed_rate).
     teacher gives the feature maps cfg.distill needs (required unless its mode is off); it
     counts the images it ran on.
     """
@@ -187,7 +202,7 @@ def fine_tune(
         "epochs": total,
         "imgsz": cfg.imgsz,
         "batch": min(cfg.batch, max(2, len(train))),
-        "lr0": cfg.lr0 * lr_scale,
+        "lr0": cfg.lr0 * lr_scale * (resumed_rate(*resumed) if resumed else 1.0),
         "optimizer": cfg.optimizer,
         "device": cfg.device,
         "workers": cfg.workers,

@@ -275,7 +275,10 @@ class TrainingWorker:
             plan.setting, plan.epochs_total = chosen.setting.name, chosen.planned_epochs
         cfg = self._setting(plan.setting)
         curve = LearningCurve(before, plan.epochs_total - plan.epochs_done, cfg.patience)
-        result = self._train(job, start, train_frames, held_frames, plan, keeper, curve, cfg)
+        best_so_far = None  # a resumed job's best epoch of its earlier claims
+        if resume is not None and resume.best_state is not None and plan.best_score is not None:
+            best_so_far = {"epochs": plan.best_epoch, "state": resume.best_state, "score": plan.best_score}
+        result = self._train(job, start, train_frames, held_frames, plan, keeper, curve, cfg, best_so_far)
         trained = evaluate(result.model, held_frames)
         kept, kept_score, recalibration = result.model, trained, {}
         if cfg.recalibrate_bn and fresh_frames:
@@ -509,20 +512,23 @@ class TrainingWorker:
         keeper: LeaseKeeper,
         curve: LearningCurve,
         cfg: TrainingConfig,
+        best_so_far: dict | None = None,
     ) -> FineTuneResult:
         """Fine-tune start for the plan's remaining epochs, checkpointing and scoring each one.
 
         The profiler (curve) may end training early. The result is the last epoch's weights, or
-        with cfg.keep "best" the best-scoring epoch's of this claim (a resumed job's earlier
-        claims are not compared). With cfg.backtrack an epoch that scores below the weights it
-        started from is undone, and "last" means the last epoch kept.
+        with cfg.keep "best" the best-scoring epoch's of the whole job: best_so_far is a resumed
+        job's best of its earlier claims ({"epochs", "state", "score"}), which the checkpoint
+        keeps. A resumed claim's learning rate goes on from where the job's schedule had got to.
+        With cfg.backtrack an epoch that scores below the weights it started from is undone, and
+        "last" means the last epoch kept.
         """
         done_before = plan.epochs_done
         remaining = plan.epochs_total - done_before
         if remaining <= 0:  # the previous claim died after its last epoch
             return FineTuneResult(start, 0, len(train))
         last: dict = {}
-        best: dict = {}
+        best: dict = dict(best_so_far or {})  # epochs counted over the whole job
         if cfg.backtrack and plan.score is None:  # what training starts from scores (resumed: its checkpoint)
             plan.score = curve.before if done_before == 0 else evaluate(start, held)
 
@@ -542,10 +548,11 @@ class TrainingWorker:
             else:
                 plan.score = score
             last.update(epochs=epochs_done, state=state, undone=undo)
-            if self.checkpoints is not None:
-                self.checkpoints.save(job.job_id, plan, state)
             if not undo and score > best.get("score", -1.0):
-                best.update(epochs=epochs_done, state=state, score=score)
+                best.update(epochs=plan.epochs_done, state=state, score=score)
+                plan.best_epoch, plan.best_score = plan.epochs_done, score
+            if self.checkpoints is not None:
+                self.checkpoints.save(job.job_id, plan, state, best=best.get("state"))
             if epochs_done < remaining and (reason := curve.stop_reason()) is not None:
                 raise StopEarly(reason)
             if self.checkpoints is not None and epochs_done < remaining:
@@ -570,6 +577,7 @@ class TrainingWorker:
                 seed=self.cfg.seed,
                 on_weights=on_weights,
                 lr_scale=plan.lr_scale,
+                resumed=(done_before, plan.epochs_total) if done_before else None,
                 **distill,
             )
         except StopEarly as stop:
@@ -583,10 +591,10 @@ class TrainingWorker:
         plan.epochs_done = done_before + result.epochs
         if last.get("undone"):  # the last epoch was undone: training ended on the weights before it
             result.model = StudentModel.from_state(last["state"], start.class_names, start.imgsz, start.arch)
-        if cfg.keep == "best" and best and last and best["epochs"] < last["epochs"]:
+        if cfg.keep == "best" and best and best["epochs"] < plan.epochs_done:
             log.info("job %s: keeps epoch %d's weights, its best on held-out frames", job.job_id, best["epochs"])
             result.model = StudentModel.from_state(best["state"], start.class_names, start.imgsz, start.arch)
-            result.kept_epoch = done_before + best["epochs"]
+            result.kept_epoch = best["epochs"]
         return result
 
     def _preempting(self, job: TrainingJob) -> TrainingJob | None:

@@ -306,3 +306,45 @@ def test_closing_a_paused_lockstep_job_ends_it_without_registering(setup: Setup)
     assert setup.registry.latest_version(EDGE) == 1
     with pytest.raises(RuntimeError, match="has ended"):
         run.resume()
+
+
+def test_a_resumed_job_ends_with_the_best_epoch_of_all_its_claims(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """keep: best over the whole job: a job pre-empted (or taken over) after its best epoch
+    must not lose that epoch to a worse one of the claim that finishes it."""
+    peak, later = _model(7), _model(8)
+    names = {setup.base.encode()[1]: "base", peak.encode()[1]: "peak", later.encode()[1]: "later"}
+    scores = {"base": 0.5, "peak": 0.9, "later": 0.6}
+    monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: scores[names[model.encode()[1]]])
+    plan = JobPlan(base_version=1, epochs_total=EPOCHS, train=["s1", "s2", "s3", "s5"], held=["s4", "s6"], replay=[])
+    plan.epochs_done, plan.best_epoch, plan.best_score = 3, 2, 0.9  # epoch 2 peaked, epoch 3 fell back
+    setup.checkpoints.save("job-1", plan, later.state_dict(), best=peak.state_dict())
+    assert setup.checkpoints.load("job-1").best_state is not None
+    setup.candidate = later  # the claim that finishes the job trains no higher than 0.6
+    job = setup.worker().process(setup.claim())
+
+    registered = StudentModel.from_bytes(*setup.registry.load(EDGE, job.result_version)).encode()[1]
+    assert names[registered] == "peak"
+    assert job.metrics["kept_epoch"] == 2 and job.achieved_gain == pytest.approx(0.4)
+
+
+def test_a_resumed_claim_goes_on_with_the_learning_rate_the_schedule_had_reached(setup: Setup) -> None:
+    from cloud_trainer.training import resumed_rate
+
+    asked = []
+    real_fine_tune = setup._fine_tune
+
+    def record(*args, resumed=None, **kw):
+        asked.append(resumed)
+        return real_fine_tune(*args, **kw)
+
+    worker_module.fine_tune = record  # monkeypatch in the fixture restores it
+    plan = JobPlan(base_version=1, epochs_total=EPOCHS, train=["s1", "s2", "s3", "s5"], held=["s4", "s6"], replay=[])
+    plan.epochs_done = 3
+    setup.checkpoints.save("job-1", plan, _model(7).state_dict())
+    setup.worker().process(setup.claim())
+    assert asked == [(3, EPOCHS)]
+    assert resumed_rate(0, 10) == pytest.approx(1.0)
+    assert resumed_rate(5, 10) == pytest.approx(0.505)  # ultralytics' linear schedule to lrf 0.01
+    assert resumed_rate(10, 10) == pytest.approx(0.01)
