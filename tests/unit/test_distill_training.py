@@ -201,7 +201,7 @@ def test_the_worker_hands_the_teacher_to_fine_tuning_only_when_distillation_is_o
     job = worker.run_job(TrainingJob("job-1", "cam", 1.0, 0.0, 1))
     (kw,) = calls
     if mode == "off":
-        assert set(kw) == {"epochs", "seed", "on_weights"}, "the call is the one made before distillation existed"
+        assert set(kw) == {"epochs", "seed", "on_weights", "lr_scale", "resumed"}, "no teacher without distillation"
         assert not any(k.startswith("distill") for k in job.metrics)
     else:
         assert isinstance(kw["teacher"], TeacherFeatures) and kw["teacher"].teacher is teacher
