@@ -61,13 +61,21 @@ def compress(data: bytes, compression: str) -> bytes:
     raise ValueError(f"unknown compression {compression!r}")
 
 
+# the largest decompressed update accepted: yolov8x's weights are 0.27 GB in fp32
+MAX_BODY_BYTES = 1 << 30
+
+
 def decompress(data: bytes, compression: str, source: str) -> bytes:
     if compression == "":
         return data
     if compression != ZSTD:
         raise IntegrityError(f"{source}: unknown compression {compression!r}")
     try:
-        return zstandard.ZstdDecompressor().decompress(data)
+        # a damaged frame header can declare any size, which decompress() would allocate up front
+        declared = zstandard.frame_content_size(data)  # -1: not declared
+        if declared > MAX_BODY_BYTES:
+            raise IntegrityError(f"{source}: zstd payload declares {declared} bytes, over the {MAX_BODY_BYTES} allowed")
+        return zstandard.ZstdDecompressor().decompress(data, max_output_size=MAX_BODY_BYTES)
     except zstandard.ZstdError as exc:
         raise IntegrityError(f"{source}: corrupt or truncated zstd payload: {exc}") from None
 

@@ -119,6 +119,7 @@ def test_update_payloads_rebuild_or_are_refused(payload: bytes, encoding: str, c
 @FUZZ
 @given(st.integers(min_value=0, max_value=4000), st.integers(min_value=0, max_value=255))
 @example(104, 1)  # once damaged an entry's name into one without a kind prefix: IndexError
+@example(265, 145)  # once made the zstd frame declare a size decompress() could not allocate: MemoryError
 def test_a_damaged_real_delta_is_refused_by_its_sha256(position: int, flip: int) -> None:
     info, payload = encode_delta(TARGET, BASE, 1, "fp16-delta", None, "zstd")
     damaged = bytearray(payload)
