@@ -99,9 +99,10 @@ class JobCheckpoints:
         write_atomic(folder / WEIGHTS, data)
         if best is not None and plan.best_epoch != plan.epochs_done:
             best_data = _encode(best)
-            if sha256_hex(best_data) != plan.best_sha256:  # unchanged since the last save: not rewritten
+            best_sha256 = sha256_hex(best_data)
+            if best_sha256 != plan.best_sha256:  # unchanged since the last save: not rewritten
                 write_atomic(folder / BEST, best_data)
-                plan.best_sha256 = sha256_hex(best_data)
+                plan.best_sha256 = best_sha256
         else:
             plan.best_sha256 = ""
         write_atomic(folder / PLAN, json.dumps(asdict(plan)).encode())  # last: it names the weights' sha256

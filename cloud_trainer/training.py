@@ -182,8 +182,9 @@ def fine_tune(
 
     yolo.add_callback("on_train_epoch_end", epoch_done)
     if on_weights is not None:
-        # the weights an undone epoch goes back to: the student's, then each kept epoch's
-        accepted = None if from_scratch else {k: v.detach().cpu().clone() for k, v in student.state_dict().items()}
+        # the weights an undone epoch goes back to: the student's (training copies them into a
+        # model of its own, so they stay as they are), then each kept epoch's
+        accepted = None if from_scratch else student.state_dict()
 
         def weights_done(trainer) -> None:
             nonlocal accepted
