@@ -40,6 +40,9 @@ class FineTuneResult:
     teacher_images: int = 0  # images the teacher ran on for distillation (training.distill)
     teacher_seconds: float = 0.0  # and the wall time that took
     kept_epoch: int | None = None  # the epoch whose weights model holds, where not the last (training.keep)
+    # how much the kept epoch's held-out score overstates it for having been picked on those
+    # frames (training.judge "cross-validated"; 0 where no epoch was picked or it is not measured)
+    selection_optimism: float = 0.0
 
     @property
     def image_epochs(self) -> int:
@@ -250,14 +253,22 @@ def fine_tune(
     return FineTuneResult(model, epochs_run, len(train), *counted)
 
 
+def predictions(student: StudentModel, frames: list[LabelledFrame], batch: int = 8) -> list[np.ndarray]:
+    """student's boxes on each frame, as (N, 6) arrays (the layout edgesync.evaluation scores)."""
+    preds = []
+    for i in range(0, len(frames), batch):
+        chunk = frames[i : i + batch]
+        preds.extend(detections_to_array(p.detections) for p in student.predict([f.image for f in chunk]))
+    return preds
+
+
+def ground_truth(frames: list[LabelledFrame]) -> list[np.ndarray]:
+    """The frames' labels, as (N, 6) arrays."""
+    return [detections_to_array(f.labels) for f in frames]
+
+
 def evaluate(student: StudentModel, frames: list[LabelledFrame], batch: int = 8) -> float:
     """mAP50 of student on frames against their labels."""
     if not frames:
         return float("nan")
-    preds, truth = [], []
-    for i in range(0, len(frames), batch):
-        chunk = frames[i : i + batch]
-        for frame, pred in zip(chunk, student.predict([f.image for f in chunk]), strict=True):
-            preds.append(detections_to_array(pred.detections))
-            truth.append(detections_to_array(frame.labels))
-    return map50(preds, truth, len(student.class_names))
+    return map50(predictions(student, frames, batch), ground_truth(frames), len(student.class_names))

@@ -40,9 +40,10 @@ from cloud_trainer.profiler import LearningCurve, SettingProbe, choose_setting, 
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import StateStore
 from cloud_trainer.state.base import DEFAULT_LEASE_S, StoreUnavailable, job_rank
-from cloud_trainer.training import FineTuneResult, LabelledFrame, evaluate, fine_tune
+from cloud_trainer.training import FineTuneResult, LabelledFrame, evaluate, fine_tune, ground_truth, predictions
 from edgesync.config import CloudConfig, TrainingConfig
 from edgesync.delta import PreparedUpdate, prepare
+from edgesync.evaluation import best_of_cross_validated, map50
 from edgesync.student import StudentModel
 from edgesync.teachers import Teacher, build_teacher
 from edgesync.types import ModelManifest, StoredSample, TrainingJob
@@ -284,7 +285,8 @@ class TrainingWorker:
         if cfg.recalibrate_bn and fresh_frames:
             kept, kept_score, recalibration = self._recalibrate(job, kept, trained, fresh_frames, held_frames)
         candidate, update = self._as_delivered(kept, base_manifest, data)
-        after = evaluate(candidate, held_frames) if update.lossy else kept_score
+        # the candidate's held-out score, less what picking its epoch on those frames adds to it
+        after = (evaluate(candidate, held_frames) if update.lossy else kept_score) - result.selection_optimism
         job.metrics = {
             "map50_before": before,
             "map50_after": after,  # of the model the edge will rebuild, which is what gets registered
@@ -306,6 +308,8 @@ class TrainingWorker:
         job.metrics |= recalibration
         if result.kept_epoch is not None:  # training.keep: best
             job.metrics["kept_epoch"] = float(result.kept_epoch)
+        if cfg.judge == "cross-validated":
+            job.metrics["selection_optimism"] = result.selection_optimism
         if result.teacher_images:  # distillation's extra work (training.distill)
             job.metrics["distill_teacher_images"] = float(result.teacher_images)
             job.metrics["distill_teacher_seconds"] = result.teacher_seconds
@@ -448,8 +452,7 @@ class TrainingWorker:
             def on_weights(epochs_done: int, state: dict) -> None:
                 keeper.check()
                 if epochs_done > len(points):  # ultralytics reports the last epoch twice
-                    model = StudentModel.from_state(state, start.class_names, start.imgsz, start.arch)
-                    points.append(evaluate(model, held))
+                    points.append(evaluate(self._model(state, start), held))
 
             workdir = Path(tempfile.mkdtemp(prefix=f"probe-{job.job_id}-", dir=self.workdir))
             try:
@@ -521,7 +524,8 @@ class TrainingWorker:
         job's best of its earlier claims ({"epochs", "state", "score"}), which the checkpoint
         keeps. A resumed claim's learning rate goes on from where the job's schedule had got to.
         With cfg.backtrack an epoch that scores below the weights it started from is undone, and
-        "last" means the last epoch kept.
+        "last" means the last epoch kept. With cfg.judge "cross-validated" the result also says how
+        much the kept epoch's held-out score owes to having been picked on those frames.
         """
         done_before = plan.epochs_done
         remaining = plan.epochs_total - done_before
@@ -531,13 +535,25 @@ class TrainingWorker:
         best: dict = dict(best_so_far or {})  # epochs counted over the whole job
         if cfg.backtrack and plan.score is None:  # what training starts from scores (resumed: its checkpoint)
             plan.score = curve.before if done_before == 0 else evaluate(start, held)
+        truth, n_classes = ground_truth(held), len(start.class_names)
+        # held-out predictions of every epoch keep: best may pick (cfg.judge "cross-validated"); a
+        # resumed job's earlier claims count with their best epoch, the one they would hand on
+        picked_from: list[list[np.ndarray]] = []
+        cross_validate = cfg.keep == "best" and cfg.judge == "cross-validated"
+        if cross_validate and best:
+            picked_from.append(predictions(self._model(best["state"], start), held))
 
         def on_weights(epochs_done: int, state: dict) -> bool | None:
             keeper.check()  # a job taken over stops here rather than train on for nothing
             if epochs_done <= last.get("epochs", 0):  # ultralytics reports the last epoch twice
                 return None
             plan.epochs_done = done_before + epochs_done
-            score = evaluate(StudentModel.from_state(state, start.class_names, start.imgsz, start.arch), held)
+            model = self._model(state, start)
+            if cross_validate:  # the same score, from predictions kept for the cross-validation
+                preds = predictions(model, held)
+                score = map50(preds, truth, n_classes)
+            else:
+                score = evaluate(model, held)
             curve.add(score)
             undo = cfg.backtrack and score < plan.score
             if undo:  # training goes back to the weights this epoch started from, at half the rate
@@ -548,6 +564,8 @@ class TrainingWorker:
             else:
                 plan.score = score
             last.update(epochs=epochs_done, state=state, undone=undo)
+            if cross_validate and not undo:
+                picked_from.append(preds)
             if not undo and score > best.get("score", -1.0):
                 best.update(epochs=plan.epochs_done, state=state, score=score)
                 plan.best_epoch, plan.best_score = plan.epochs_done, score
@@ -582,20 +600,30 @@ class TrainingWorker:
             )
         except StopEarly as stop:
             log.info("job %s: stopped after epoch %d: %s", job.job_id, done_before + last["epochs"], stop)
-            model = StudentModel.from_state(last["state"], start.class_names, start.imgsz, start.arch)
-            result = FineTuneResult(model, last["epochs"], len(train))
+            result = FineTuneResult(self._model(last["state"], start), last["epochs"], len(train))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         if features is not None:
             result.teacher_images, result.teacher_seconds = features.images, features.seconds
         plan.epochs_done = done_before + result.epochs
         if last.get("undone"):  # the last epoch was undone: training ended on the weights before it
-            result.model = StudentModel.from_state(last["state"], start.class_names, start.imgsz, start.arch)
+            result.model = self._model(last["state"], start)
         if cfg.keep == "best" and best and best["epochs"] < plan.epochs_done:
             log.info("job %s: keeps epoch %d's weights, its best on held-out frames", job.job_id, best["epochs"])
-            result.model = StudentModel.from_state(best["state"], start.class_names, start.imgsz, start.arch)
+            result.model = self._model(best["state"], start)
             result.kept_epoch = best["epochs"]
+        if len(picked_from) > 1:
+            picked = max(map50(preds, truth, n_classes) for preds in picked_from)
+            cross_validated = best_of_cross_validated(picked_from, truth, n_classes)
+            result.selection_optimism = max(0.0, picked - cross_validated)
+            log.info("job %s: best held-out mAP50 %.3f, %.3f cross-validated over its %d epochs",
+                     job.job_id, picked, cross_validated, len(picked_from))  # fmt: skip
         return result
+
+    @staticmethod
+    def _model(state: dict, like: StudentModel) -> StudentModel:
+        """A model of like's kind with the given weights."""
+        return StudentModel.from_state(state, like.class_names, like.imgsz, like.arch)
 
     def _preempting(self, job: TrainingJob) -> TrainingJob | None:
         """A queued job of another edge worth at least preempt_ratio times this one, if any, that

@@ -382,6 +382,12 @@ class TrainingConfig(Strict):
     # and +2.2 mAP50 over "last" (seeds 0 and 1). The same frames pick the epoch and judge the
     # result, so the held-out gain of a "best" job is optimistic
     keep: Literal["best", "last"] = "best"
+    # what a "best" job's candidate is judged by against the current model: "heldout" takes the
+    # kept epoch's held-out score as it is; "cross-validated" removes the optimism of picking the
+    # epoch on the frames that judge it (edgesync.evaluation.best_of_cross_validated: each
+    # held-out frame is scored by the epoch the other frames pick). A lead won by luck on a few
+    # frames then shrinks, and such a candidate is not sent; the held-out set stays whole
+    judge: Literal["heldout", "cross-validated"] = "heldout"
     # step control: an epoch whose weights score lower on the held-out frames than the weights it
     # started from is undone (weights back, optimizer momentum dropped) and the rest of the job
     # trains at half the learning rate; it halves again at each further undo. A fine-tune of the

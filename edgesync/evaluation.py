@@ -12,6 +12,7 @@ the threshold; AP is the area under the all-point interpolated precision-recall 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -85,6 +86,69 @@ def average_precision(tp: np.ndarray, scores: np.ndarray, num_gt: int) -> float:
     return float(envelope[hits].sum() / num_gt)
 
 
+@dataclass(frozen=True)
+class MatchedFrame:
+    """One frame's predictions matched against its ground truth: all that AP needs of the frame.
+
+    AP over a set of frames pools these, so a subset of frames (leave-one-out, below) costs no
+    new matching.
+    """
+
+    tp: np.ndarray  # bool per prediction: matched a ground-truth box
+    scores: np.ndarray
+    classes: np.ndarray  # int64 class id per prediction
+    num_gt: np.ndarray  # ground-truth boxes per class, (num_classes,)
+
+
+def match_frames(
+    predictions: Sequence[np.ndarray],
+    ground_truth: Sequence[np.ndarray],
+    num_classes: int,
+    iou_threshold: float = IOU_THRESHOLD,
+) -> list[MatchedFrame]:
+    """Each frame's predictions matched against its ground truth (boxes checked and rounded)."""
+    if len(predictions) != len(ground_truth):
+        raise InvalidInput(
+            f"{len(predictions)} prediction arrays but {len(ground_truth)} ground-truth arrays: one each per frame"
+        )
+    matched = []
+    for index, (pred, gt) in enumerate(zip(predictions, ground_truth, strict=True)):
+        pred = _check_boxes(pred, num_classes, "prediction", index)
+        gt = _check_boxes(gt, num_classes, "ground truth", index)
+        matched.append(
+            MatchedFrame(
+                tp=match_frame(pred, gt, iou_threshold),
+                scores=pred[:, 5],
+                classes=pred[:, 4].astype(np.int64),
+                num_gt=np.bincount(gt[:, 4].astype(np.int64), minlength=num_classes),
+            )
+        )
+    return matched
+
+
+def pooled_ap50(frames: Sequence[MatchedFrame], num_classes: int) -> dict[int, float]:
+    """AP per class over matched frames, for the classes that have ground truth among them."""
+    num_gt = np.zeros(num_classes, dtype=np.int64)
+    for frame in frames:
+        num_gt += frame.num_gt
+    tp = np.concatenate([f.tp for f in frames]) if frames else np.zeros(0, dtype=bool)
+    scores = np.concatenate([f.scores for f in frames]) if frames else np.zeros(0)
+    classes = np.concatenate([f.classes for f in frames]) if frames else np.zeros(0, dtype=np.int64)
+    result: dict[int, float] = {}
+    for c in np.flatnonzero(num_gt):
+        mine = classes == c
+        result[int(c)] = average_precision(tp[mine], scores[mine], int(num_gt[c]))
+    return result
+
+
+def pooled_map50(frames: Sequence[MatchedFrame], num_classes: int) -> float:
+    """map50 (below) of matched frames."""
+    per_class = pooled_ap50(frames, num_classes)
+    if not per_class:
+        return 0.0 if any(len(f.tp) for f in frames) else 1.0
+    return float(np.mean(list(per_class.values())))
+
+
 def ap50_per_class(
     predictions: Sequence[np.ndarray],
     ground_truth: Sequence[np.ndarray],
@@ -92,28 +156,7 @@ def ap50_per_class(
     iou_threshold: float = IOU_THRESHOLD,
 ) -> dict[int, float]:
     """AP per class over a set of frames, for the classes that have ground truth in the set."""
-    if len(predictions) != len(ground_truth):
-        raise InvalidInput(
-            f"{len(predictions)} prediction arrays but {len(ground_truth)} ground-truth arrays: one each per frame"
-        )
-    all_tp: list[np.ndarray] = []
-    all_pred: list[np.ndarray] = []
-    num_gt = np.zeros(num_classes, dtype=np.int64)
-    for index, (pred, gt) in enumerate(zip(predictions, ground_truth, strict=True)):
-        pred = _check_boxes(pred, num_classes, "prediction", index)
-        gt = _check_boxes(gt, num_classes, "ground truth", index)
-        num_gt += np.bincount(gt[:, 4].astype(np.int64), minlength=num_classes)
-        if len(pred):
-            all_tp.append(match_frame(pred, gt, iou_threshold))
-            all_pred.append(pred)
-    tp = np.concatenate(all_tp) if all_tp else np.zeros(0, dtype=bool)
-    pred_all = np.concatenate(all_pred) if all_pred else np.zeros((0, 6))
-    classes = pred_all[:, 4].astype(np.int64)
-    result: dict[int, float] = {}
-    for c in np.flatnonzero(num_gt):
-        mine = classes == c
-        result[int(c)] = average_precision(tp[mine], pred_all[mine, 5], int(num_gt[c]))
-    return result
+    return pooled_ap50(match_frames(predictions, ground_truth, num_classes, iou_threshold), num_classes)
 
 
 def map50(predictions: list[np.ndarray], ground_truth: list[np.ndarray], num_classes: int) -> float:
@@ -123,10 +166,34 @@ def map50(predictions: list[np.ndarray], ground_truth: list[np.ndarray], num_cla
     ground truth at all, there is nothing to find: the result is 1.0 when nothing was predicted
     either and 0.0 when anything was (every prediction is then a false positive).
     """
-    per_class = ap50_per_class(predictions, ground_truth, num_classes)
-    if not per_class:
-        return 0.0 if any(len(p) for p in predictions) else 1.0
-    return float(np.mean(list(per_class.values())))
+    return pooled_map50(match_frames(predictions, ground_truth, num_classes), num_classes)
+
+
+def best_of_cross_validated(
+    candidates: Sequence[Sequence[np.ndarray]], ground_truth: Sequence[np.ndarray], num_classes: int
+) -> float:
+    """mAP50 of "keep the candidate that scores best on these frames", without the optimism of
+    choosing and judging on the same frames.
+
+    candidates holds each candidate model's predictions on the frames (one array per frame, in
+    the order of ground_truth). Picking the best of several noisy scores and reporting that score
+    overstates what the pick is worth: with a few dozen frames, a candidate can lead by luck.
+    Leave-one-out removes the bias without giving up frames: each frame is scored with the
+    predictions of the candidate that scores best on the *other* frames (ties: the earliest, as
+    a strict "better than" keeps), and mAP50 is pooled over all frames as map50 does.
+    With a single candidate there is no choice to correct: the result is its map50.
+    """
+    if not candidates:
+        raise InvalidInput("best_of_cross_validated needs at least one candidate")
+    matched = [match_frames(preds, ground_truth, num_classes) for preds in candidates]
+    if len(matched) == 1:
+        return pooled_map50(matched[0], num_classes)
+    n = len(ground_truth)
+    picked: list[MatchedFrame] = []
+    for left_out in range(n):
+        scores = [pooled_map50(m[:left_out] + m[left_out + 1 :], num_classes) for m in matched]
+        picked.append(matched[int(np.argmax(scores))][left_out])  # argmax: the earliest of ties
+    return pooled_map50(picked, num_classes)
 
 
 def _check_boxes(boxes: np.ndarray, num_classes: int, what: str, index: int) -> np.ndarray:

@@ -338,6 +338,16 @@ for _order in ("edgesync", "manager", "fifo", "fair"):
     )
 
 
+# Judging each job's kept epoch by its cross-validated held-out score (training.judge): the lead an
+# epoch won by luck on the frames that picked it no longer gets a model sent
+for _order in ("edgesync", "manager", "fifo", "fair"):
+    STRATEGIES[f"{_order}-cv"] = replace(
+        STRATEGIES[_order],
+        name=f"{_order}-cv",
+        description=f"{_order}; the kept epoch is judged by its cross-validated held-out score",
+        training=STRATEGIES[_order].training | {"judge": "cross-validated"},
+    )
+
 # Without audit frames (sampler.audit_share 0): models are validated, and the manager's live
 # accuracy proxy is measured, on a share of the frames picked on merit, as before session 10
 for _name in ("edgesync", "manager", "fifo", "fair"):

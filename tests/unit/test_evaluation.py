@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgesync.errors import InvalidInput
-from edgesync.evaluation import box_iou, map50
+from edgesync.evaluation import best_of_cross_validated, box_iou, map50
 from edgesync.types import Detection, detections_to_array
 
 
@@ -205,3 +205,30 @@ def test_thousands_of_frames_per_second():
     start = time.perf_counter()
     map50(predictions, ground_truth, 2)
     assert time.perf_counter() - start < 1.5  # about 0.15 s here; the budget is generous for slow CI
+
+
+# best_of_cross_validated: four frames with one box each; a candidate "hits" a frame by predicting its box
+def _hits(*frames: int) -> list[np.ndarray]:
+    return [boxes(GT_A) if i in frames else EMPTY for i in range(4)]
+
+
+FOUR_FRAMES = [boxes(GT_A)] * 4
+
+
+def test_cross_validation_removes_the_lead_each_frame_alone_gives_the_best_candidate():
+    # each candidate leads only thanks to the one frame it alone gets right: picked without that
+    # frame, another candidate is chosen, which misses it
+    candidates = [_hits(0, 1, 2), _hits(0, 1, 3), _hits(0, 2, 3)]
+    assert max(map50(c, FOUR_FRAMES, 1) for c in candidates) == pytest.approx(0.75)
+    assert best_of_cross_validated(candidates, FOUR_FRAMES, 1) == pytest.approx(0.25)
+
+
+def test_cross_validation_keeps_the_score_of_a_candidate_that_leads_on_every_subset():
+    candidates = [_hits(0, 1, 2), _hits(0, 1), _hits(0)]
+    assert best_of_cross_validated(candidates, FOUR_FRAMES, 1) == pytest.approx(0.75)
+
+
+def test_cross_validation_of_one_candidate_is_its_map50():
+    assert best_of_cross_validated([_hits(1, 2)], FOUR_FRAMES, 1) == pytest.approx(0.5)
+    with pytest.raises(InvalidInput, match="at least one candidate"):
+        best_of_cross_validated([], FOUR_FRAMES, 1)

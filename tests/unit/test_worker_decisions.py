@@ -320,3 +320,57 @@ def test_a_backtracked_job_that_ends_on_an_undone_epoch_keeps_the_weights_before
 
     assert names[StudentModel.from_bytes(*registry.load(EDGE, job.result_version)).encode()[1]] == "epoch 1"
     assert job.achieved_gain == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("epoch_hits", "judge", "registered", "optimism"),
+    [
+        # each epoch leads only by the one held-out frame it alone gets right: luck
+        ([(0, 1, 2), (0, 1, 3), (0, 2, 3)], "heldout", "epoch 1", None),
+        ([(0, 1, 2), (0, 1, 3), (0, 2, 3)], "cross-validated", None, 0.5),
+        # epoch 1 leads on every subset of the frames: a real gain, sent either way
+        ([(0, 1, 2), (0, 1), (0,)], "cross-validated", "epoch 1", 0.0),
+    ],
+)
+def test_a_cross_validated_judge_refuses_an_epoch_that_led_only_by_luck(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    epoch_hits: list[tuple[int, ...]],
+    judge: str,
+    registered: str | None,
+    optimism: float | None,
+) -> None:
+    current = _model(2)
+    store, registry = _edge(tmp_path, [current], samples=20)  # 4 held out, one box each (see _edge)
+    by_epoch = {i + 1: _model(10 + i) for i in range(len(epoch_hits))}
+    names = {current.encode()[1]: "current"} | {m.encode()[1]: f"epoch {i}" for i, m in by_epoch.items()}
+    hits = {"current": (0, 1)} | {f"epoch {i}": h for i, h in enumerate(epoch_hits, 1)}  # current: 0.5
+
+    def fake_predictions(model, frames):
+        found = hits[names[model.encode()[1]]]
+        box = np.array([[5, 5, 30, 30, 0, 0.9]])
+        return [box if i in found else np.zeros((0, 6)) for i in range(len(frames))]
+
+    def fake_evaluate(model, frames):
+        return worker_module.map50(fake_predictions(model, frames), worker_module.ground_truth(frames), 2)
+
+    def fake_fine_tune(model, train, val, cfg, workdir, epochs=None, on_weights=None, **kw):
+        for epoch, weights in by_epoch.items():
+            on_weights(epoch, weights.state_dict())
+        return FineTuneResult(by_epoch[len(by_epoch)], len(by_epoch), len(train))
+
+    monkeypatch.setattr(worker_module, "fine_tune", fake_fine_tune)
+    monkeypatch.setattr(worker_module, "predictions", fake_predictions)
+    monkeypatch.setattr(worker_module, "evaluate", fake_evaluate)
+    cfg = TrainingConfig(min_heldout=4, epochs=3, fallback_to_first=False, judge=judge)
+    job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 1))
+
+    assert job.metrics["heldout_samples"] == 4
+    assert job.metrics["map50_trained"] == pytest.approx(0.75)  # epoch 1, the best on all four frames
+    assert job.metrics.get("selection_optimism") == (None if optimism is None else pytest.approx(optimism))
+    if registered is None:
+        assert not job.result_version
+        assert job.achieved_gain == pytest.approx(-0.25)  # 0.75 - 0.5 optimism, against 0.5
+    else:
+        assert names[StudentModel.from_bytes(*registry.load(EDGE, job.result_version)).encode()[1]] == registered
+        assert job.achieved_gain == pytest.approx(0.25)
