@@ -145,53 +145,55 @@ class TrainingManager:
 
     def on_scene_change(self, change: SceneChange) -> None:
         """The edge's scene changed: its live accuracy on the new scene is unknown, so rank it as
-        having everything to gain until labelled frames of the new scene say otherwise."""
+        having everything to gain once labelled frames of the new scene are in (and until they
+        say otherwise). Its queued job, if any, now waits for those frames (see maybe_queue)."""
         self.store.set_meta(change.edge_id, live_map50=0.0, scene_changed_at=change.time)
-        queued = self.store.queued_job_for(change.edge_id)
-        if queued is not None and queued.priority < OPERATOR_PRIORITY:
-            meta = self.store.get_meta(change.edge_id)
-            last_model = meta.get("last_model_time", meta.get("first_seen", self.clock()))
-            yield_share, _ = self.expected_yield(change.edge_id, change.time)
-            staleness_s = self.clock() - last_model
-            self.store.reprioritize_job(
-                queued.job_id,
-                job_priority(0.0, staleness_s, self.cfg.min_new_samples, self.cfg, yield_share=yield_share),
-            )
+        self.maybe_queue(change.edge_id, self.clock())
 
-    def _scene_backlog(self, edge_id: str, meta: dict[str, float]) -> tuple[int, float | None, float]:
-        """(new labelled samples of the edge's current scene since its last job, that scene's
-        start if no job has served it yet, that scene's start).
+    def _scene_backlog(
+        self, edge_id: str, meta: dict[str, float], queued: bool
+    ) -> tuple[int, float | None, float]:
+        """(new labelled samples of the edge's current scene that no earlier job covered, that
+        scene's start if no earlier job has served it, that scene's start).
 
-        Edges report scene changes in each sample's scene_start (0 before the first change); a
-        sample from an earlier scene says nothing about what the camera sees now, so it does not
-        count towards a job.
+        The current scene starts at the edge's newest reported scene change (scene_changed_at,
+        or each sample's scene_start: 0 before the first change); a sample from an earlier scene
+        says nothing about what the camera sees now, so it does not count towards a job. For an
+        edge with a job queued, "earlier" means before that job: the samples it will train on.
         """
-        covered = int(meta.get("last_queued_seq", 0))
+        covered = int(meta.get("prior_queued_seq" if queued else "last_queued_seq", 0))
+        served = meta.get("prior_served_scene" if queued else "served_scene", 0.0)
         limit = max(self.cfg.min_new_samples, self.cfg.min_scene_samples)
         recent = self.store.list_samples(edge_id, labelled=True, newest_first=True, limit=limit)
-        if not recent:
-            return 0, None, meta.get("scene_changed_at", 0.0)
-        scene = recent[0].scene_start
+        scene = max(meta.get("scene_changed_at", 0.0), recent[0].scene_start if recent else 0.0)
         new = 0
         for s in recent:
-            if s.seq <= covered or s.scene_start != scene:
+            if s.seq <= covered or s.scene_start < scene:
                 break
             new += 1
-        unserved = scene > 0.0 and scene > meta.get("served_scene", 0.0)
+        unserved = scene > 0.0 and scene > served
         return new, scene if unserved else None, scene
 
     def maybe_queue(self, edge_id: str, now: float) -> TrainingJob | None:
-        """Queue (or re-rank) a job for edge_id if enough new labelled samples are waiting."""
+        """Queue a job for edge_id once enough new labelled samples of its current scene are
+        waiting, or re-rank its queued job.
+
+        A queued job ranks by its own samples: those since the job before it. When its edge's
+        scene changes, it has none of the new scene, and it ranks last (priority 0) until it
+        has as many as a new scene's first job needs: a worker that claimed it could not train
+        it, and would leave ready jobs of other edges waiting. It then outranks them by the
+        new scene's room, and may pre-empt a job of less value (training.preempt_ratio).
+        """
         meta = self.store.get_meta(edge_id)
         if is_paused(meta):
             return None
-        new, new_scene, scene = self._scene_backlog(edge_id, meta)
         queued = self.store.queued_job_for(edge_id)
+        new, new_scene, scene = self._scene_backlog(edge_id, meta, queued is not None)
         last_model = meta.get("last_model_time", meta.get("first_seen", now))
         needed = self.cfg.min_scene_samples if new_scene is not None else self.cfg.min_new_samples
         yield_share, judged = self.expected_yield(edge_id, scene)
         live = meta.get("live_map50", 0.0)
-        priority = job_priority(live, now - last_model, new, self.cfg, needed, yield_share)
+        priority = job_priority(live, now - last_model, new, self.cfg, needed, yield_share) if new >= needed else 0.0
         if queued is not None:  # re-rank it; a worker may have claimed it meanwhile, then nothing changes
             if queued.priority < OPERATOR_PRIORITY:
                 self.store.reprioritize_job(queued.job_id, priority)
@@ -253,9 +255,11 @@ class TrainingManager:
         if suffix and any(j.job_id == job.job_id for j in self.store.list_jobs(edge_id=edge_id, limit=20)):
             job.job_id += f"-{int(now)}"
         self.store.put_job(job)
-        marks = {"last_queued_seq": float(seq), "last_job_time": now}
+        # what the job covers, and what the jobs before it had: a queued job is ranked by its own samples
+        marks = {"last_queued_seq": float(seq), "last_job_time": now, "prior_queued_seq": float(covered)}
+        marks["prior_served_scene"] = meta.get("served_scene", 0.0)
         if newest:
-            marks["served_scene"] = newest[0].scene_start
+            marks["served_scene"] = max(newest[0].scene_start, meta.get("scene_changed_at", 0.0))
         self.store.set_meta(edge_id, **marks)
         log.info("queued job %s (%s, priority %.3f)", job.job_id, job.reason, priority)
         return job

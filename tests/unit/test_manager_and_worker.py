@@ -13,7 +13,7 @@ from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import MemoryStore
 from cloud_trainer.worker import split_fresh
 from edgesync.config import ManagerConfig, TrainingConfig
-from edgesync.types import Detection, EdgeInfo, ModelManifest, StoredSample, TrainingJob
+from edgesync.types import Detection, EdgeInfo, ModelManifest, SceneChange, StoredSample, TrainingJob
 from edgesync.weights import sha256_hex
 
 CLASSES = ["person", "car"]
@@ -416,3 +416,28 @@ def test_too_few_audit_frames_fall_back_to_the_configured_split() -> None:
     plain = split_fresh(fresh(40), cfg)
     train, held = split_fresh(samples, cfg)
     assert ([s.seq for s in train], [s.seq for s in held]) == ([s.seq for s in plain[0]], [s.seq for s in plain[1]])
+
+
+def test_a_queued_job_keeps_its_rank_as_the_next_samples_arrive(cloud: Cloud) -> None:
+    (job,) = cloud.label("cam-1", 5)
+    cloud.label("cam-1", 1)  # the job will train on these too: it has no less data than it had
+    assert cloud.store.queued_job_for("cam-1").priority == pytest.approx(job.priority)
+
+
+def test_a_queued_job_waits_for_frames_of_its_edges_new_scene_and_ready_jobs_go_first(tmp_path: Path) -> None:
+    cloud = Cloud(tmp_path)
+    for edge_id in ("cam-1", "cam-2"):
+        cloud.register_edge(edge_id)
+    (changing,) = cloud.label("cam-1", 5)  # cam-1 is missing every box: much to gain
+    (steady,) = cloud.label("cam-2", 5, student_right=True)
+    assert changing.priority > steady.priority
+    cloud.manager.on_scene_change(SceneChange("cam-1", 200.0, 0.0, (), (), 1))
+    # none of cam-1's frames shows its new scene: its job could not train, and cam-2's goes first
+    assert cloud.store.queued_job_for("cam-1").priority == 0.0
+    needed = ManagerConfig().min_scene_samples
+    cloud.label("cam-1", needed - 1, scene_start=200.0)
+    assert cloud.store.queued_job_for("cam-1").priority == 0.0
+    cloud.label("cam-1", 1, scene_start=200.0)
+    # with a new scene's first frames in, the room the new scene has ranks it first again
+    assert cloud.store.queued_job_for("cam-1").priority > steady.priority
+    assert cloud.store.claim_job("worker-1", timeout_s=0).edge_id == "cam-1"
