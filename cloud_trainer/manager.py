@@ -150,9 +150,7 @@ class TrainingManager:
         self.store.set_meta(change.edge_id, live_map50=0.0, scene_changed_at=change.time)
         self.maybe_queue(change.edge_id, self.clock())
 
-    def _scene_backlog(
-        self, edge_id: str, meta: dict[str, float], queued: bool
-    ) -> tuple[int, float | None, float]:
+    def _scene_backlog(self, edge_id: str, meta: dict[str, float], queued: bool) -> tuple[int, float | None, float]:
         """(new labelled samples of the edge's current scene that no earlier job covered, that
         scene's start if no earlier job has served it, that scene's start).
 
