@@ -43,7 +43,7 @@ from cloud_trainer.state.base import DEFAULT_LEASE_S, StoreUnavailable, job_rank
 from cloud_trainer.training import FineTuneResult, LabelledFrame, evaluate, fine_tune, ground_truth, predictions
 from edgesync.config import CloudConfig, TrainingConfig
 from edgesync.delta import PreparedUpdate, prepare
-from edgesync.evaluation import best_of_cross_validated, map50
+from edgesync.evaluation import MatchedFrame, best_of_cross_validated, match_frames, pooled_map50
 from edgesync.student import StudentModel
 from edgesync.teachers import Teacher, build_teacher
 from edgesync.types import ModelManifest, StoredSample, TrainingJob
@@ -536,12 +536,12 @@ class TrainingWorker:
         if cfg.backtrack and plan.score is None:  # what training starts from scores (resumed: its checkpoint)
             plan.score = curve.before if done_before == 0 else evaluate(start, held)
         truth, n_classes = ground_truth(held), len(start.class_names)
-        # held-out predictions of every epoch keep: best may pick (cfg.judge "cross-validated"); a
+        # held-out matches of every epoch keep: best may pick (cfg.judge "cross-validated"); a
         # resumed job's earlier claims count with their best epoch, the one they would hand on
-        picked_from: list[list[np.ndarray]] = []
+        picked_from: list[list[MatchedFrame]] = []
         cross_validate = cfg.keep == "best" and cfg.judge == "cross-validated"
         if cross_validate and best:
-            picked_from.append(predictions(self._model(best["state"], start), held))
+            picked_from.append(match_frames(predictions(self._model(best["state"], start), held), truth, n_classes))
 
         def on_weights(epochs_done: int, state: dict) -> bool | None:
             keeper.check()  # a job taken over stops here rather than train on for nothing
@@ -549,9 +549,9 @@ class TrainingWorker:
                 return None
             plan.epochs_done = done_before + epochs_done
             model = self._model(state, start)
-            if cross_validate:  # the same score, from predictions kept for the cross-validation
-                preds = predictions(model, held)
-                score = map50(preds, truth, n_classes)
+            if cross_validate:  # the same score, from matches kept for the cross-validation
+                matched = match_frames(predictions(model, held), truth, n_classes)
+                score = pooled_map50(matched, n_classes)
             else:
                 score = evaluate(model, held)
             curve.add(score)
@@ -565,7 +565,7 @@ class TrainingWorker:
                 plan.score = score
             last.update(epochs=epochs_done, state=state, undone=undo)
             if cross_validate and not undo:
-                picked_from.append(preds)
+                picked_from.append(matched)
             if not undo and score > best.get("score", -1.0):
                 best.update(epochs=plan.epochs_done, state=state, score=score)
                 plan.best_epoch, plan.best_score = plan.epochs_done, score
@@ -613,8 +613,8 @@ class TrainingWorker:
             result.model = self._model(best["state"], start)
             result.kept_epoch = best["epochs"]
         if len(picked_from) > 1:
-            picked = max(map50(preds, truth, n_classes) for preds in picked_from)
-            cross_validated = best_of_cross_validated(picked_from, truth, n_classes)
+            picked = max(pooled_map50(matched, n_classes) for matched in picked_from)
+            cross_validated = best_of_cross_validated(picked_from, n_classes)
             result.selection_optimism = max(0.0, picked - cross_validated)
             log.info("job %s: best held-out mAP50 %.3f, %.3f cross-validated over its %d epochs",
                      job.job_id, picked, cross_validated, len(picked_from))  # fmt: skip

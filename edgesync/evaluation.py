@@ -169,15 +169,15 @@ def map50(predictions: list[np.ndarray], ground_truth: list[np.ndarray], num_cla
     return pooled_map50(match_frames(predictions, ground_truth, num_classes), num_classes)
 
 
-def best_of_cross_validated(
-    candidates: Sequence[Sequence[np.ndarray]], ground_truth: Sequence[np.ndarray], num_classes: int
-) -> float:
+def best_of_cross_validated(candidates: Sequence[Sequence[MatchedFrame]], num_classes: int) -> float:
     """mAP50 of "keep the candidate that scores best on these frames", without the optimism of
     choosing and judging on the same frames.
 
-    candidates holds each candidate model's predictions on the frames (one array per frame, in
-    the order of ground_truth). Picking the best of several noisy scores and reporting that score
-    overstates what the pick is worth: with a few dozen frames, a candidate can lead by luck.
+    candidates holds each candidate model's predictions on the frames, matched against their
+    ground truth (match_frames; one MatchedFrame per frame, the frames in the same order for
+    every candidate), so the many subsets below pool matches and never match again. Picking the
+    best of several noisy scores and reporting that score overstates what the pick is worth:
+    with a few dozen frames, a candidate can lead by luck.
     Leave-one-out removes the bias without giving up frames: each frame is scored with the
     predictions of the candidate that scores best on the *other* frames (ties: the earliest, as
     a strict "better than" keeps), and mAP50 is pooled over all frames as map50 does.
@@ -185,14 +185,14 @@ def best_of_cross_validated(
     """
     if not candidates:
         raise InvalidInput("best_of_cross_validated needs at least one candidate")
-    matched = [match_frames(preds, ground_truth, num_classes) for preds in candidates]
-    if len(matched) == 1:
-        return pooled_map50(matched[0], num_classes)
-    n = len(ground_truth)
+    if len({len(c) for c in candidates}) != 1:
+        raise InvalidInput(f"candidates matched on different numbers of frames: {[len(c) for c in candidates]}")
+    if len(candidates) == 1:
+        return pooled_map50(candidates[0], num_classes)
     picked: list[MatchedFrame] = []
-    for left_out in range(n):
-        scores = [pooled_map50(m[:left_out] + m[left_out + 1 :], num_classes) for m in matched]
-        picked.append(matched[int(np.argmax(scores))][left_out])  # argmax: the earliest of ties
+    for left_out in range(len(candidates[0])):
+        scores = [pooled_map50([*m[:left_out], *m[left_out + 1 :]], num_classes) for m in candidates]
+        picked.append(candidates[int(np.argmax(scores))][left_out])  # argmax: the earliest of ties
     return pooled_map50(picked, num_classes)
 
 

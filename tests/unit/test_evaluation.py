@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgesync.errors import InvalidInput
-from edgesync.evaluation import best_of_cross_validated, box_iou, map50
+from edgesync.evaluation import best_of_cross_validated, box_iou, map50, match_frames
 from edgesync.types import Detection, detections_to_array
 
 
@@ -215,20 +215,24 @@ def _hits(*frames: int) -> list[np.ndarray]:
 FOUR_FRAMES = [boxes(GT_A)] * 4
 
 
+def _matched(*candidates: list[np.ndarray]):
+    return [match_frames(c, FOUR_FRAMES, 1) for c in candidates]
+
+
 def test_cross_validation_removes_the_lead_each_frame_alone_gives_the_best_candidate():
     # each candidate leads only thanks to the one frame it alone gets right: picked without that
     # frame, another candidate is chosen, which misses it
     candidates = [_hits(0, 1, 2), _hits(0, 1, 3), _hits(0, 2, 3)]
     assert max(map50(c, FOUR_FRAMES, 1) for c in candidates) == pytest.approx(0.75)
-    assert best_of_cross_validated(candidates, FOUR_FRAMES, 1) == pytest.approx(0.25)
+    assert best_of_cross_validated(_matched(*candidates), 1) == pytest.approx(0.25)
 
 
 def test_cross_validation_keeps_the_score_of_a_candidate_that_leads_on_every_subset():
     candidates = [_hits(0, 1, 2), _hits(0, 1), _hits(0)]
-    assert best_of_cross_validated(candidates, FOUR_FRAMES, 1) == pytest.approx(0.75)
+    assert best_of_cross_validated(_matched(*candidates), 1) == pytest.approx(0.75)
 
 
 def test_cross_validation_of_one_candidate_is_its_map50():
-    assert best_of_cross_validated([_hits(1, 2)], FOUR_FRAMES, 1) == pytest.approx(0.5)
+    assert best_of_cross_validated(_matched(_hits(1, 2)), 1) == pytest.approx(0.5)
     with pytest.raises(InvalidInput, match="at least one candidate"):
-        best_of_cross_validated([], FOUR_FRAMES, 1)
+        best_of_cross_validated([], 1)

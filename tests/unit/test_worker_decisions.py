@@ -20,6 +20,7 @@ from cloud_trainer.state import MemoryStore
 from cloud_trainer.training import FineTuneResult
 from cloud_trainer.worker import TrainingWorker
 from edgesync.config import TrainingConfig
+from edgesync.evaluation import map50
 from edgesync.student import StudentModel
 from edgesync.types import Detection, EdgeInfo, StoredSample, TrainingJob
 
@@ -352,7 +353,7 @@ def test_a_cross_validated_judge_refuses_an_epoch_that_led_only_by_luck(
         return [box if i in found else np.zeros((0, 6)) for i in range(len(frames))]
 
     def fake_evaluate(model, frames):
-        return worker_module.map50(fake_predictions(model, frames), worker_module.ground_truth(frames), 2)
+        return map50(fake_predictions(model, frames), worker_module.ground_truth(frames), 2)
 
     def fake_fine_tune(model, train, val, cfg, workdir, epochs=None, on_weights=None, **kw):
         for epoch, weights in by_epoch.items():
