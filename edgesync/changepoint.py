@@ -20,6 +20,10 @@ After firing, the detector waits for the new scene to settle (fast and medium le
 again, by the same test) before it re-anchors the slow level and looks for the next change,
 so a gradual drift (dusk falling over 20 s) is one change-point, not several. A replayed video
 jumping back to its start shows the same scene: the fast level barely moves and nothing fires.
+
+A model swap changes the confidence statistics, never the image: those dimensions sit out of the
+test for a few fast time constants and are re-anchored on the new model's picture, while the
+image statistics keep their history, so a scene change that coincides with a swap still fires.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ THUMB = (64, 48)  # frames are summarised at this size: colour and brightness ne
 SHARPNESS_CROP = (640, 480)  # sharpness is measured at native resolution on at most this centre crop
 HIST_BINS = 8
 IMAGE_DIMS = 6 + HIST_BINS + 2  # channel means and spreads, luma histogram, saturation, sharpness
+MODEL_DIMS = slice(IMAGE_DIMS, None)  # the confidence statistics: they change with the model
+SWAP_SETTLE_TAUS = 3.0  # fast time constants a re-anchored dimension sits out (95% new weight)
 EPS = 1e-6
 
 
@@ -145,14 +151,16 @@ class ChangePointDetector:
         self._settled_since: float | None = None
         self.threshold = 1.0
         self.statistic = 0.0  # the latest test statistic in units of the threshold
+        self._tested: np.ndarray | None = None  # per dimension: part of the test (False while re-anchoring)
+        self._reanchor: tuple[slice, float | None] | None = None  # dimensions, and when to re-anchor them
 
     def _threshold(self, dims: int) -> float:
         p = min(0.5, self.cfg.false_alarms_per_hour * self.cfg.fast_s / 3600.0)
         return chi2_quantile(p, dims)
 
     def _distance(self, a: np.ndarray, b: np.ndarray) -> float:
-        assert self._spread is not None
-        return float(np.sum((a - b) ** 2 / (self._spread + EPS)))
+        assert self._spread is not None and self._tested is not None
+        return float(np.sum(((a - b) ** 2 / (self._spread + EPS))[self._tested]))
 
     def update(self, t_s: float, embedding: np.ndarray) -> ChangePoint | None:
         x = np.asarray(embedding, dtype=np.float64)
@@ -167,6 +175,9 @@ class ChangePointDetector:
         assert fast is not None and medium is not None and slow is not None
         if self._spread is None:
             self._spread = np.full_like(x, EPS)
+            self._tested = np.ones(x.size, dtype=bool)
+        if self._reanchor is not None:
+            self._reanchor_dims(t_s)
         if self._settling:
             return self._settle(t_s, fast, medium)
         warm = t_s - self._started >= self.cfg.warmup_s
@@ -174,9 +185,10 @@ class ChangePointDetector:
         if self.statistic <= 1.0:
             self._above_since = None
             # the spread is learnt on the stable scene only, at the slow level's pace
+            assert self._tested is not None
             rate = 1.0 - math.exp(-dt / self.cfg.slow_s) if self._spread.any() else 1.0
-            self._spread += rate * ((fast - slow) ** 2 - self._spread)
-            np.maximum(self._spread, self.cfg.min_spread**2, out=self._spread)
+            spread = np.maximum(self._spread + rate * ((fast - slow) ** 2 - self._spread), self.cfg.min_spread**2)
+            self._spread = np.where(self._tested, spread, self._spread)
             return None
         if self._above_since is None:
             self._above_since = t_s
@@ -205,12 +217,28 @@ class ChangePointDetector:
             self._settling = False
         return None
 
-    def reanchor(self) -> None:
-        """Accept the current picture as the scene (e.g. after a model swap changed the confidence stats)."""
-        if self.fast.mean is not None:
-            self.slow.mean = self.fast.mean.copy()
-            self.medium.mean = self.fast.mean.copy()
-        self._above_since = None
+    def reanchor(self, dims: slice) -> None:
+        """Accept a new picture in these dimensions (e.g. the confidence statistics after a model
+        swap): they leave the test now and, once the fast level has had SWAP_SETTLE_TAUS time
+        constants to learn them, all three levels start from it. The other dimensions go on."""
+        self._reanchor = (dims, None)
+        if self._tested is not None:
+            self._tested[dims] = False
+
+    def _reanchor_dims(self, t_s: float) -> None:
+        assert self._reanchor is not None and self._tested is not None
+        dims, due = self._reanchor
+        if due is None:  # the first look since reanchor(): its own frame starts the clock
+            self._reanchor = (dims, t_s + SWAP_SETTLE_TAUS * self.cfg.fast_s)
+            self._tested[dims] = False
+            return
+        if t_s < due:
+            return
+        assert self.fast.mean is not None and self.medium.mean is not None and self.slow.mean is not None
+        self.slow.mean[dims] = self.fast.mean[dims]
+        self.medium.mean[dims] = self.fast.mean[dims]
+        self._tested[dims] = True
+        self._reanchor = None
 
 
 class SceneWatcher:
@@ -234,4 +262,4 @@ class SceneWatcher:
 
     def model_swapped(self) -> None:
         """A new model changes the confidence statistics, not the scene."""
-        self.detector.reanchor()
+        self.detector.reanchor(MODEL_DIMS)

@@ -7,7 +7,14 @@ import pytest
 
 from cloud_trainer.bootstrap import read_frames
 from edgesync.assets import vtest_path
-from edgesync.changepoint import ChangePointDetector, chi2_quantile, frame_embedding, image_statistics
+from edgesync.changepoint import (
+    IMAGE_DIMS,
+    MODEL_DIMS,
+    ChangePointDetector,
+    chi2_quantile,
+    frame_embedding,
+    image_statistics,
+)
 from edgesync.config import ChangePointConfig
 from edgesync.drift import DriftApplier, DriftSchedule
 from edgesync_bench.changepoints import match, read_truth
@@ -135,3 +142,39 @@ def test_a_noisy_defocused_sensor_on_real_footage_is_detected_both_ways() -> Non
             fired.append(point.t_s)
     assert [round(t / 60) for t in fired] == [1, 2]
     assert all(0 <= t - 60 * round(t / 60) <= 3 for t in fired)
+
+
+# ---------------------------------------------------------------- model swaps
+
+EMBED = IMAGE_DIMS + 2  # image statistics, then the model's confidence statistics
+
+
+def swapping_detections(step: float, swaps_at: list[float], shift: float = 0.3, seconds: float = 120) -> list[float]:
+    """A stream of real embedding size: the image part steps by `step` at 60 s (0 for none); every
+    swap moves the confidence part by `shift`, to a new model's level, as a retrained model does."""
+    detector = ChangePointDetector(ChangePointConfig())
+    rng = np.random.default_rng(0)
+    fired, swaps, confidence = [], list(swaps_at), np.full(2, 0.5)
+    for i in range(int(seconds * 5)):  # 5 looks a second, as on the edge
+        t = i / 5
+        if swaps and t >= swaps[0]:
+            swaps.pop(0)
+            confidence = confidence + shift
+            detector.reanchor(MODEL_DIMS)
+        image = np.full(IMAGE_DIMS, 0.5) + (step if t >= 60 else 0.0)
+        x = np.concatenate([image, confidence]) + rng.normal(0, 0.02, EMBED)
+        if (point := detector.update(t, x)) is not None:
+            fired.append(point.t_s)
+    return fired
+
+
+def test_a_scene_change_during_a_model_swap_is_still_detected() -> None:
+    # the swap lands half a second into the change, before it is confirmed: re-anchoring the image
+    # statistics too would take most of the step for the old scene and miss it
+    # (the new model is as confident as the old, so only the scene can fire)
+    fired = swapping_detections(0.03, swaps_at=[60.6], shift=0.0)
+    assert len(fired) == 1 and 60 <= fired[0] <= 63
+
+
+def test_model_swaps_alone_raise_no_alarm() -> None:
+    assert swapping_detections(0.0, swaps_at=[30, 45, 60, 61, 75, 90]) == []
