@@ -279,6 +279,12 @@ STRATEGIES["edgesync-profiled-adamw"] = replace(
     description="edgesync-profiled with a third candidate: AdamW at lr0 0.0005",
     training=EDGESYNC_TRAINING | {"candidates": [TrainingSetting(name="default"), GENTLE, ADAMW]},
 )
+STRATEGIES["edgesync-fallback"] = replace(
+    STRATEGIES["edgesync"],
+    name="edgesync-fallback",
+    description="edgesync; a job whose first 2 epochs beat nothing trains the rest on AdamW at lr0 0.0005",
+    training=EDGESYNC_TRAINING | {"fallback": ADAMW},
+)
 STRATEGIES["distill"] = replace(
     STRATEGIES["edgesync"],
     name="distill",
