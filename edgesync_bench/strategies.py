@@ -279,12 +279,6 @@ STRATEGIES["edgesync-profiled-adamw"] = replace(
     description="edgesync-profiled with a third candidate: AdamW at lr0 0.0005",
     training=EDGESYNC_TRAINING | {"candidates": [TrainingSetting(name="default"), GENTLE, ADAMW]},
 )
-STRATEGIES["edgesync-fallback"] = replace(
-    STRATEGIES["edgesync"],
-    name="edgesync-fallback",
-    description="edgesync; a job whose first 2 epochs beat nothing trains the rest on AdamW at lr0 0.0005",
-    training=EDGESYNC_TRAINING | {"fallback": ADAMW},
-)
 STRATEGIES["distill"] = replace(
     STRATEGIES["edgesync"],
     name="distill",
@@ -323,46 +317,54 @@ STRATEGIES["fair"] = replace(
     training=EDGESYNC_TRAINING | NO_PREEMPTION,
 )
 
-# The same three orders with early stopping (training.patience 2): a job stops once its held-out
-# mAP50 has not improved for 2 epochs, handing the rest of its budget to the next job
-for _order in ("manager", "fifo", "fair"):
-    STRATEGIES[f"{_order}-patience"] = replace(
-        STRATEGIES[_order],
-        name=f"{_order}-patience",
-        description=f"{_order}; jobs stop once held-out mAP50 has not improved for 2 epochs",
-        training=STRATEGIES[_order].training | {"patience": 2},
-    )
 
-# With step control (training.backtrack): an epoch that lowers held-out mAP50 below the weights it
+def _variants(suffix: str, bases: tuple[str, ...], does: str, training: dict | None = None, **sampler) -> None:
+    """Register f"{base}-{suffix}" for each base: the same strategy with these training settings
+    (and sampler options) on top of its own; `does` finishes its description."""
+    for base in bases:
+        strategy = STRATEGIES[base]
+        STRATEGIES[f"{base}-{suffix}"] = replace(
+            strategy,
+            name=f"{base}-{suffix}",
+            description=f"{base}; {does}",
+            training=strategy.training | (training or {}),
+            sampler_options=strategy.sampler_options | sampler,
+        )
+
+
+ORDERS = ("manager", "fifo", "fair")
+# early stopping (training.patience 2): a job stops once its held-out mAP50 has not improved for
+# 2 epochs, handing the rest of its budget to the next job
+_variants("patience", ORDERS, "jobs stop once held-out mAP50 has not improved for 2 epochs", {"patience": 2})
+# step control (training.backtrack): an epoch that lowers held-out mAP50 below the weights it
 # started from is undone and the rest of the job trains at half the learning rate
-for _order in ("edgesync", "manager", "fifo", "fair"):
-    STRATEGIES[f"{_order}-backtrack"] = replace(
-        STRATEGIES[_order],
-        name=f"{_order}-backtrack",
-        description=f"{_order}; an epoch that lowers held-out mAP50 is undone and the learning rate halved",
-        training=STRATEGIES[_order].training | {"backtrack": True},
-    )
-
-
-# Judging each job's kept epoch by its cross-validated held-out score (training.judge): the lead an
+_variants(
+    "backtrack",
+    ("edgesync", *ORDERS),
+    "an epoch that lowers held-out mAP50 is undone and the learning rate halved",
+    {"backtrack": True},
+)
+# judging each job's kept epoch by its cross-validated held-out score (training.judge): the lead an
 # epoch won by luck on the frames that picked it no longer gets a model sent
-for _order in ("edgesync", "manager", "fifo", "fair"):
-    STRATEGIES[f"{_order}-cv"] = replace(
-        STRATEGIES[_order],
-        name=f"{_order}-cv",
-        description=f"{_order}; the kept epoch is judged by its cross-validated held-out score",
-        training=STRATEGIES[_order].training | {"judge": "cross-validated"},
-    )
-
-# Without audit frames (sampler.audit_share 0): models are validated, and the manager's live
+_variants(
+    "cv",
+    ("edgesync", *ORDERS),
+    "the kept epoch is judged by its cross-validated held-out score",
+    {"judge": "cross-validated"},
+)
+# a fallback setting (training.fallback): a job whose first 2 epochs beat nothing trains the rest
+# on AdamW at lr0 0.0005, from its starting weights
+_variants(
+    "fallback", ("edgesync", *ORDERS), "a job whose first 2 epochs beat nothing goes on with AdamW", {"fallback": ADAMW}
+)
+# without audit frames (sampler.audit_share 0): models are validated, and the manager's live
 # accuracy proxy is measured, on a share of the frames picked on merit, as before session 10
-for _name in ("edgesync", "manager", "fifo", "fair"):
-    STRATEGIES[f"{_name}-noaudit"] = replace(
-        STRATEGIES[_name],
-        name=f"{_name}-noaudit",
-        description=f"{_name} without audit frames: validated on a share of the frames picked on merit",
-        sampler_options=STRATEGIES[_name].sampler_options | {"audit_share": 0.0},
-    )
+_variants(
+    "noaudit",
+    ("edgesync", *ORDERS),
+    "no audit frames: validated on a share of the frames picked on merit",
+    audit_share=0.0,
+)
 
 
 def get_strategies(names: list[str]) -> list[Strategy]:
