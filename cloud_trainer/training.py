@@ -43,7 +43,6 @@ class FineTuneResult:
     # how much the kept epoch's held-out score overstates it for having been picked on those
     # frames (training.judge "cross-validated"; 0 where no epoch was picked or it is not measured)
     selection_optimism: float = 0.0
-    fallback_from: int | None = None  # the epoch after which training.fallback took over, if it did
 
     @property
     def image_epochs(self) -> int:

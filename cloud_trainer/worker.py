@@ -56,11 +56,6 @@ class StopEarly(Exception):
     """The profiler ends training: held-out accuracy stopped improving (the message says how)."""
 
 
-class SwitchToFallback(Exception):
-    """No epoch of a job's first claim has beaten its starting weights: the rest trains on
-    training.fallback (the message says after how many epochs)."""
-
-
 class Preempted(Exception):
     """A job yields the worker at an epoch boundary to a much more valuable queued job."""
 
@@ -315,8 +310,6 @@ class TrainingWorker:
             job.metrics["kept_epoch"] = float(result.kept_epoch)
         if cfg.judge == "cross-validated":
             job.metrics["selection_optimism"] = result.selection_optimism
-        if result.fallback_from is not None:  # training.fallback trained the epochs after it
-            job.metrics["fallback_from_epoch"] = float(result.fallback_from)
         if result.teacher_images:  # distillation's extra work (training.distill)
             job.metrics["distill_teacher_images"] = float(result.teacher_images)
             job.metrics["distill_teacher_seconds"] = result.teacher_seconds
@@ -433,7 +426,7 @@ class TrainingWorker:
 
     def _setting(self, name: str) -> TrainingConfig:
         """The training config with the named candidate applied ("" or unknown: the config as is)."""
-        for setting in [*self.cfg.candidates, *([self.cfg.fallback] if self.cfg.fallback else [])]:
+        for setting in self.cfg.candidates:
             if setting.name == name:
                 return self.cfg.with_setting(setting)
         if name:
@@ -532,9 +525,7 @@ class TrainingWorker:
         keeps. A resumed claim's learning rate goes on from where the job's schedule had got to.
         With cfg.backtrack an epoch that scores below the weights it started from is undone, and
         "last" means the last epoch kept. With cfg.judge "cross-validated" the result also says how
-        much the kept epoch's held-out score owes to having been picked on those frames. With a
-        training.fallback, a first claim whose first fallback_after epochs all score no higher
-        than its start spends its remaining epochs on the fallback setting, from the start.
+        much the kept epoch's held-out score owes to having been picked on those frames.
         """
         done_before = plan.epochs_done
         remaining = plan.epochs_total - done_before
@@ -552,13 +543,8 @@ class TrainingWorker:
         if cross_validate and best:
             picked_from.append(match_frames(predictions(self._model(best["state"], start), held), truth, n_classes))
 
-        fallback = self.cfg.fallback
-        may_switch = fallback is not None and done_before == 0 and plan.setting != fallback.name
-        offset = 0  # epochs of this claim trained before the switch to the fallback setting
-
         def on_weights(epochs_done: int, state: dict) -> bool | None:
             keeper.check()  # a job taken over stops here rather than train on for nothing
-            epochs_done += offset  # of this claim
             if epochs_done <= last.get("epochs", 0):  # ultralytics reports the last epoch twice
                 return None
             plan.epochs_done = done_before + epochs_done
@@ -585,12 +571,6 @@ class TrainingWorker:
                 plan.best_epoch, plan.best_score = plan.epochs_done, score
             if self.checkpoints is not None:
                 self.checkpoints.save(job.job_id, plan, state, best=best.get("state"))
-            if may_switch and epochs_done == self.cfg.fallback_after and epochs_done < remaining:
-                if max(curve.points) <= curve.before:
-                    raise SwitchToFallback(
-                        f"no epoch of {epochs_done} beat the start ({curve.before:.3f}, best {max(curve.points):.3f}): "
-                        f"the other {remaining - epochs_done} train on setting {fallback.name!r}"
-                    )
             if epochs_done < remaining and (reason := curve.stop_reason()) is not None:
                 raise StopEarly(reason)
             if self.checkpoints is not None and epochs_done < remaining:
@@ -605,37 +585,24 @@ class TrainingWorker:
         features = TeacherFeatures(self.teacher) if cfg.distill.mode != "off" and self.teacher else None
         distill = {"teacher": features} if features is not None else {}
         try:
-            while True:
-                try:
-                    result = fine_tune(
-                        start,
-                        train,
-                        held,
-                        cfg,
-                        workdir / f"from-epoch-{offset}",
-                        epochs=remaining - offset,
-                        seed=self.cfg.seed,
-                        on_weights=on_weights,
-                        lr_scale=plan.lr_scale,
-                        resumed=(done_before, plan.epochs_total) if done_before else None,
-                        **distill,
-                    )
-                    result.epochs += offset
-                    break
-                except SwitchToFallback as switch:
-                    assert fallback is not None
-                    log.info("job %s: %s", job.job_id, switch)
-                    offset, may_switch = last["epochs"], False
-                    plan.setting, plan.lr_scale, plan.score = fallback.name, 1.0, curve.before
-                    cfg = self._setting(fallback.name)
-                    last["state"] = start.state_dict()  # training goes on from the job's start
+            result = fine_tune(
+                start,
+                train,
+                held,
+                cfg,
+                workdir,
+                epochs=remaining,
+                seed=self.cfg.seed,
+                on_weights=on_weights,
+                lr_scale=plan.lr_scale,
+                resumed=(done_before, plan.epochs_total) if done_before else None,
+                **distill,
+            )
         except StopEarly as stop:
             log.info("job %s: stopped after epoch %d: %s", job.job_id, done_before + last["epochs"], stop)
             result = FineTuneResult(self._model(last["state"], start), last["epochs"], len(train))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        if offset:
-            result.fallback_from = done_before + offset
         if features is not None:
             result.teacher_images, result.teacher_seconds = features.images, features.seconds
         plan.epochs_done = done_before + result.epochs

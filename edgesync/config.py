@@ -395,14 +395,6 @@ class TrainingConfig(Strict):
     # lr0 step (BENCHMARKS.md, session 6): this backs off per job where that happens, and keeps
     # lr0 where the steps help. The undone epoch's work is spent all the same
     backtrack: bool = False
-    # a fine-tune whose first fallback_after epochs all score no higher on the held-out frames
-    # than the weights it started from trains its remaining epochs on this setting instead,
-    # starting again from those weights (e.g. {name: adamw, optimizer: AdamW, lr0: 0.0005}).
-    # The same SGD step that teaches a student night can break it on fog, where AdamW at a small
-    # rate climbs (BENCHMARKS.md, session 6); a job only pays for the fallback's epochs when the
-    # first ones helped nothing, and never trains more epochs in all. None: no fallback
-    fallback: TrainingSetting | None = None
-    fallback_after: int = Field(2, ge=1)
     # after training, the kept model is also scored with its batch-norm statistics re-estimated
     # on the job's fresh frames of the current scene (AdaBN, edgesync.student.StudentModel.recalibrated),
     # and the held-out frames decide which of the two is registered. Training's statistics are a
@@ -429,7 +421,7 @@ class TrainingConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_candidates(self) -> TrainingConfig:
-        names = [c.name for c in self.candidates] + ([self.fallback.name] if self.fallback else [])
+        names = [c.name for c in self.candidates]
         if len(set(names)) != len(names):
             raise ValueError(f"candidates: names must be unique, got {names}")
         return self

@@ -352,11 +352,6 @@ _variants(
     "the kept epoch is judged by its cross-validated held-out score",
     {"judge": "cross-validated"},
 )
-# a fallback setting (training.fallback): a job whose first 2 epochs beat nothing trains the rest
-# on AdamW at lr0 0.0005, from its starting weights
-_variants(
-    "fallback", ("edgesync", *ORDERS), "a job whose first 2 epochs beat nothing goes on with AdamW", {"fallback": ADAMW}
-)
 # without audit frames (sampler.audit_share 0): models are validated, and the manager's live
 # accuracy proxy is measured, on a share of the frames picked on merit, as before session 10
 _variants(

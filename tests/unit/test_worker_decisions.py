@@ -324,56 +324,6 @@ def test_a_backtracked_job_that_ends_on_an_undone_epoch_keeps_the_weights_before
 
 
 @pytest.mark.parametrize(
-    ("early", "switched"),
-    [
-        ((0.5, 0.1), True),  # the starting weights, then a collapse: nothing helped
-        ((0.5, 0.55), False),  # the second epoch already beats the start
-    ],
-)
-def test_a_job_whose_first_epochs_help_nothing_trains_the_rest_on_the_fallback_setting(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, early: tuple[float, float], switched: bool
-) -> None:
-    current = _model(2)
-    store, registry = _edge(tmp_path, [current], samples=20)
-    by_epoch = {i: _model(10 + i) for i in range(1, 5)}
-    scores = {"current": 0.5, "epoch 1": early[0], "epoch 2": early[1], "epoch 3": 0.6, "epoch 4": 0.7}
-    names = {current.encode()[1]: "current"} | {m.encode()[1]: f"epoch {i}" for i, m in by_epoch.items()}
-    calls = []  # (optimizer, lr0, epochs, the weights it starts from)
-
-    def fake_fine_tune(model, train, val, cfg, workdir, epochs=None, on_weights=None, **kw):
-        calls.append((cfg.optimizer, cfg.lr0, epochs, names[model.encode()[1]]))
-        first = 4 - epochs + 1  # the fake's weights for the job's epochs from here on
-        for epoch in range(1, epochs + 1):
-            on_weights(epoch, by_epoch[first + epoch - 1].state_dict())
-        return FineTuneResult(by_epoch[4], epochs, len(train))
-
-    monkeypatch.setattr(worker_module, "fine_tune", fake_fine_tune)
-    monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: scores[names[model.encode()[1]]])
-    cfg = TrainingConfig(
-        min_heldout=4, epochs=4, fallback_to_first=False, fallback={"name": "adamw", "optimizer": "AdamW", "lr0": 5e-4}
-    )
-    job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 1))
-
-    if switched:  # epochs 3 and 4 on AdamW, from the job's starting weights
-        assert calls == [("SGD", 0.01, 4, "current"), ("AdamW", 5e-4, 2, "current")]
-        assert job.metrics["fallback_from_epoch"] == 2
-    else:
-        assert calls == [("SGD", 0.01, 4, "current")]
-        assert "fallback_from_epoch" not in job.metrics
-    assert (
-        job.metrics["epochs"] == 4
-        and job.metrics["image_epochs"] == 4 * job.metrics["train_samples"] + 4 * job.metrics["replay_samples"]
-    )
-    assert [job.metrics[f"map50_epoch_{i}"] for i in range(1, 5)] == [scores[f"epoch {i}"] for i in range(1, 5)]
-    assert names[StudentModel.from_bytes(*registry.load(EDGE, job.result_version)).encode()[1]] == "epoch 4"
-
-
-def test_a_fallback_setting_needs_a_name_of_its_own() -> None:
-    with pytest.raises(ValueError, match="names must be unique"):
-        TrainingConfig(candidates=[{"name": "adamw"}, {"name": "default"}], fallback={"name": "adamw"})
-
-
-@pytest.mark.parametrize(
     ("epoch_hits", "judge", "registered", "optimism"),
     [
         # each epoch leads only by the one held-out frame it alone gets right: luck
