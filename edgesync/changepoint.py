@@ -151,16 +151,22 @@ class ChangePointDetector:
         self._settled_since: float | None = None
         self.threshold = 1.0
         self.statistic = 0.0  # the latest test statistic in units of the threshold
-        self._tested: np.ndarray | None = None  # per dimension: part of the test (False while re-anchoring)
         self._reanchor: tuple[slice, float | None] | None = None  # dimensions, and when to re-anchor them
 
     def _threshold(self, dims: int) -> float:
         p = min(0.5, self.cfg.false_alarms_per_hour * self.cfg.fast_s / 3600.0)
         return chi2_quantile(p, dims)
 
+    def _tested(self, size: int) -> np.ndarray:
+        """Per dimension: part of the test (all but those waiting to be re-anchored)."""
+        tested = np.ones(size, dtype=bool)
+        if self._reanchor is not None:
+            tested[self._reanchor[0]] = False
+        return tested
+
     def _distance(self, a: np.ndarray, b: np.ndarray) -> float:
-        assert self._spread is not None and self._tested is not None
-        return float(np.sum(((a - b) ** 2 / (self._spread + EPS))[self._tested]))
+        assert self._spread is not None
+        return float(np.sum(((a - b) ** 2 / (self._spread + EPS))[self._tested(a.size)]))
 
     def update(self, t_s: float, embedding: np.ndarray) -> ChangePoint | None:
         x = np.asarray(embedding, dtype=np.float64)
@@ -175,7 +181,6 @@ class ChangePointDetector:
         assert fast is not None and medium is not None and slow is not None
         if self._spread is None:
             self._spread = np.full_like(x, EPS)
-            self._tested = np.ones(x.size, dtype=bool)
         if self._reanchor is not None:
             self._reanchor_dims(t_s)
         if self._settling:
@@ -185,10 +190,9 @@ class ChangePointDetector:
         if self.statistic <= 1.0:
             self._above_since = None
             # the spread is learnt on the stable scene only, at the slow level's pace
-            assert self._tested is not None
             rate = 1.0 - math.exp(-dt / self.cfg.slow_s) if self._spread.any() else 1.0
             spread = np.maximum(self._spread + rate * ((fast - slow) ** 2 - self._spread), self.cfg.min_spread**2)
-            self._spread = np.where(self._tested, spread, self._spread)
+            self._spread = np.where(self._tested(x.size), spread, self._spread)
             return None
         if self._above_since is None:
             self._above_since = t_s
@@ -222,22 +226,18 @@ class ChangePointDetector:
         swap): they leave the test now and, once the fast level has had SWAP_SETTLE_TAUS time
         constants to learn them, all three levels start from it. The other dimensions go on."""
         self._reanchor = (dims, None)
-        if self._tested is not None:
-            self._tested[dims] = False
 
     def _reanchor_dims(self, t_s: float) -> None:
-        assert self._reanchor is not None and self._tested is not None
+        assert self._reanchor is not None
         dims, due = self._reanchor
         if due is None:  # the first look since reanchor(): its own frame starts the clock
             self._reanchor = (dims, t_s + SWAP_SETTLE_TAUS * self.cfg.fast_s)
-            self._tested[dims] = False
             return
         if t_s < due:
             return
         assert self.fast.mean is not None and self.medium.mean is not None and self.slow.mean is not None
         self.slow.mean[dims] = self.fast.mean[dims]
         self.medium.mean[dims] = self.fast.mean[dims]
-        self._tested[dims] = True
         self._reanchor = None
 
 

@@ -210,7 +210,9 @@ def _agent_pass(
     )
     agent = EdgeAgent(cfg)  # never run(): no cloud, so only its frame step is used
     agent.detector = detector = HotSwapDetector(model)
-    source = VideoSource(video, realtime=False, loop=updates is not None, max_frames=None if updates else frames)
+    source = VideoSource(
+        video, realtime=False, loop=updates is not None, max_frames=None if updates is not None else frames
+    )
     sink = JsonlSink(workdir / "frames.jsonl")
     feeder = None
     every = next_update = frames
