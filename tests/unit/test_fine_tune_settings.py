@@ -51,27 +51,6 @@ def test_freeze_keeps_the_first_layers_weights(tmp_path) -> None:
     assert any(not same(before[k], after[k]) for k in head)
 
 
-def test_a_fine_tune_keeps_the_stem_by_default_and_training_from_scratch_trains_it(tmp_path) -> None:
-    """The stem (layers 0-1) is what a fine-tune's first step breaks, so fine-tunes keep it; a
-    model trained from scratch (the bootstrap) has no stem worth keeping."""
-    torch.manual_seed(0)
-    student = StudentModel.fresh(CLASSES, 64, "yolov8n.yaml")
-    cfg = TrainingConfig(imgsz=64, batch=4, epochs=2, nominal_batch=4)
-    before = student.state_dict()
-    stem = [k for k in before if k.startswith(("model.0.", "model.1.")) and k.endswith("weight")]
-    after_stem = [k for k in before if k.startswith("model.2.") and k.endswith("weight")]
-    tuned = fine_tune(student, frames(8), frames(2, 1), cfg, tmp_path / "tune", seed=0).model.state_dict()
-    assert stem and all(same(before[k], tuned[k]) for k in stem)
-    assert any(not same(before[k], tuned[k]) for k in after_stem)
-    epochs: dict[int, dict[str, torch.Tensor]] = {}
-
-    def keep(epoch: int, state: dict[str, torch.Tensor]) -> None:
-        epochs.setdefault(epoch, state)
-
-    fine_tune(student, frames(8), frames(2, 1), cfg, tmp_path / "scratch", seed=0, from_scratch=True, on_weights=keep)
-    assert all(not torch.equal(epochs[1][k], epochs[2][k]) for k in stem if k.endswith("conv.weight"))
-
-
 def test_warm_up_makes_a_fine_tunes_first_steps_small(tmp_path) -> None:
     """A fine-tune's first full-rate step can wreck a trained student; warm-up ramps up to it, and
     the biases start from zero too (not ultralytics' 0.1, which suits random weights only)."""
