@@ -343,12 +343,7 @@ class TrainingConfig(Strict):
     # batch to nominal_batch, over this many epochs (ultralytics' warm-up, without its bias-rate
     # kick, which undoes trained weights); 0 takes full lr0 steps from the first one
     warmup_epochs: float = Field(0.0, ge=0)
-    # the student's first layers kept as they are in a fine-tune (0: every layer trains; 10: yolov8's
-    # backbone). 2 keeps the stem, the two stride-2 convolutions that see raw pixels (yolov8, yolo11):
-    # a fine-tune's first optimizer step moves them by 1-2% and can take the student from 0.22 to
-    # 0.01 held-out mAP50 on fog, where the same step on every other layer takes it to 0.69 (BENCHMARKS.md,
-    # session 20). Training from scratch (the bootstrap) trains every layer whatever this says
-    freeze: int = Field(2, ge=0)
+    freeze: int = Field(0, ge=0)  # the student's first layers kept as they are (10: yolov8's backbone)
     # keep the batch-norm statistics as they are: a fine-tune on a few dozen frames of a new scene
     # otherwise re-estimates them from those frames, and part of the old scenes' accuracy goes with them
     freeze_bn: bool = False
