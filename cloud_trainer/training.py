@@ -229,7 +229,7 @@ def fine_tune(
         overrides["warmup_bias_lr"] = 0.0
     if cfg.nominal_batch is not None:
         overrides["nbs"] = cfg.nominal_batch
-    if cfg.freeze:
+    if cfg.freeze and not from_scratch:  # random weights have nothing worth keeping
         overrides["freeze"] = cfg.freeze
     trainer = None if from_scratch else _trainer_starting_from(student.state_dict(), cfg.freeze_bn)
     if cfg.distill.mode != "off":

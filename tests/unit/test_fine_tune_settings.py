@@ -51,6 +51,22 @@ def test_freeze_keeps_the_first_layers_weights(tmp_path) -> None:
     assert any(not same(before[k], after[k]) for k in head)
 
 
+def test_training_from_scratch_trains_the_layers_a_fine_tune_would_freeze(tmp_path) -> None:
+    """The bootstrap trains from random weights with the cloud's training config: `freeze` is for
+    fine-tunes of a trained student, and random layers kept as they are would stay random."""
+    torch.manual_seed(0)
+    student = StudentModel.fresh(CLASSES, 64, "yolov8n.yaml")
+    cfg = TrainingConfig(imgsz=64, batch=4, epochs=2, nominal_batch=4, freeze=2)
+    stem = [k for k in student.state_dict() if k.startswith(("model.0.", "model.1.")) and k.endswith("conv.weight")]
+    epochs: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep(epoch: int, state: dict[str, torch.Tensor]) -> None:
+        epochs.setdefault(epoch, state)  # ultralytics reports the last epoch twice
+
+    fine_tune(student, frames(8), frames(2, 1), cfg, tmp_path, seed=0, from_scratch=True, on_weights=keep)
+    assert stem and all(not torch.equal(epochs[1][k], epochs[2][k]) for k in stem)
+
+
 def test_warm_up_makes_a_fine_tunes_first_steps_small(tmp_path) -> None:
     """A fine-tune's first full-rate step can wreck a trained student; warm-up ramps up to it, and
     the biases start from zero too (not ultralytics' 0.1, which suits random weights only)."""
