@@ -21,6 +21,7 @@ import json
 import random
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from cloud_trainer.training import LabelledFrame, evaluate, fine_tune
@@ -32,23 +33,29 @@ from edgesync.student import StudentModel
 from edgesync_bench.runner import default_bench_student
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@dataclass
+class ProbeFrames:
+    """A drifted scene to fine-tune on: the bench's student and the frames around it."""
+
+    student: StudentModel
+    fresh: list[LabelledFrame]  # drifted training frames, labelled by the teacher on what it sees
+    replay: list[LabelledFrame]  # clean frames of the bootstrap minute
+    scene: list[LabelledFrame]  # later frames of the same drift, judged against the clean frame
+    clean: list[LabelledFrame]  # clean frames from the end of the stream
+
+
+def add_scene_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("condition", help="drift condition (edgesync/drift.py), e.g. night, fog")
     parser.add_argument("strength", type=float, help="0 (clean) to 1 (harshest)")
     parser.add_argument("--frames", type=int, default=24, help="drifted training frames, one a second")
-    parser.add_argument("--recipe", action="append", default=[], help="JSON training overrides; repeatable")
     parser.add_argument("--start-s", type=float, default=130.0, help="stream time of the first training frame")
-    parser.add_argument(
-        "--recalibrate",
-        action="store_true",
-        help="also score each model with its batch-norm statistics re-estimated on the drifted training frames",
-    )
     parser.add_argument(
         "--drift", type=Path, default=Path("configs/drift/dev.yaml"), help="whose bench student to start from"
     )
-    args = parser.parse_args()
 
+
+def probe_frames(args: argparse.Namespace) -> ProbeFrames:
+    """The student and frames add_scene_arguments' arguments name."""
     video = str(vtest_path())
     frames, fps = read_video(video)
     student, teacher, _ = default_bench_student(video, load_schedule(args.drift))
@@ -73,7 +80,23 @@ def main() -> None:
     eval_t = [args.start_s + args.frames + 2 + 0.5 * i for i in range(100)]
     scene = labelled([drifted(t) for t in eval_t], [clean(t) for t in eval_t], "e")  # judged on the clean frame
     clean_t = [400 + 0.5 * i for i in range(60)]
-    before_scene = labelled([clean(t) for t in clean_t], [clean(t) for t in clean_t], "c")
+    return ProbeFrames(
+        student, fresh, replay, scene, labelled([clean(t) for t in clean_t], [clean(t) for t in clean_t], "c")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_scene_arguments(parser)
+    parser.add_argument("--recipe", action="append", default=[], help="JSON training overrides; repeatable")
+    parser.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="also score each model with its batch-norm statistics re-estimated on the drifted training frames",
+    )
+    args = parser.parse_args()
+    probe = probe_frames(args)
+    student, fresh, replay, scene, before_scene = probe.student, probe.fresh, probe.replay, probe.scene, probe.clean
     print(
         f"{args.condition} {args.strength}, {args.frames} frames + {len(replay)} replay: before "
         f"{evaluate(student, scene):.3f} on the scene, {evaluate(student, before_scene):.3f} clean"

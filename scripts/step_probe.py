@@ -1,0 +1,91 @@
+"""Which layers' share of a fine-tune's first optimizer step breaks the student?
+
+Outside the benchmark, on recipe_probe.py's frames (the bench's student, N teacher-labelled
+frames of one drift plus N/2 clean replay frames, scored on 100 later frames of the drift
+against the teacher on the clean frame): the student is fine-tuned for --epochs epochs with
+the default training config and --seed. ultralytics accumulates gradients up to 64 images,
+so with 24 + 12 frames the first optimizer step lands in epoch 2. That step is then applied
+to one group of layers at a time (the others keep the student's weights, batch-norm
+statistics stay the student's), and scaled down as a whole, to show which part of it does
+the damage and whether its direction is a good one.
+
+    .venv/bin/python scripts/step_probe.py fog 0.7 --seed 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from recipe_probe import add_scene_arguments, probe_frames
+
+from cloud_trainer.training import evaluate, fine_tune
+from edgesync.config import TrainingConfig
+from edgesync.student import StudentModel
+
+
+def layer(key: str) -> int:
+    """The layer index of a state-dict key of an ultralytics model ("model.12.cv1..." -> 12)."""
+    return int(key.split(".")[1])
+
+
+GROUPS: dict[str, Callable[[str], bool]] = {
+    "stem (layers 0-1)": lambda k: layer(k) <= 1,
+    "backbone after the stem (2-9)": lambda k: 2 <= layer(k) <= 9,
+    "neck (10-21)": lambda k: 10 <= layer(k) <= 21,
+    "head (22)": lambda k: layer(k) == 22,
+    "all but the stem": lambda k: layer(k) >= 2,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_scene_arguments(parser)
+    parser.add_argument("--seed", type=int, default=0, help="training's seed (shuffling, augmentation)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of the fine-tune; the step is epoch 2's")
+    args = parser.parse_args()
+    probe = probe_frames(args)
+    student = probe.student
+    start = {k: v.clone() for k, v in student.state_dict().items()}
+    trained = [k for k, v in start.items() if v.is_floating_point() and "running_" not in k]
+
+    def score(state: dict[str, torch.Tensor]) -> float:
+        model = StudentModel.from_state(state, student.class_names, student.imgsz, student.arch)
+        return evaluate(model, probe.scene)
+
+    states: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep(epoch: int, state: dict[str, torch.Tensor]) -> None:
+        states.setdefault(epoch, state)  # ultralytics reports the last epoch twice
+
+    with tempfile.TemporaryDirectory() as workdir:
+        fine_tune(
+            student,
+            probe.fresh + probe.replay,
+            probe.fresh[:4],
+            TrainingConfig(),
+            Path(workdir),
+            epochs=args.epochs,
+            seed=args.seed,
+            on_weights=keep,
+        )
+    stepped = states[2]
+    size = sum(((stepped[k].float() - start[k].float()) ** 2).sum().item() for k in trained) ** 0.5
+    print(f"{args.condition} {args.strength}, seed {args.seed}: held-out mAP50 on the scene")
+    rows = [("student", score(start)), (f"after the first step (L2 norm {size:.3f})", score(stepped))]
+    for name, chosen in GROUPS.items():
+        rows.append(
+            (f"step on {name}", score({k: stepped[k] if k in trained and chosen(k) else start[k] for k in start}))
+        )
+    for share in (0.25, 0.5):
+        scaled = {k: start[k] + share * (stepped[k] - start[k]) if k in trained else start[k] for k in start}
+        rows.append((f"{share:.2f} of the step", score(scaled)))
+    for name, value in rows:
+        print(f"  {name:<42} {value:.3f}")
+
+
+if __name__ == "__main__":
+    main()
