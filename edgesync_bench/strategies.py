@@ -353,9 +353,9 @@ _variants(
     {"judge": "cross-validated"},
 )
 # the stem frozen (training.freeze 2): YOLOv8's first two convolutions, which see raw pixels, keep
-# their weights. A step of under 2% on them alone took a fog fine-tune from 0.23 to 0.00 held-out
-# mAP50 where the same step on every other layer took it to 0.73, but on dev it was +3.4, -3.4 and
-# -2.7 (seeds 2, 0, 1; night lost on two): not the default (BENCHMARKS.md, session 20)
+# their weights. A fine-tune's first step on them alone took fog from 0.23 to 0.00 held-out mAP50
+# where the same step on every other layer took it to 0.73 (scripts/step_probe.py); on dev it was
+# +3.4, -3.4 and -2.7 (seeds 2, 0, 1; night lost on two): not the default (BENCHMARKS.md, session 20)
 _variants("stem", ("edgesync", *ORDERS), "the stem's two convolutions are frozen", {"freeze": 2})
 # without audit frames (sampler.audit_share 0): models are validated, and the manager's live
 # accuracy proxy is measured, on a share of the frames picked on merit, as before session 10
