@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="training's seed (shuffling, augmentation)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the fine-tune; the step is epoch 2's")
     args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error(f"--epochs must be at least 2 (the first optimizer step lands in epoch 2), got {args.epochs}")
     probe = probe_frames(args)
     student = probe.student
     start = {k: v.clone() for k, v in student.state_dict().items()}
