@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import yaml
 
+from cloud_trainer.batchnorm_shift import StepShift
 from cloud_trainer.distill_training import TeacherFeatures, distill_trainer
 from edgesync import ultralytics_env
 from edgesync.config import TrainingConfig
@@ -43,6 +44,8 @@ class FineTuneResult:
     # how much the kept epoch's held-out score overstates it for having been picked on those
     # frames (training.judge "cross-validated"; 0 where no epoch was picked or it is not measured)
     selection_optimism: float = 0.0
+    # images run forward to keep the batch-norm statistics with the steps (training.bn_follows_steps)
+    bn_shift_images: int = 0
 
     @property
     def image_epochs(self) -> int:
@@ -83,10 +86,12 @@ def write_yolo_dataset(root: Path, train: list[LabelledFrame], val: list[Labelle
     return data_yaml
 
 
-def _trainer_starting_from(state: dict, freeze_bn: bool = False):
+def _trainer_starting_from(state: dict, freeze_bn: bool = False, follow_steps: bool = False):
     """A DetectionTrainer whose model starts from the given weights instead of random ones, and
     with freeze_bn keeps every batch-norm layer's statistics (ultralytics does so for the layers
-    `freeze` names; this extends it to all of them through the same hook, _model_train)."""
+    `freeze` names; this extends it to all of them through the same hook, _model_train). With
+    follow_steps the running statistics are corrected after every optimizer step for what the
+    step changed (cloud_trainer.batchnorm_shift; pointless where freeze_bn keeps them)."""
     ultralytics_env.configure()
     from torch import nn
     from ultralytics.models.yolo.detect import DetectionTrainer
@@ -103,6 +108,21 @@ def _trainer_starting_from(state: dict, freeze_bn: bool = False):
                 for module in self.model.modules():
                     if isinstance(module, nn.BatchNorm2d):
                         module.eval()
+
+        def _setup_train(self):
+            super()._setup_train()
+            self.bn_shift = StepShift(self.model, self.ema.ema if self.ema else None) if follow_steps else None
+
+        def preprocess_batch(self, batch):
+            batch = super().preprocess_batch(batch)
+            if self.bn_shift is not None:
+                self.bn_shift.saw(batch["img"])
+            return batch
+
+        def optimizer_step(self):
+            super().optimizer_step()
+            if self.bn_shift is not None:
+                self.bn_shift.after_step(self.ema.decay(self.ema.updates) if self.ema else 0.0)
 
     return FineTuneTrainer
 
@@ -231,7 +251,11 @@ def fine_tune(
         overrides["nbs"] = cfg.nominal_batch
     if cfg.freeze and not from_scratch:  # random weights have nothing worth keeping
         overrides["freeze"] = cfg.freeze
-    trainer = None if from_scratch else _trainer_starting_from(student.state_dict(), cfg.freeze_bn)
+    trainer = (
+        None
+        if from_scratch
+        else _trainer_starting_from(student.state_dict(), cfg.freeze_bn, cfg.bn_follows_steps and not cfg.freeze_bn)
+    )
     if cfg.distill.mode != "off":
         if teacher is None:
             raise ValueError(f"training.distill.mode is {cfg.distill.mode!r} but no teacher features were given")
@@ -239,6 +263,7 @@ def fine_tune(
 
         trainer = distill_trainer(trainer or DetectionTrainer, teacher, cfg.distill)
     yolo.train(trainer=trainer, **overrides)
+    shift = getattr(yolo.trainer, "bn_shift", None)
     model = StudentModel(
         yolo.model.float().eval(),
         student.class_names,
@@ -250,7 +275,7 @@ def fine_tune(
         device=student.device,
     )
     counted = (teacher.images, teacher.seconds) if teacher is not None else (0, 0.0)
-    return FineTuneResult(model, epochs_run, len(train), *counted)
+    return FineTuneResult(model, epochs_run, len(train), *counted, bn_shift_images=shift.forward_images if shift else 0)
 
 
 def predictions(student: StudentModel, frames: list[LabelledFrame], batch: int = 8) -> list[np.ndarray]:

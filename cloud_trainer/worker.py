@@ -310,6 +310,8 @@ class TrainingWorker:
             job.metrics["kept_epoch"] = float(result.kept_epoch)
         if cfg.judge == "cross-validated":
             job.metrics["selection_optimism"] = result.selection_optimism
+        if result.bn_shift_images:  # training.bn_follows_steps' extra forward passes
+            job.metrics["bn_shift_images"] = float(result.bn_shift_images)
         if result.teacher_images:  # distillation's extra work (training.distill)
             job.metrics["distill_teacher_images"] = float(result.teacher_images)
             job.metrics["distill_teacher_seconds"] = result.teacher_seconds

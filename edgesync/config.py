@@ -347,6 +347,13 @@ class TrainingConfig(Strict):
     # keep the batch-norm statistics as they are: a fine-tune on a few dozen frames of a new scene
     # otherwise re-estimates them from those frames, and part of the old scenes' accuracy goes with them
     freeze_bn: bool = False
+    # after every optimizer step, move the batch-norm running statistics by what the step changed in
+    # the statistics of the last training batch (cloud_trainer.batchnorm_shift): with momentum 0.03
+    # and a few batches an epoch they otherwise trail the weights, and a step can be scored and
+    # deployed with statistics of the weights before it, which on a low-variance stem filter broke
+    # the student (fog 0.7: 0.23 -> 0.00 held-out mAP50; 0.59 with the statistics corrected). One
+    # extra forward pass of one batch per step, charged by the benchmark
+    bn_follows_steps: bool = True
     # before a job commits its budget, the profiler trains each candidate for profile_epochs on a
     # profile_fraction subsample, scores the held-out frames after each epoch, predicts the gain
     # at the job's epochs, and the job runs the candidate with the best predicted gain per compute

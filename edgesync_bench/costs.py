@@ -63,6 +63,7 @@ class CostModel:
         distilled_image_epochs: float | None = None,
         recalibration_frames: int = 0,
         new_scene_frames: int = 0,
+        forward_images: int = 0,
     ) -> float:
         """Virtual seconds of one job: fine-tuning, validating two models on the held-out frames, and
         the profiler scoring the held-out frames after each of `evaluations` epochs. A job whose
@@ -70,7 +71,8 @@ class CostModel:
 
         With distillation, each of `distilled_image_epochs` (all of them when None; fewer when a
         warm-up skipped the teacher) costs its extra too. Re-estimating batch-norm statistics
-        (training.recalibrate_bn) costs a forward pass per frame it uses and one more validation."""
+        (training.recalibrate_bn) costs a forward pass per frame it uses and one more validation;
+        `forward_images` are other forward passes of training images (training.bn_follows_steps)."""
         scale = (imgsz / self.reference_imgsz) ** 2
         validations = 2 + evaluations + (1 if recalibration_frames else 0)
         distilled = image_epochs if distilled_image_epochs is None else distilled_image_epochs
@@ -78,7 +80,7 @@ class CostModel:
             image_epochs * self.train_s_per_image_epoch * scale
             + distilled * self.distill_s_per_image_epoch(distill)
             + validations * heldout_frames * self.predict_s_per_frame
-            + recalibration_frames * self.predict_s_per_frame
+            + (recalibration_frames + forward_images) * self.predict_s_per_frame
             + 2 * new_scene_frames * self.predict_s_per_frame
         )
         return (self.job_overhead_s + work) / self.gpu_speedup

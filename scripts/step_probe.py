@@ -87,6 +87,12 @@ def main() -> None:
         rows.append((f"{share:.2f} of the step", score(scaled)))
     for name, value in rows:
         print(f"  {name:<42} {value:.3f}")
+    print("the step's size per layer, relative to the layer's weights (convolution and batch-norm weights)")
+    for index in sorted({layer(k) for k in trained}):
+        keys = [k for k in trained if layer(k) == index and k.endswith("weight")]
+        change = sum(((stepped[k].float() - start[k].float()) ** 2).sum().item() for k in keys) ** 0.5
+        norm = sum((start[k].float() ** 2).sum().item() for k in keys) ** 0.5
+        print(f"  layer {index:>2}: {change / norm:.4f}  (step {change:.4f}, weights {norm:.2f})")
 
 
 if __name__ == "__main__":
