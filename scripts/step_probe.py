@@ -7,7 +7,9 @@ the default training config and --seed. ultralytics accumulates gradients up to 
 so with 24 + 12 frames the first optimizer step lands in epoch 2. That step is then applied
 to one group of layers at a time (the others keep the student's weights, batch-norm
 statistics stay the student's), and scaled down as a whole, to show which part of it does
-the damage and whether its direction is a good one.
+the damage and whether its direction is a good one. The step is taken twice: with the
+batch-norm running statistics left trailing it, as ultralytics does, and corrected for it
+(training.bn_follows_steps); the weights are the same either way.
 
     .venv/bin/python scripts/step_probe.py fog 0.7 --seed 2
 """
@@ -58,35 +60,56 @@ def main() -> None:
         model = StudentModel.from_state(state, student.class_names, student.imgsz, student.arch)
         return evaluate(model, probe.scene)
 
-    states: dict[int, dict[str, torch.Tensor]] = {}
+    def first_step(follow: bool) -> dict[str, torch.Tensor]:
+        """The weights (and batch-norm statistics) after the first step, with or without the
+        running statistics corrected for it (training.bn_follows_steps)."""
+        states: dict[int, dict[str, torch.Tensor]] = {}
 
-    def keep(epoch: int, state: dict[str, torch.Tensor]) -> None:
-        states.setdefault(epoch, state)  # ultralytics reports the last epoch twice
+        def keep(epoch: int, state: dict[str, torch.Tensor]) -> None:
+            states.setdefault(epoch, state)  # ultralytics reports the last epoch twice
 
-    with tempfile.TemporaryDirectory() as workdir:
-        fine_tune(
-            student,
-            probe.fresh + probe.replay,
-            probe.fresh[:4],
-            TrainingConfig(),
-            Path(workdir),
-            epochs=args.epochs,
-            seed=args.seed,
-            on_weights=keep,
-        )
-    stepped = states[2]
+        with tempfile.TemporaryDirectory() as workdir:
+            fine_tune(
+                student,
+                probe.fresh + probe.replay,
+                probe.fresh[:4],
+                TrainingConfig(bn_follows_steps=follow),
+                Path(workdir),
+                epochs=args.epochs,
+                seed=args.seed,
+                on_weights=keep,
+            )
+        return states[2]
+
+    stepped, followed = first_step(False), first_step(True)
     size = sum(((stepped[k].float() - start[k].float()) ** 2).sum().item() for k in trained) ** 0.5
     print(f"{args.condition} {args.strength}, seed {args.seed}: held-out mAP50 on the scene")
-    rows = [("student", score(start)), (f"after the first step (L2 norm {size:.3f})", score(stepped))]
+    rows = [
+        ("student", score(start)),
+        (f"after the first step (L2 norm {size:.3f})", score(stepped)),
+        ("the same, statistics following the step", score(followed)),
+    ]
     for name, chosen in GROUPS.items():
         rows.append(
             (f"step on {name}", score({k: stepped[k] if k in trained and chosen(k) else start[k] for k in start}))
         )
+    # the stem filter the step changed most, relative to its norm, and the stem's step without it
+    filters = [(k, f) for k in trained if layer(k) <= 1 and k.endswith("conv.weight") for f in range(len(start[k]))]
+
+    def moved(key: str, f: int) -> float:
+        return ((stepped[key][f] - start[key][f]).norm() / start[key][f].norm()).item()
+
+    key, f = max(filters, key=lambda kf: moved(*kf))
+    var = start[key.replace("conv.weight", "bn.running_var")][f].item()
+    spared = {k: stepped[k] if k in trained and layer(k) <= 1 else start[k] for k in start}
+    spared[key] = stepped[key].clone()
+    spared[key][f] = start[key][f]
+    rows.append((f"stem step but {key[:7]} filter {f} ({100 * moved(key, f):.1f} %, var {var:.4f})", score(spared)))
     for share in (0.25, 0.5):
         scaled = {k: start[k] + share * (stepped[k] - start[k]) if k in trained else start[k] for k in start}
         rows.append((f"{share:.2f} of the step", score(scaled)))
     for name, value in rows:
-        print(f"  {name:<42} {value:.3f}")
+        print(f"  {name:<52} {value:.3f}")
     print("the step's size per layer, relative to the layer's weights (convolution and batch-norm weights)")
     for index in sorted({layer(k) for k in trained}):
         keys = [k for k in trained if layer(k) == index and k.endswith("weight")]
