@@ -6,10 +6,10 @@ which is right for training from scratch over thousands of batches and wrong for
 a few dozen frames: with 2-3 batches an epoch and one optimizer step every 64 images, the
 running statistics trail the weights by several steps, and the weights after a step are scored
 (and deployed) with statistics of the weights before it. Where a layer's running variance is
-tiny, that mismatch is amplified: on dev's fog 0.7 (seed 2) the first step changed one stem
-filter (variance 0.002) by 5 % of its norm, which took the student from 0.23 to 0.00 held-out
-mAP50 although every other part of the step lifted it to 0.65; the same step with its
-statistics corrected scored 0.59 (scripts/step_probe.py, BENCHMARKS.md session 21).
+tiny, that mismatch is amplified: on dev's fog 0.7 (seed 2) a fine-tune's first step took the
+student from 0.23 to 0.04 held-out mAP50, through one stem filter (running variance 0.002) that
+it changed by 5.5 % of its norm; the step without that filter's share scored 0.65, and the
+whole step with the statistics following it 0.75 (scripts/step_probe.py, BENCHMARKS.md session 21).
 
 `StepShift` keeps the running statistics consistent with the weights: it records each
 batch-norm layer's input statistics on the last training batch (forward pre-hooks, with the
@@ -17,7 +17,8 @@ weights before the step) and, after the step, runs that batch once more without 
 moves each layer's running mean by the change in the batch mean and scales its running variance
 by the ratio of the batch variances. The running averages keep what they estimated about the
 training data; only the part the step invalidated is replaced. One extra forward pass of one
-batch per optimizer step.
+batch per optimizer step. Off by default (training.bn_follows_steps): it ends the collapse,
+but on the benchmarks the validated system did worse with it (BENCHMARKS.md, session 21).
 """
 
 from __future__ import annotations
