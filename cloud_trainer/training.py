@@ -97,6 +97,8 @@ def _trainer_starting_from(state: dict, freeze_bn: bool = False, follow_steps: b
     from ultralytics.models.yolo.detect import DetectionTrainer
 
     class FineTuneTrainer(DetectionTrainer):
+        bn_shift: StepShift | None = None  # set up with the EMA, in _setup_train
+
         def get_model(self, cfg=None, weights=None, verbose=True):
             model = super().get_model(cfg=cfg, weights=None, verbose=False)
             model.load_state_dict(state, strict=True)
@@ -264,6 +266,8 @@ def fine_tune(
         trainer = distill_trainer(trainer or DetectionTrainer, teacher, cfg.distill)
     yolo.train(trainer=trainer, **overrides)
     shift = getattr(yolo.trainer, "bn_shift", None)
+    if shift is not None:
+        shift.close()  # its hooks and last batch go with the trainer's model
     model = StudentModel(
         yolo.model.float().eval(),
         student.class_names,
