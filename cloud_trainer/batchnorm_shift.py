@@ -26,9 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+from edgesync.student import batchnorm_layers
 
 
 def _moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,20 +41,20 @@ class StepShift:
 
     def __init__(self, model: nn.Module, ema: nn.Module | None = None) -> None:
         self.model = model
-        self.norms = _batchnorms(model)
-        self.ema_norms = _batchnorms(ema) if ema is not None else []
+        self.norms = batchnorm_layers(model)
+        self.ema_norms = batchnorm_layers(ema) if ema is not None else []
         if self.ema_norms and len(self.ema_norms) != len(self.norms):
             raise ValueError(f"the EMA has {len(self.ema_norms)} batch-norm layers, the model {len(self.norms)}")
-        self.before: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        # each layer's input moments on the latest training-mode forward pass (forward pre-hooks)
+        self.latest: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.images: torch.Tensor | None = None  # the last training batch, preprocessed
         self.forward_images = 0  # images the corrections ran forward (the benchmark charges them)
-        self._recording = True
         self._hooks = [m.register_forward_pre_hook(self._record(i)) for i, m in enumerate(self.norms)]
 
     def _record(self, index: int):
         def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            if self._recording and module.training:
-                self.before[index] = _moments(inputs[0].detach())
+            if module.training:
+                self.latest[index] = _moments(inputs[0].detach())
 
         return hook
 
@@ -68,38 +66,27 @@ class StepShift:
     def after_step(self, ema_decay: float = 0.0) -> None:
         """Correct the running statistics for the step just taken. ema_decay: the weight the EMA's
         update just gave its own old values (its buffers moved by 1 - ema_decay of the model's)."""
-        if self.images is None or len(self.before) != len(self.norms):
+        if self.images is None or len(self.latest) != len(self.norms):
             return  # no training batch seen since set-up: nothing to compare with
-        after: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-
-        def measure(index: int):
-            def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-                after[index] = _moments(inputs[0])
-
-            return hook
-
+        before, self.latest = self.latest, {}  # the batch's moments under the weights before the step
         momenta = [m.momentum for m in self.norms]
         tracked = [m.num_batches_tracked.clone() for m in self.norms]
-        hooks = [m.register_forward_pre_hook(measure(i)) for i, m in enumerate(self.norms)]
         was_training = self.model.training
-        self._recording = False
         try:
             for m in self.norms:
                 m.momentum = 0.0  # normalise with the batch's statistics, as training does, but keep the running ones
             self.model.train()
-            self.model(self.images)
+            self.model(self.images)  # the hooks record its moments under the weights after the step
         finally:
-            for h in hooks:
-                h.remove()
             for m, momentum, count in zip(self.norms, momenta, tracked, strict=True):
                 m.momentum = momentum
                 m.num_batches_tracked.copy_(count)
             self.model.train(was_training)
-            self._recording = True
+        after = self.latest
         self.forward_images += len(self.images)
         share = 1.0 - ema_decay
         for i, m in enumerate(self.norms):
-            (mean0, var0), (mean1, var1) = self.before[i], after[i]
+            (mean0, var0), (mean1, var1) = before[i], after[i]
             shift, ratio = mean1 - mean0, (var1 + m.eps) / (var0 + m.eps)
             added = m.running_var * (ratio - 1)
             m.running_mean += shift

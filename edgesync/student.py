@@ -196,6 +196,11 @@ class StudentModel:
         self.predict([np.zeros((self.imgsz, self.imgsz, 3), np.uint8)])
 
 
+def batchnorm_layers(model: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+    """Every batch-norm layer of model, in module order."""
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
 def recalibrate_batchnorm(
     model: torch.nn.Module,
     frames: list[np.ndarray],
@@ -211,7 +216,7 @@ def recalibrate_batchnorm(
     ultralytics_env.configure()
     from ultralytics.data.augment import LetterBox
 
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = batchnorm_layers(model)
     stride = max(32, int(model.stride.max())) if hasattr(model, "stride") else 32
     # the rectangular letterbox predict() uses; frames of several sizes are padded to squares
     letterbox = LetterBox((imgsz, imgsz), auto=len({f.shape for f in frames}) == 1, stride=stride)
