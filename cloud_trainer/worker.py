@@ -25,6 +25,7 @@ import socket
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +44,13 @@ from cloud_trainer.state.base import DEFAULT_LEASE_S, StoreUnavailable, job_rank
 from cloud_trainer.training import FineTuneResult, LabelledFrame, evaluate, fine_tune, ground_truth, predictions
 from edgesync.config import CloudConfig, TrainingConfig
 from edgesync.delta import PreparedUpdate, prepare
-from edgesync.evaluation import MatchedFrame, best_of_cross_validated, match_frames, pooled_map50
+from edgesync.evaluation import (
+    MatchedFrame,
+    best_of_cross_validated,
+    match_frames,
+    paired_bootstrap_win_rate,
+    pooled_map50,
+)
 from edgesync.student import StudentModel
 from edgesync.teachers import Teacher, build_teacher
 from edgesync.types import ModelManifest, StoredSample, TrainingJob
@@ -322,7 +329,8 @@ class TrainingWorker:
                 job.metrics["queued_gain"] = job.predicted_gain
             job.predicted_gain = curve.first_prediction
         job.achieved_gain = after - before
-        chosen, score = (candidate, after) if after + self.cfg.tolerance >= before else (None, before)
+        accepted = self._accepts(job, current, candidate, held_frames, before, after)
+        chosen, score = (candidate, after) if accepted else (None, before)
         if chosen is candidate and sha256_hex(update.weights) == base_manifest.sha256:
             # the kept weights are the edge's own: with a few dozen frames an epoch is one or two
             # batches, and the first optimizer step comes only after ultralytics' nominal batch, so
@@ -366,6 +374,45 @@ class TrainingWorker:
         job.status = "done"
         log_outcome(job, before, score, chose_first=chosen is not None and chosen is not candidate)
         return job
+
+    def _accepts(
+        self,
+        job: TrainingJob,
+        current: StudentModel,
+        candidate: StudentModel,
+        held: list[LabelledFrame],
+        before: float,
+        after: float,
+    ) -> bool:
+        """Whether the held-out frames speak for the candidate: not worse than the current model
+        (within training.tolerance) and, with training.accept_confidence, better on at least that
+        share of paired bootstrap resamples of the frames (the win rate goes into the job's metrics;
+        scoring both models once more for it is one held-out validation more than the two a job has)."""
+        if after + self.cfg.tolerance < before:
+            return False
+        if not self.cfg.accept_confidence:
+            return True
+        n_classes = len(candidate.class_names)
+        win_rate = paired_bootstrap_win_rate(
+            self._matches(candidate, held),
+            self._matches(current, held),
+            n_classes,
+            self.cfg.bootstrap_resamples,
+            np.random.default_rng(zlib.crc32(self._seed_key(job).encode())),
+        )
+        job.metrics["win_rate"] = win_rate
+        if win_rate >= self.cfg.accept_confidence:
+            return True
+        job.error = (
+            f"held-out mAP50 {before:.3f} -> {after:.3f}, but it wins on {win_rate:.0%} of paired bootstrap "
+            f"resamples of its {len(held)} held-out frames, {self.cfg.accept_confidence:.0%} needed: not registered"
+        )
+        return False
+
+    @staticmethod
+    def _matches(model: StudentModel, frames: list[LabelledFrame]) -> list[MatchedFrame]:
+        """model's predictions on frames matched against their labels, for mAP50 and its resamples."""
+        return match_frames(predictions(model, frames), ground_truth(frames), len(model.class_names))
 
     def _judge_in_new_scene(
         self, job: TrainingJob, chosen: StudentModel, scene: float

@@ -377,6 +377,14 @@ class TrainingConfig(Strict):
     heldout: Literal["newest", "interleaved", "fixed"] = "interleaved"
     min_heldout: int = Field(4, gt=0)
     tolerance: float = Field(0.0, ge=0, le=1)  # accept a candidate up to this much worse (mAP50)
+    # how sure the held-out frames must be that a candidate is better before it is registered: the
+    # share of paired bootstrap resamples of those frames on which it outscores the current model
+    # (edgesync.evaluation.paired_bootstrap_win_rate; a tie counts half). A lead on 4-5 frames is
+    # often one frame's luck: such a lead is lost whenever that frame is not drawn, one spread over
+    # most frames is kept, and a model that scores the same everywhere (0.5) is not sent.
+    # 0: the score alone decides ("not worse", within tolerance)
+    accept_confidence: float = Field(0.0, ge=0, lt=1)
+    bootstrap_resamples: int = Field(1000, gt=0)
     fallback_to_first: bool = True  # redeploy the edge's first model when it beats both on held-out frames
     # a queued job of another edge ranked at least this many times higher than the running one
     # pre-empts it at the next epoch boundary; the pre-empted job goes back to the queue and later

@@ -405,6 +405,7 @@ class Simulation:
         costs = self.knobs.costs
         image_epochs = job.metrics.get("image_epochs", 0.0)
         held_n, evaluations = int(job.metrics.get("heldout_samples", 0)), int(job.metrics.get("heldout_evaluations", 0))
+        evaluations += "win_rate" in job.metrics  # the paired bootstrap scored the current model once more
         duration = costs.training(
             image_epochs,
             held_n,

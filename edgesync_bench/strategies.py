@@ -366,6 +366,16 @@ _variants(
     "batch-norm running statistics are corrected after each optimizer step",
     {"bn_follows_steps": True},
 )
+# a candidate registered only where the held-out frames are sure of it (training.accept_confidence
+# 0.9): it must outscore the current model on 90 % of paired bootstrap resamples of those frames,
+# so a lead on one frame of four is not enough. Alone and with the batch-norm correction, whose
+# extra close calls were what the 4-frame juries let through (BENCHMARKS.md, session 21)
+_variants(
+    "sure",
+    ("edgesync", *ORDERS, *(f"{base}-bnfollow" for base in ("edgesync", *ORDERS))),
+    "registered only if it wins on 90 % of paired bootstrap resamples of the held-out frames",
+    {"accept_confidence": 0.9},
+)
 # without audit frames (sampler.audit_share 0): models are validated, and the manager's live
 # accuracy proxy is measured, on a share of the frames picked on merit, as before session 10
 _variants(

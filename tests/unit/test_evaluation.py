@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgesync.errors import InvalidInput
-from edgesync.evaluation import best_of_cross_validated, box_iou, map50, match_frames
+from edgesync.evaluation import best_of_cross_validated, box_iou, map50, match_frames, paired_bootstrap_win_rate
 from edgesync.types import Detection, detections_to_array
 
 
@@ -236,3 +236,41 @@ def test_cross_validation_of_one_candidate_is_its_map50():
     assert best_of_cross_validated(_matched(_hits(1, 2)), 1) == pytest.approx(0.5)
     with pytest.raises(InvalidInput, match="at least one candidate"):
         best_of_cross_validated([], 1)
+
+
+# paired_bootstrap_win_rate: the same four frames, one box each (_hits above)
+def _win_rate(candidate: list[np.ndarray], current: list[np.ndarray], resamples: int = 20_000, seed: int = 0) -> float:
+    matched_candidate, matched_current = _matched(candidate, current)
+    return paired_bootstrap_win_rate(matched_candidate, matched_current, 1, resamples, np.random.default_rng(seed))
+
+
+def test_a_model_against_itself_wins_half_the_resamples():
+    assert _win_rate(_hits(0, 2), _hits(0, 2)) == 0.5
+
+
+def test_a_lead_on_one_frame_is_kept_only_on_the_resamples_that_draw_it():
+    # frame 3 is missing from a draw of four with probability (3/4)^4: then the two tie (half a win)
+    assert _win_rate(_hits(0, 1, 2, 3), _hits(0, 1, 2)) == pytest.approx(1 - 0.75**4 / 2, abs=0.01)
+
+
+def test_a_lead_on_two_frames_survives_more_resamples_than_one_on_one_frame():
+    # both frames 2 and 3 missing: (1/2)^4
+    assert _win_rate(_hits(0, 1, 2, 3), _hits(0, 1)) == pytest.approx(1 - 0.5**4 / 2, abs=0.01)
+
+
+def test_a_worse_model_wins_less_than_half():
+    assert _win_rate(_hits(0), _hits(0, 1, 2)) < 0.5
+
+
+def test_the_win_rate_repeats_with_the_same_generator_seed():
+    assert _win_rate(_hits(0, 1, 3), _hits(1, 2), 500, seed=7) == _win_rate(_hits(0, 1, 3), _hits(1, 2), 500, seed=7)
+
+
+def test_the_bootstrap_refuses_unpaired_or_missing_frames():
+    four = match_frames(_hits(0), FOUR_FRAMES, 1)
+    with pytest.raises(InvalidInput, match="different numbers of frames: 4 and 3"):
+        paired_bootstrap_win_rate(four, four[:3], 1)
+    with pytest.raises(InvalidInput, match="at least one frame"):
+        paired_bootstrap_win_rate([], [], 1)
+    with pytest.raises(InvalidInput, match="resamples must be at least 1, got 0"):
+        paired_bootstrap_win_rate(four, four, 1, resamples=0)

@@ -375,3 +375,43 @@ def test_a_cross_validated_judge_refuses_an_epoch_that_led_only_by_luck(
     else:
         assert names[StudentModel.from_bytes(*registry.load(EDGE, job.result_version)).encode()[1]] == registered
         assert job.achieved_gain == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    ("candidate_hits", "confidence", "registered"),
+    [
+        ((0, 1, 2, 3), 0.0, True),  # one frame more than the current model: the score alone decides
+        ((0, 1, 2, 3), 0.9, False),  # ... lost on the (3/4)^4 of resamples without frame 3: wins ~84 %
+        ((0, 1, 2, 3), 0.8, True),
+        ((0, 1, 2), 0.9, False),  # the same as the current model on every resample: 50 %
+    ],
+)
+def test_a_confident_judge_needs_a_lead_the_held_out_frames_agree_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, candidate_hits: tuple, confidence: float, registered: bool
+) -> None:
+    current, candidate = _model(2), _model(3)
+    store, registry = _edge(tmp_path, [current], samples=20)  # 4 held out, one box each (see _edge)
+    hits = {current.encode()[1]: (0, 1, 2), candidate.encode()[1]: candidate_hits}
+
+    def fake_predictions(model, frames):
+        box = np.array([[5, 5, 30, 30, 0, 0.9]])
+        return [box if i in hits[model.encode()[1]] else np.zeros((0, 6)) for i in range(len(frames))]
+
+    monkeypatch.setattr(worker_module, "predictions", fake_predictions)
+    monkeypatch.setattr(
+        worker_module, "evaluate", lambda m, f: map50(fake_predictions(m, f), worker_module.ground_truth(f), 2)
+    )
+    trained = FineTuneResult(candidate, 1, 16)
+    monkeypatch.setattr(worker_module, "fine_tune", lambda model, train, val, cfg, workdir, **kw: trained)
+    cfg = TrainingConfig(min_heldout=4, fallback_to_first=False, accept_confidence=confidence)
+    job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 1))
+
+    assert job.metrics["heldout_samples"] == 4
+    assert bool(job.result_version) == registered
+    if confidence:
+        expected = 0.5 if candidate_hits == (0, 1, 2) else 1 - 0.75**4 / 2
+        assert job.metrics["win_rate"] == pytest.approx(expected, abs=0.04)
+    else:
+        assert "win_rate" not in job.metrics
+    if not registered:
+        assert "paired bootstrap resamples of its 4 held-out frames" in job.error
