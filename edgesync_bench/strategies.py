@@ -376,6 +376,15 @@ _variants(
     "registered only if it wins on 90 % of paired bootstrap resamples of the held-out frames",
     {"accept_confidence": 0.9},
 )
+# an optimizer step after every batch of 16 (training.nominal_batch 16) instead of every 64 images:
+# four times the steps for the same compute. Session 3 found it worse (46.0 against 53.9), when
+# every step still came with stale batch-norm statistics; with them following the steps
+_variants(
+    "nb16",
+    ("edgesync-bnfollow", "edgesync-bnfollow-sure"),
+    "an optimizer step after every batch of 16",
+    {"nominal_batch": 16},
+)
 # without audit frames (sampler.audit_share 0): models are validated, and the manager's live
 # accuracy proxy is measured, on a share of the frames picked on merit, as before session 10
 _variants(
