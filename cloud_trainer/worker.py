@@ -289,6 +289,9 @@ class TrainingWorker:
         result = self._train(job, start, train_frames, held_frames, plan, keeper, curve, cfg, best_so_far)
         trained = evaluate(result.model, held_frames)
         kept, kept_score, recalibration = result.model, trained, {}
+        if cfg.interpolate < 1:  # WiSE-FT: part of the way from the current model (the candidate's validation)
+            kept = current.interpolated(kept, cfg.interpolate)
+            kept_score = evaluate(kept, held_frames)
         if cfg.recalibrate_bn and fresh_frames:
             kept, kept_score, recalibration = self._recalibrate(job, kept, trained, fresh_frames, held_frames)
         candidate, update = self._as_delivered(kept, base_manifest, data)
@@ -297,7 +300,7 @@ class TrainingWorker:
         job.metrics = {
             "map50_before": before,
             "map50_after": after,  # of the model the edge will rebuild, which is what gets registered
-            "map50_trained": trained,
+            "map50_trained": trained,  # of the fine-tuned weights as they are (before interpolate, recalibrate_bn)
             "gain": after - before,
             "train_samples": float(len(train)),
             "replay_samples": float(len(replay)),

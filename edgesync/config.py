@@ -377,6 +377,12 @@ class TrainingConfig(Strict):
     heldout: Literal["newest", "interleaved", "fixed"] = "interleaved"
     min_heldout: int = Field(4, gt=0)
     tolerance: float = Field(0.0, ge=0, le=1)  # accept a candidate up to this much worse (mAP50)
+    # the candidate lies this share of the way from the current model's weights to the fine-tuned
+    # ones (every tensor, batch-norm statistics too: WiSE-FT, edgesync.student.StudentModel.interpolated),
+    # and is validated as such. A fine-tune on a few dozen frames moves far along directions those
+    # frames do not pin down; half way keeps much of its gain and more of what the current model
+    # knew. 1: the fine-tuned model as it is
+    interpolate: float = Field(1.0, ge=0, le=1)
     # how sure the held-out frames must be that a candidate is better before it is registered: the
     # share of paired bootstrap resamples of those frames on which it outscores the current model
     # (edgesync.evaluation.paired_bootstrap_win_rate; a tie counts half). A lead on 4-5 frames is

@@ -170,6 +170,29 @@ class StudentModel:
             conf=self.conf, iou=self.iou, device=self.device,
         )  # fmt: skip
 
+    def interpolated(self, other: StudentModel, share: float) -> StudentModel:
+        """A model whose every floating-point tensor (batch-norm statistics too) lies share of the way
+        from this model's to other's; counters are other's. With self the model a fine-tune started
+        from and other the fine-tuned one, this is WiSE-FT (Wortsman et al., CVPR 2022): the
+        interpolation keeps much of the fine-tune's gain on its own data and more of the starting
+        model's accuracy elsewhere, because a fine-tune on few frames moves far along directions
+        those frames do not pin down."""
+        if not 0.0 <= share <= 1.0:
+            raise InvalidInput(f"interpolation share must be within 0..1, got {share}")
+        if other.arch != self.arch or other.class_names != self.class_names:
+            raise InvalidInput(
+                f"cannot interpolate {self.arch} {self.class_names} with {other.arch} {other.class_names}"
+            )
+        mine, theirs = self.state_dict(), other.state_dict()
+        state = {
+            name: torch.lerp(mine[name], tensor, share) if tensor.is_floating_point() else tensor
+            for name, tensor in theirs.items()
+        }
+        return StudentModel.from_state(
+            state, self.class_names, self.imgsz, self.arch, version=other.version,
+            conf=self.conf, iou=self.iou, device=self.device,
+        )  # fmt: skip
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
 

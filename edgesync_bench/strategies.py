@@ -385,6 +385,14 @@ _variants(
     "an optimizer step after every batch of 16",
     {"nominal_batch": 16},
 )
+# the candidate half way from the current model to the fine-tuned one (training.interpolate 0.5,
+# WiSE-FT's default share), alone and with the batch-norm correction
+_variants(
+    "wise",
+    ("edgesync", *ORDERS, "edgesync-bnfollow", *(f"{base}-bnfollow" for base in ORDERS)),
+    "the candidate is half way from the current weights to the fine-tuned ones (WiSE-FT)",
+    {"interpolate": 0.5},
+)
 # without audit frames (sampler.audit_share 0): models are validated, and the manager's live
 # accuracy proxy is measured, on a share of the frames picked on merit, as before session 10
 _variants(

@@ -415,3 +415,22 @@ def test_a_confident_judge_needs_a_lead_the_held_out_frames_agree_on(
         assert "win_rate" not in job.metrics
     if not registered:
         assert "paired bootstrap resamples of its 4 held-out frames" in job.error
+
+
+def test_an_interpolating_job_registers_the_model_half_way_from_the_current_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    current, tuned = _model(2), _model(3)
+    store, registry = _edge(tmp_path, [current], samples=10)
+    current_sha = current.encode()[1]
+    trained = FineTuneResult(tuned, 1, 8)
+    monkeypatch.setattr(worker_module, "fine_tune", lambda model, train, val, cfg, workdir, **kw: trained)
+    monkeypatch.setattr(
+        worker_module, "evaluate", lambda model, frames: 0.5 if model.encode()[1] == current_sha else 0.7
+    )
+    cfg = TrainingConfig(min_heldout=2, min_fresh=4, fallback_to_first=False, interpolate=0.5)
+    job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 1))
+    registered = StudentModel.from_bytes(*registry.load(EDGE, job.result_version))
+    as_stored = StudentModel.from_bytes(*registry.load(EDGE, 1))  # the weights the edge runs, as the registry has them
+    assert registered.encode()[1] == as_stored.interpolated(tuned, 0.5).encode()[1] != tuned.encode()[1]
+    assert job.metrics["map50_after"] == pytest.approx(0.7)
