@@ -381,14 +381,17 @@ class TrainingConfig(Strict):
     # ones (every tensor, batch-norm statistics too: WiSE-FT, edgesync.student.StudentModel.interpolated),
     # and is validated as such. A fine-tune on a few dozen frames moves far along directions those
     # frames do not pin down; half way keeps much of its gain and more of what the current model
-    # knew. 1: the fine-tuned model as it is
+    # knew. At 0.5 (WiSE-FT's share) dev scored 57.7 / 57.1 / 51.1 against 55.8 / 58.9 / 51.4 without
+    # it (seeds 0-2, mean -0.1; BENCHMARKS.md, session 22): no gain, so 1, the fine-tuned model as it is
     interpolate: float = Field(1.0, ge=0, le=1)
     # how sure the held-out frames must be that a candidate is better before it is registered: the
     # share of paired bootstrap resamples of those frames on which it outscores the current model
     # (edgesync.evaluation.paired_bootstrap_win_rate; a tie counts half). A lead on 4-5 frames is
     # often one frame's luck: such a lead is lost whenever that frame is not drawn, one spread over
-    # most frames is kept, and a model that scores the same everywhere (0.5) is not sent.
-    # 0: the score alone decides ("not worse", within tolerance)
+    # most frames is kept, and a model that scores the same everywhere (0.5) is not sent. At 0.9 the
+    # models it let through helped, but it refused early updates that would have helped more: dev
+    # 49.9 / 52.2 / 55.3 against 55.8 / 58.9 / 51.4 without it (seeds 0-2; BENCHMARKS.md, session
+    # 22), so it is off. 0: the score alone decides ("not worse", within tolerance)
     accept_confidence: float = Field(0.0, ge=0, lt=1)
     bootstrap_resamples: int = Field(1000, gt=0)
     fallback_to_first: bool = True  # redeploy the edge's first model when it beats both on held-out frames

@@ -369,7 +369,9 @@ _variants(
 # a candidate registered only where the held-out frames are sure of it (training.accept_confidence
 # 0.9): it must outscore the current model on 90 % of paired bootstrap resamples of those frames,
 # so a lead on one frame of four is not enough. Alone and with the batch-norm correction, whose
-# extra close calls were what the 4-frame juries let through (BENCHMARKS.md, session 21)
+# extra close calls were what the 4-frame juries let through (BENCHMARKS.md, session 21). On dev
+# it refused early updates that would have helped: mean -2.9 alone, -1.7 with the correction
+# (session 22): not the default
 _variants(
     "sure",
     ("edgesync", *ORDERS, *(f"{base}-bnfollow" for base in ("edgesync", *ORDERS))),
@@ -378,7 +380,8 @@ _variants(
 )
 # an optimizer step after every batch of 16 (training.nominal_batch 16) instead of every 64 images:
 # four times the steps for the same compute. Session 3 found it worse (46.0 against 53.9), when
-# every step still came with stale batch-norm statistics; with them following the steps
+# every step still came with stale batch-norm statistics; with them following the steps it was
+# worse again (dev seed 0: 51.0 against 55.8, session 22)
 _variants(
     "nb16",
     ("edgesync-bnfollow", "edgesync-bnfollow-sure"),
@@ -386,7 +389,9 @@ _variants(
     {"nominal_batch": 16},
 )
 # the candidate half way from the current model to the fine-tuned one (training.interpolate 0.5,
-# WiSE-FT's default share), alone and with the batch-norm correction
+# WiSE-FT's default share), alone and with the batch-norm correction. On dev, alone: 57.7 / 57.1 /
+# 51.1 against the default's 55.8 / 58.9 / 51.4 (seeds 0-2); with the correction 53.4 (seed 0):
+# not the default (BENCHMARKS.md, session 22)
 _variants(
     "wise",
     ("edgesync", *ORDERS, "edgesync-bnfollow", *(f"{base}-bnfollow" for base in ORDERS)),
