@@ -293,7 +293,7 @@ class TrainingWorker:
             kept = current.interpolated(kept, cfg.interpolate)
             kept_score = evaluate(kept, held_frames)
         if cfg.recalibrate_bn and fresh_frames:
-            kept, kept_score, recalibration = self._recalibrate(job, kept, trained, fresh_frames, held_frames)
+            kept, kept_score, recalibration = self._recalibrate(job, kept, kept_score, fresh_frames, held_frames)
         candidate, update = self._as_delivered(kept, base_manifest, data)
         # the candidate's held-out score, less what picking its epoch on those frames adds to it
         after = (evaluate(candidate, held_frames) if update.lossy else kept_score) - result.selection_optimism
@@ -395,11 +395,10 @@ class TrainingWorker:
             return False
         if not self.cfg.accept_confidence:
             return True
-        n_classes = len(candidate.class_names)
         win_rate = paired_bootstrap_win_rate(
             self._matches(candidate, held),
             self._matches(current, held),
-            n_classes,
+            len(candidate.class_names),
             self.cfg.bootstrap_resamples,
             np.random.default_rng(zlib.crc32(self._seed_key(job).encode())),
         )

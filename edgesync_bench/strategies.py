@@ -384,7 +384,7 @@ _variants(
 # worse again (dev seed 0: 51.0 against 55.8, session 22)
 _variants(
     "nb16",
-    ("edgesync-bnfollow", "edgesync-bnfollow-sure"),
+    ("edgesync-bnfollow",),
     "an optimizer step after every batch of 16",
     {"nominal_batch": 16},
 )
