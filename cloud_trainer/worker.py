@@ -586,13 +586,13 @@ class TrainingWorker:
         best: dict = dict(best_so_far or {})  # epochs counted over the whole job
         if cfg.backtrack and plan.score is None:  # what training starts from scores (resumed: its checkpoint)
             plan.score = curve.before if done_before == 0 else evaluate(start, held)
-        truth, n_classes = ground_truth(held), len(start.class_names)
+        n_classes = len(start.class_names)
         # held-out matches of every epoch keep: best may pick (cfg.judge "cross-validated"); a
         # resumed job's earlier claims count with their best epoch, the one they would hand on
         picked_from: list[list[MatchedFrame]] = []
         cross_validate = cfg.keep == "best" and cfg.judge == "cross-validated"
         if cross_validate and best:
-            picked_from.append(match_frames(predictions(self._model(best["state"], start), held), truth, n_classes))
+            picked_from.append(self._matches(self._model(best["state"], start), held))
 
         def on_weights(epochs_done: int, state: dict) -> bool | None:
             keeper.check()  # a job taken over stops here rather than train on for nothing
@@ -601,7 +601,7 @@ class TrainingWorker:
             plan.epochs_done = done_before + epochs_done
             model = self._model(state, start)
             if cross_validate:  # the same score, from matches kept for the cross-validation
-                matched = match_frames(predictions(model, held), truth, n_classes)
+                matched = self._matches(model, held)
                 score = pooled_map50(matched, n_classes)
             else:
                 score = evaluate(model, held)

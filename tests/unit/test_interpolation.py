@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from edgesync.errors import InvalidInput
-from edgesync.student import StudentModel
+from edgesync.student import StudentModel, batchnorm_layers
 
 CLASSES = ["person", "car"]
 
@@ -15,10 +15,9 @@ def _model(seed: int, classes: list[str] = CLASSES) -> StudentModel:
     torch.manual_seed(seed)
     model = StudentModel.fresh(classes, 64)
     with torch.no_grad():  # fresh batch-norm statistics are all 0 and 1: give them something to mix
-        for layer in model.model.modules():
-            if isinstance(layer, torch.nn.BatchNorm2d):
-                layer.running_mean.uniform_(-1, 1)
-                layer.running_var.uniform_(0.5, 2)
+        for layer in batchnorm_layers(model.model):
+            layer.running_mean.uniform_(-1, 1)
+            layer.running_var.uniform_(0.5, 2)
     return model
 
 
