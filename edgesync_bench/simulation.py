@@ -129,10 +129,12 @@ class _Running:
 class Simulation:
     """Runs one strategy over the stream(s); see the module docstring.
 
-    With several cameras and training.preempt_ratio above 0, each job runs in lock-step with the
-    stream (edgesync_bench.lockstep) and checkpoints every epoch, so that a much more valuable job
-    of another camera can pre-empt it at an epoch boundary, as on the live worker; the pre-empted
-    job resumes from its checkpoint. One camera has nothing to yield to: its jobs run in one go.
+    Each job runs in lock-step with the stream (edgesync_bench.lockstep): at every epoch boundary
+    it waits until the stream has reached that moment, so the worker sees the store as it is then,
+    as the live worker does (the edge's scene changes, the queue, the job itself as running). With
+    several cameras and training.preempt_ratio above 0 it also checkpoints every epoch, so that a
+    much more valuable job of another camera can pre-empt it at a boundary; the pre-empted job
+    resumes from its checkpoint. One camera has nothing to yield to.
     """
 
     def __init__(
@@ -159,7 +161,7 @@ class Simulation:
         self.ingest = Ingest(self.store, LimitsConfig(), clock=self.clock)
         self.cameras = {cam.edge_id: Camera(self, cam) for cam in setup.camera_setups()}
         self.labeller = Labeller(self.store, teacher, _ByEdge(self.cameras), batch_size=1, max_wait_s=0)
-        self._lockstep_jobs = len(self.cameras) > 1 and self.training.preempt_ratio > 0
+        preempts = len(self.cameras) > 1 and self.training.preempt_ratio > 0
         self._running: _Running | None = None
         self.worker = TrainingWorker(
             self.store,
@@ -169,9 +171,9 @@ class Simulation:
             workdir=workdir,
             clock=self.clock,
             teacher=teacher,
-            checkpoints=JobCheckpoints(workdir / "checkpoints") if self._lockstep_jobs else None,
-            at_boundary=self._at_boundary if self._lockstep_jobs else None,
-            admits=self._admits if self._lockstep_jobs else None,
+            checkpoints=JobCheckpoints(workdir / "checkpoints") if preempts else None,
+            at_boundary=self._at_boundary,
+            admits=self._admits if preempts else None,
         )
         self._events: list = []
         self._order = itertools.count()
@@ -273,15 +275,11 @@ class Simulation:
             self._requeue(job, t + (size.wanted - size.tokens) / self.knobs.train_share + 1e-6)
             return
         images, held, probing, epochs = size.images, size.heldout, size.probing_s, size.epochs
-        if self._lockstep_jobs:
-            self._training_job = True
-            run = LockstepJob(self.worker, job, epochs)
-            self._running = _Running(run, t, images, held, probing)
-            run.start()
-            self._job_stepped(self._running)
-            return
-        self._job_ended(self.worker.run_job(job, max_epochs=epochs), t, images)
         self._training_job = True
+        run = LockstepJob(self.worker, job, epochs)
+        self._running = _Running(run, t, images, held, probing)
+        run.start()
+        self._job_stepped(self._running)
 
     def _size(self, job, t: float, claiming: bool = False, selection: Selection | None = None) -> _JobSize | None:
         """What job would train if it started at t, and whether the budget affords it (None: not
