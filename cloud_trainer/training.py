@@ -46,6 +46,8 @@ class FineTuneResult:
     selection_optimism: float = 0.0
     # images run forward to keep the batch-norm statistics with the steps (training.bn_follows_steps)
     bn_shift_images: int = 0
+    # the edge's scene change (edge clock) that stopped training early (training.stop_on_scene_change)
+    scene_left_at: float | None = None
 
     @property
     def image_epochs(self) -> int:

@@ -63,6 +63,17 @@ class StopEarly(Exception):
     """The profiler ends training: held-out accuracy stopped improving (the message says how)."""
 
 
+class SceneLeft(StopEarly):
+    """Training stops: the edge reported a scene change after the scene the job's frames show."""
+
+    def __init__(self, scene: float, changed_at: float) -> None:
+        super().__init__(
+            f"the edge's scene changed at t={changed_at:.1f}, after the scene (from t={scene:.1f}) "
+            "this job trains for; what is left of its budget goes to the new scene's job"
+        )
+        self.changed_at = changed_at
+
+
 class Preempted(Exception):
     """A job yields the worker at an epoch boundary to a much more valuable queued job."""
 
@@ -157,9 +168,10 @@ class TrainingWorker:
         self.checkpoints = checkpoints  # None: a job taken over restarts from scratch
         # the feature source of training.distill (the labelling teacher); unused while it is off
         self.teacher = teacher
-        # called with (job, epochs done in this claim) at each epoch boundary where the job may be
-        # pre-empted, before the queue is looked at: the benchmark's simulation (edgesync_bench.lockstep)
-        # holds the job there until its virtual clock reaches the boundary. None in a deployment
+        # called with (job, epochs done in this claim) at each epoch boundary before the last, before
+        # the edge's scene and the queue are looked at: the benchmark's simulation
+        # (edgesync_bench.lockstep) holds the job there until its virtual clock reaches the
+        # boundary. None in a deployment
         self.at_boundary = at_boundary
         # whether a queued job, with the samples select() drew for it, could start now; None: any job
         # with enough frames can. A job that could not does not pre-empt (the benchmark passes its
@@ -286,7 +298,8 @@ class TrainingWorker:
         best_so_far = None  # a resumed job's best epoch of its earlier claims
         if resume is not None and resume.best_state is not None and plan.best_score is not None:
             best_so_far = {"epochs": plan.best_epoch, "state": resume.best_state, "score": plan.best_score}
-        result = self._train(job, start, train_frames, held_frames, plan, keeper, curve, cfg, best_so_far)
+        scene = train[0].scene_start if train else 0.0  # the scene (edge clock) the job trains for
+        result = self._train(job, start, train_frames, held_frames, plan, keeper, curve, cfg, best_so_far, scene)
         trained = evaluate(result.model, held_frames)
         kept, kept_score, recalibration = result.model, trained, {}
         if cfg.interpolate < 1:  # WiSE-FT: part of the way from the current model (the candidate's validation)
@@ -312,7 +325,7 @@ class TrainingWorker:
             "heldout_evaluations": float(len(curve.points)),  # one per epoch, for the profiler
             "train_seconds": time.monotonic() - started,
             # the scene (edge clock) it trained for: the manager predicts that scene's next gain from it
-            "scene_start": train[0].scene_start if train else 0.0,
+            "scene_start": scene,
         }
         job.metrics |= {f"map50_epoch_{i + 1 + resumed_from}": v for i, v in enumerate(curve.points)}
         job.metrics |= recalibration
@@ -320,6 +333,8 @@ class TrainingWorker:
             job.metrics["kept_epoch"] = float(result.kept_epoch)
         if cfg.judge == "cross-validated":
             job.metrics["selection_optimism"] = result.selection_optimism
+        if result.scene_left_at is not None:  # training.stop_on_scene_change ended it early
+            job.metrics["scene_left_at"] = result.scene_left_at
         if result.bn_shift_images:  # training.bn_follows_steps' extra forward passes
             job.metrics["bn_shift_images"] = float(result.bn_shift_images)
         if result.teacher_images:  # distillation's extra work (training.distill)
@@ -349,7 +364,7 @@ class TrainingWorker:
             job.metrics["map50_first"] = first_score
             if first_score > max(before, score):
                 chosen, score = first, first_score
-        chosen_for = train[0].scene_start if train else 0.0  # the scene (edge clock) it was chosen for
+        chosen_for = scene  # the scene (edge clock) it was chosen for
         moved_on = self.current_scene(job.edge_id, [])
         if chosen is not None and moved_on > chosen_for:
             chosen, score = self._judge_in_new_scene(job, chosen, moved_on)
@@ -567,6 +582,7 @@ class TrainingWorker:
         curve: LearningCurve,
         cfg: TrainingConfig,
         best_so_far: dict | None = None,
+        scene: float = 0.0,
     ) -> FineTuneResult:
         """Fine-tune start for the plan's remaining epochs, checkpointing and scoring each one.
 
@@ -577,6 +593,8 @@ class TrainingWorker:
         With cfg.backtrack an epoch that scores below the weights it started from is undone, and
         "last" means the last epoch kept. With cfg.judge "cross-validated" the result also says how
         much the kept epoch's held-out score owes to having been picked on those frames.
+        With cfg.stop_on_scene_change training stops at the first epoch boundary after the edge
+        reports a scene change past `scene`, the scene (edge clock) its fresh frames show.
         """
         done_before = plan.epochs_done
         remaining = plan.epochs_total - done_before
@@ -624,10 +642,12 @@ class TrainingWorker:
                 self.checkpoints.save(job.job_id, plan, state, best=best.get("state"))
             if epochs_done < remaining and (reason := curve.stop_reason()) is not None:
                 raise StopEarly(reason)
-            if self.checkpoints is not None and epochs_done < remaining:
+            if epochs_done < remaining:
                 if self.at_boundary is not None:
                     self.at_boundary(job, epochs_done)
-                if (other := self._preempting(job)) is not None:
+                if cfg.stop_on_scene_change and (changed := self.current_scene(job.edge_id, [])) > scene:
+                    raise SceneLeft(scene, changed)
+                if self.checkpoints is not None and (other := self._preempting(job)) is not None:
                     raise Preempted(job, other, plan.epochs_done)
             return not undo
 
@@ -652,6 +672,8 @@ class TrainingWorker:
         except StopEarly as stop:
             log.info("job %s: stopped after epoch %d: %s", job.job_id, done_before + last["epochs"], stop)
             result = FineTuneResult(self._model(last["state"], start), last["epochs"], len(train))
+            if isinstance(stop, SceneLeft):
+                result.scene_left_at = stop.changed_at
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         if features is not None:

@@ -422,6 +422,11 @@ class TrainingConfig(Strict):
     # lr0 step (BENCHMARKS.md, session 6): this backs off per job where that happens, and keeps
     # lr0 where the steps help. The undone epoch's work is spent all the same
     backtrack: bool = False
+    # a job whose edge reports a scene change while it trains stops at the next epoch boundary:
+    # it trains for a scene the camera no longer shows, and the rest of its compute is worth more
+    # to the new scene's first job. What it has trained so far is judged as a patience stop's is
+    # (its best epoch, then on the new scene's frames: see the worker's _judge_in_new_scene)
+    stop_on_scene_change: bool = False
     # after training, the kept model is also scored with its batch-norm statistics re-estimated
     # on the job's fresh frames of the current scene (AdaBN, edgesync.student.StudentModel.recalibrated),
     # and the held-out frames decide which of the two is registered. Training's statistics are a

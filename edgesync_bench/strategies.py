@@ -398,6 +398,14 @@ _variants(
     "the candidate is half way from the current weights to the fine-tuned ones (WiSE-FT)",
     {"interpolate": 0.5},
 )
+# a job stops at the first epoch boundary after its edge reports a scene change
+# (training.stop_on_scene_change): the rest of its budget goes to the new scene's first job
+_variants(
+    "scenestop",
+    ("edgesync", *ORDERS),
+    "a job stops at the next epoch boundary once its edge reports a scene change",
+    {"stop_on_scene_change": True},
+)
 # without audit frames (sampler.audit_share 0): models are validated, and the manager's live
 # accuracy proxy is measured, on a share of the frames picked on merit, as before session 10
 _variants(

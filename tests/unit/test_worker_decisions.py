@@ -271,6 +271,39 @@ def test_without_frames_of_the_new_scene_a_model_for_the_old_one_is_not_sent(
     assert "1 labelled frames of the new scene, too few to judge it on" in job.error
 
 
+@pytest.mark.parametrize("stop", [True, False])
+def test_a_job_stops_at_the_epoch_boundary_after_its_edge_leaves_the_scene(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: bool
+) -> None:
+    current = _model(2)
+    store, registry = _edge(tmp_path, [current], samples=20)  # every frame of the scene from t=0
+    by_epoch = {i: _model(10 + i) for i in (1, 2, 3, 4)}
+    names = {current.encode()[1]: "current"} | {m.encode()[1]: f"epoch {i}" for i, m in by_epoch.items()}
+    trained = []
+
+    def fake_fine_tune(model, train, val, cfg, workdir, epochs=None, on_weights=None, **kw):
+        for epoch, weights in by_epoch.items():  # ultralytics calls back after each epoch, and stops on a raise
+            trained.append(epoch)
+            if epoch == 3:  # the edge reports a new scene while epoch 3 trains
+                store.set_meta(EDGE, scene_changed_at=100.0)
+            on_weights(epoch, weights.state_dict())
+        return FineTuneResult(by_epoch[4], 4, len(train))
+
+    monkeypatch.setattr(worker_module, "fine_tune", fake_fine_tune)
+    scores = {"current": 0.5} | {f"epoch {i}": 0.6 for i in by_epoch}
+    monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: scores[names[model.encode()[1]]])
+    cfg = TrainingConfig(min_heldout=4, epochs=4, fallback_to_first=False, stop_on_scene_change=stop)
+    job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 1))
+
+    if stop:  # the boundary after epoch 3 is the first to see the change: nothing trains after it
+        assert trained == [1, 2, 3] and job.metrics["epochs"] == 3.0 and job.metrics["scene_left_at"] == 100.0
+        assert job.metrics["image_epochs"] == 3 * (job.metrics["train_samples"] + job.metrics["replay_samples"])
+    else:
+        assert trained == [1, 2, 3, 4] and job.metrics["epochs"] == 4.0 and "scene_left_at" not in job.metrics
+    # either way the model trained for the old scene is judged on the new one, of which no frame is in
+    assert not job.result_version and "too few to judge it on" in job.error
+
+
 @pytest.mark.parametrize("keep", ["best", "last"])
 def test_backtracking_undoes_each_epoch_that_lowers_the_held_out_score_and_halves_the_rate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep: str
