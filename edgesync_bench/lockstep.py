@@ -1,11 +1,14 @@
-"""A training job run in step with the simulation's virtual clock, so that it can be pre-empted.
+"""A training job run in step with the simulation's virtual clock, so that it sees the stream as it is.
 
-The live worker checks the queue at every epoch boundary and yields to a much more valuable job
-of another edge (cloud_trainer.worker.Preempted). In the benchmark the stream only moves on
-between pieces of cloud work, so a job run in one go would always see the queue as it was when
-it started. Here the job runs in its own thread and stops at each boundary (the worker's
-`at_boundary` hook) until the simulation has streamed up to the boundary's virtual time; then the
-worker's own pre-emption check looks at the queue as it is at that moment.
+The live worker looks at the world at every epoch boundary: whether the edge has left the
+scene the job trains for (training.stop_on_scene_change), whether a much more valuable job of
+another edge is queued (cloud_trainer.worker.Preempted); meanwhile the job shows as running, so
+no second job of its edge is queued, and at its end it is judged against the scene the edge is
+in (here: at its last boundary; its last epoch and the judging run from there). In the
+benchmark the stream only moves on between pieces of cloud work, so a job run in one go would
+see the world as it was when it started. Here the job runs in its own thread and stops at each
+boundary (the worker's `at_boundary` hook) until the simulation has streamed up to the
+boundary's virtual time; then the worker's own checks look at the store as it is at that moment.
 
 Only one of the two threads runs at a time: the simulation waits while the job trains an epoch,
 the job waits while the simulation streams, so a seed gives the same numbers however loaded the

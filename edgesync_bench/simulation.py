@@ -116,7 +116,7 @@ class _JobSize:
 
 @dataclass
 class _Running:
-    """The job on the worker, when jobs run in lock-step (several cameras, pre-emption on)."""
+    """The job on the worker, run in lock-step with the stream."""
 
     run: LockstepJob
     started: float  # virtual time it was claimed
