@@ -367,8 +367,7 @@ class TrainingWorker:
         chosen_for = scene  # the scene (edge clock) it was chosen for
         moved_on = self.current_scene(job.edge_id, [])
         if chosen is not None and moved_on > chosen_for:
-            chosen, score = self._judge_in_new_scene(job, chosen, moved_on)
-            chosen_for = moved_on
+            chosen, score, chosen_for = self._judge_in_new_scene(job, chosen, score, base_manifest.version, moved_on)
         pinned = pinned_version(self.store.get_meta(job.edge_id))
         if chosen is not None and pinned:
             job.error = f"edge pinned to v{pinned} by an operator: the model was not registered"
@@ -432,26 +431,33 @@ class TrainingWorker:
         return match_frames(predictions(model, frames), ground_truth(frames), len(model.class_names))
 
     def _judge_in_new_scene(
-        self, job: TrainingJob, chosen: StudentModel, scene: float
-    ) -> tuple[StudentModel | None, float]:
-        """A model for a scene the edge has left, judged on the scene it is in now (starting at scene).
+        self, job: TrainingJob, chosen: StudentModel, score: float, base_version: int, scene: float
+    ) -> tuple[StudentModel | None, float, float]:
+        """A model for a scene the edge has left, judged on the scene it is in now (starting at
+        scene); returns (the model to register or None, its score, the scene it is chosen for).
 
         The edge reported a scene change while the job queued or trained: the model was trained
         and validated on a scene that is gone (a night model arriving after dawn), and the zoo
-        may already have sent one for the new scene. It is registered only if it is not worse
-        than the edge's latest model on the newest labelled frames of the new scene; with fewer
-        than min_heldout of those there is nothing to judge it on, and it is not (the manager
-        queues the new scene's own job meanwhile).
+        may already have sent one for the new scene. With min_heldout labelled frames of the new
+        scene it is registered only if it is not worse than the edge's latest model on them, and
+        is then chosen for the new scene. With fewer there is nothing to judge it on: it is sent
+        if no model has been registered since the one it beat on its own scene (the newest
+        evidence is for it), but not over the zoo's pick for the new scene (or another worker's
+        model) registered meanwhile; sent, it stays chosen for the scene it trained on.
         """
         newest = self.store.list_samples(job.edge_id, labelled=True, newest_first=True, limit=self.cfg.max_fresh)
         frames = self._frames([s for s in newest if s.scene_start == scene])
+        latest_version = self.registry.latest_version(job.edge_id)
         if len(frames) < self.cfg.min_heldout or not any(f.labels for f in frames):
+            job.metrics["new_scene_frames_unjudged"] = float(len(frames))
+            if latest_version == base_version:
+                return chosen, score, job.metrics["scene_start"]
             job.error = (
                 f"the edge left the scene before the model was ready (scene change at {scene:.1f}); "
-                f"{len(frames)} labelled frames of the new scene, too few to judge it on: not registered"
+                f"{len(frames)} labelled frames of the new scene, too few to judge it on, and "
+                f"v{latest_version} was registered since v{base_version}: not registered"
             )
-            return None, job.metrics["map50_before"]
-        latest_version = self.registry.latest_version(job.edge_id)
+            return None, job.metrics["map50_before"], scene
         current, candidate = evaluate(self._load_model(job.edge_id, latest_version), frames), evaluate(chosen, frames)
         job.metrics |= {
             "new_scene_frames": float(len(frames)),  # scored by two models
@@ -459,13 +465,13 @@ class TrainingWorker:
             "map50_new_scene_latest": current,
         }
         if candidate + self.cfg.tolerance >= current:
-            return chosen, candidate
+            return chosen, candidate, scene
         job.error = (
             f"the edge left the scene before the model was ready (scene change at {scene:.1f}); on "
             f"{len(frames)} frames of the new scene it scores {candidate:.3f} against v{latest_version}'s "
             f"{current:.3f}: not registered"
         )
-        return None, current
+        return None, current, scene
 
     def _load_model(self, edge_id: str, version: int) -> StudentModel:
         """A registered version of the edge's student, ready to score."""

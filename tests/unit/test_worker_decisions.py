@@ -206,9 +206,11 @@ def test_keep_best_registers_the_epoch_that_scored_best_on_held_out_frames(
     assert job.achieved_gain == pytest.approx(scores[registered] - 0.5)
 
 
-def _scene_change_while_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_frames: int, scores: dict):
+def _scene_change_while_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_frames: int, scores: dict, zoo_sends: bool = True
+):
     """A job on an edge that reports a scene change (at t=100) while the job trains and then sends
-    `new_frames` labelled frames of the new scene; the zoo meanwhile registered `zoo` as v2.
+    `new_frames` labelled frames of the new scene; the zoo meanwhile registered `zoo` as v2 (if zoo_sends).
 
     scores: mAP50 by (model, scene), model in current / candidate / zoo, scene in old / new."""
     current, candidate, zoo = _model(2), _model(3), _model(4)
@@ -218,8 +220,9 @@ def _scene_change_while_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
     def fake_fine_tune(model, train, val, cfg, workdir, **kw):
         store.set_meta(EDGE, scene_changed_at=100.0)
-        data, _ = zoo.encode()
-        registry.register(EDGE, data, zoo.manifest(data, metrics={"scene_start": 100.0}))
+        if zoo_sends:
+            data, _ = zoo.encode()
+            registry.register(EDGE, data, zoo.manifest(data, metrics={"scene_start": 100.0}))
         for i in range(new_frames):
             sample = StoredSample(f"n{i}", EDGE, 100.0 + i, 100.0 + i, 2, 0.5, 100 + i, [], 64, 64, scene_start=100.0)
             store.add_sample(sample, jpeg)
@@ -268,7 +271,15 @@ def test_without_frames_of_the_new_scene_a_model_for_the_old_one_is_not_sent(
 ) -> None:
     job, registered = _scene_change_while_training(tmp_path, monkeypatch, 1, SCENES | {("candidate", "new"): 0.9})
     assert registered is None and "new_scene_frames" not in job.metrics
-    assert "1 labelled frames of the new scene, too few to judge it on" in job.error
+    assert "1 labelled frames of the new scene, too few to judge it on, and v2 was registered since" in job.error
+
+
+def test_without_frames_of_the_new_scene_nor_a_model_sent_for_it_the_validated_model_is_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job, registered = _scene_change_while_training(tmp_path, monkeypatch, 1, SCENES, zoo_sends=False)
+    assert registered == ("candidate", 0.0), "the newest evidence is for it; chosen for the scene it trained on"
+    assert job.result_version == 2 and not job.error and job.metrics["new_scene_frames_unjudged"] == 1.0
 
 
 @pytest.mark.parametrize("stop", [True, False])
@@ -300,8 +311,10 @@ def test_a_job_stops_at_the_epoch_boundary_after_its_edge_leaves_the_scene(
         assert job.metrics["image_epochs"] == 3 * (job.metrics["train_samples"] + job.metrics["replay_samples"])
     else:
         assert trained == [1, 2, 3, 4] and job.metrics["epochs"] == 4.0 and "scene_left_at" not in job.metrics
-    # either way the model trained for the old scene is judged on the new one, of which no frame is in
-    assert not job.result_version and "too few to judge it on" in job.error
+    # either way no frame of the new scene is in to judge it on, and nothing came for that scene
+    # meanwhile: the model that beat the current one on its own scene is sent, chosen for that scene
+    assert job.result_version == 2 and job.metrics["new_scene_frames_unjudged"] == 0.0
+    assert registry.latest(EDGE).metrics["scene_start"] == 0.0
 
 
 @pytest.mark.parametrize("keep", ["best", "last"])
