@@ -425,7 +425,9 @@ class TrainingConfig(Strict):
     # a job whose edge reports a scene change while it trains stops at the next epoch boundary:
     # it trains for a scene the camera no longer shows, and the rest of its compute is worth more
     # to the new scene's first job. What it has trained so far is judged as a patience stop's is
-    # (its best epoch, then on the new scene's frames: see the worker's _judge_in_new_scene)
+    # (its best epoch, then on the new scene's frames: see the worker's _judge_in_new_scene). On
+    # dev the night job got 8 epochs instead of 5, but every later job moved with it: 51.1 / 46.3
+    # / 46.5 against 59.0 / 52.6 / 48.4 without it (seeds 0-2; BENCHMARKS.md, session 23), so off
     stop_on_scene_change: bool = False
     # after training, the kept model is also scored with its batch-norm statistics re-estimated
     # on the job's fresh frames of the current scene (AdaBN, edgesync.student.StudentModel.recalibrated),

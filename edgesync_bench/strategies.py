@@ -399,7 +399,8 @@ _variants(
     {"interpolate": 0.5},
 )
 # a job stops at the first epoch boundary after its edge reports a scene change
-# (training.stop_on_scene_change): the rest of its budget goes to the new scene's first job
+# (training.stop_on_scene_change): the rest of its budget goes to the new scene's first job. On
+# dev -5.4 over three seeds (BENCHMARKS.md, session 23): not the default
 _variants(
     "scenestop",
     ("edgesync", *ORDERS),
