@@ -348,7 +348,7 @@ class Simulation:
         elif run.error is not None:
             raise run.error
         else:
-            self._job_ended(run.outcome, running.started, running.images, running.charged)
+            self._job_ended(running)
 
     def _on_boundary(self, t: float, running: _Running) -> None:
         self._charge_progress(running, t)  # so the budget the pre-emption check sees is what is left
@@ -397,9 +397,10 @@ class Simulation:
         self._gpu_s_by_edge[edge_id] += gpu_s
         self._tokens_spent += gpu_s
 
-    def _job_ended(self, job, t: float, images: int, charged: float = 0.0) -> None:
-        """Charge a finished job's work (from what it reports, less the `charged` GPU-seconds of
-        it already charged), and ship its model when the work is done."""
+    def _job_ended(self, running: _Running) -> None:
+        """Charge a finished job's work (from what it reports, less what its boundaries already
+        charged), and ship its model when the work is done."""
+        job, t, images = running.run.outcome, running.started, running.images
         costs = self.knobs.costs
         image_epochs = job.metrics.get("image_epochs", 0.0)
         held_n, evaluations = int(job.metrics.get("heldout_samples", 0)), int(job.metrics.get("heldout_evaluations", 0))
@@ -417,7 +418,8 @@ class Simulation:
         )
         # a resumed job reports the epochs of every claim; this claim trained those after resumed_from_epoch
         claimed_epochs = job.metrics.get("epochs", 0) - job.metrics.get("resumed_from_epoch", 0)
-        self._charge(job.edge_id, duration * costs.gpu_speedup - charged, self._iterations(claimed_epochs, images))
+        left = duration * costs.gpu_speedup - running.charged
+        self._charge(job.edge_id, left, self._iterations(claimed_epochs, images))
         if self.worker.checkpoints is not None:
             self.worker.checkpoints.clear(job.job_id)
         done = max(t + duration, self.clock.now)  # a lock-step job ends at its last boundary at the earliest
