@@ -266,7 +266,7 @@ def test_a_model_for_a_scene_the_edge_has_left_is_sent_when_it_also_wins_on_the_
     assert job.result_version == 3 and not job.error
 
 
-def test_without_frames_of_the_new_scene_a_model_for_the_old_one_is_not_sent(
+def test_without_frames_of_the_new_scene_a_model_for_the_old_one_is_not_sent_over_the_zoos_pick(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job, registered = _scene_change_while_training(tmp_path, monkeypatch, 1, SCENES | {("candidate", "new"): 0.9})
