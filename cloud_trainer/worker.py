@@ -39,6 +39,7 @@ from cloud_trainer.manager import pinned_version
 from cloud_trainer.metrics import JOB_DURATION
 from cloud_trainer.profiler import LearningCurve, SettingProbe, choose_setting, profile_candidates, record_profile
 from cloud_trainer.registry import ModelRegistry
+from cloud_trainer.replay_style import restyled_replay
 from cloud_trainer.state import StateStore
 from cloud_trainer.state.base import DEFAULT_LEASE_S, StoreUnavailable, job_rank
 from cloud_trainer.training import FineTuneResult, LabelledFrame, evaluate, fine_tune, ground_truth, predictions
@@ -275,7 +276,10 @@ class TrainingWorker:
         current = StudentModel.from_bytes(base_manifest, data, source=f"{job.edge_id} v{base_manifest.version}")
         held_frames = self._frames(held)
         fresh_frames = self._frames(train)
-        train_frames = fresh_frames + self._frames(replay)
+        replay_frames = self._frames(replay)
+        if self.cfg.replay_style == "matched":
+            replay_frames = restyled_replay(replay_frames, fresh_frames)
+        train_frames = fresh_frames + replay_frames
         if not any(f.labels for f in held_frames):  # an empty ground truth cannot tell two models apart
             job.status, job.error = "done", "held-out frames have no teacher boxes: cannot validate; not trained"
             job.metrics = {"train_samples": float(len(train)), "heldout_samples": float(len(held))}

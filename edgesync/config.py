@@ -369,6 +369,10 @@ class TrainingConfig(Strict):
     # scene change) it waits in the queue rather than train on a scene that is gone
     min_fresh: int = Field(8, gt=1)
     replay_fraction: float = Field(0.5, ge=0)  # older samples added, as a share of fresh ones
+    # how the replay frames look: "as-is", or "matched" to the fresh frames' colour histograms
+    # (cloud_trainer.replay_style): older scenes' objects under the current scene's tone and
+    # colours, their labels unchanged
+    replay_style: Literal["as-is", "matched"] = "as-is"
     heldout_fraction: float = Field(0.2, gt=0, lt=1)  # share of fresh samples kept for validation
     # which fresh samples validate (see worker.split_fresh); on the dev benchmark "newest" scored
     # 33.5 mAP50 against 44.1 for "interleaved": 16 newest frames are too few to judge a model by.

@@ -407,6 +407,14 @@ _variants(
     "a job stops at the next epoch boundary once its edge reports a scene change",
     {"stop_on_scene_change": True},
 )
+# replay frames shown in the current scene's colours (training.replay_style "matched"): each
+# replay frame's channel histograms matched to the job's fresh frames', its labels kept
+_variants(
+    "matched",
+    ("edgesync", *ORDERS),
+    "replay frames are shown in the current scene's colours (histogram matching)",
+    {"replay_style": "matched"},
+)
 # without audit frames (sampler.audit_share 0): models are validated, and the manager's live
 # accuracy proxy is measured, on a share of the frames picked on merit, as before session 10
 _variants(

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloud_trainer.replay_style import restyled_replay
 from cloud_trainer.training import LabelledFrame, evaluate, fine_tune
 from edgesync.assets import vtest_path
 from edgesync.config import TrainingConfig
@@ -120,7 +121,8 @@ def main() -> None:
 
         started = time.monotonic()
         with tempfile.TemporaryDirectory() as workdir:
-            tuned = fine_tune(student, fresh + replay, fresh[:4], cfg, Path(workdir), epochs=epochs, on_weights=score)
+            shown = restyled_replay(replay, fresh) if cfg.replay_style == "matched" else replay
+            tuned = fine_tune(student, fresh + shown, fresh[:4], cfg, Path(workdir), epochs=epochs, on_weights=score)
         print(
             f"{text}: {evaluate(tuned.model, scene):.3f} on the scene, {evaluate(tuned.model, before_scene):.3f} "
             f"clean; per epoch {curve}; {time.monotonic() - started:.0f} s"
