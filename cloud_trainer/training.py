@@ -232,6 +232,7 @@ def fine_tune(
         "batch": min(cfg.batch, max(2, len(train))),
         "lr0": cfg.lr0 * lr_scale * (resumed_rate(*resumed) if resumed else 1.0),
         "optimizer": cfg.optimizer,
+        "momentum": cfg.momentum,
         "device": cfg.device,
         "workers": cfg.workers,
         "project": str(workdir),

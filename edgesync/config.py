@@ -335,6 +335,7 @@ class TrainingConfig(Strict):
     batch: int = Field(16, gt=0)
     lr0: float = Field(0.01, gt=0)
     optimizer: str = "SGD"
+    momentum: float = Field(0.937, ge=0, lt=1)  # SGD's momentum (Adam's beta1); ultralytics' default
     # ultralytics accumulates gradients up to this nominal batch before each optimizer step
     # (its default 64); a fine-tune on 20-40 frames at batch 16 then steps only every 2-4
     # epochs. None keeps ultralytics' default; the batch size steps after every batch.
@@ -371,7 +372,9 @@ class TrainingConfig(Strict):
     replay_fraction: float = Field(0.5, ge=0)  # older samples added, as a share of fresh ones
     # how the replay frames look: "as-is", or "matched" to the fresh frames' colour histograms
     # (cloud_trainer.replay_style): older scenes' objects under the current scene's tone and
-    # colours, their labels unchanged
+    # colours, their labels unchanged. It carries night's tone curve over almost exactly, but
+    # fog's haze only as a global contrast loss, and fine-tunes on such frames unlearnt fog: dev
+    # seed 0 51.9 against 59.0 (fog 21.5 against 52.7; BENCHMARKS.md, session 24), so "as-is"
     replay_style: Literal["as-is", "matched"] = "as-is"
     heldout_fraction: float = Field(0.2, gt=0, lt=1)  # share of fresh samples kept for validation
     # which fresh samples validate (see worker.split_fresh); on the dev benchmark "newest" scored

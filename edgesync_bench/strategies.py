@@ -408,13 +408,17 @@ _variants(
     {"stop_on_scene_change": True},
 )
 # replay frames shown in the current scene's colours (training.replay_style "matched"): each
-# replay frame's channel histograms matched to the job's fresh frames', its labels kept
+# replay frame's channel histograms matched to the job's fresh frames', its labels kept. On dev
+# seed 0 it lost fog (21.5 against 52.7; mean 51.9 against 59.0, BENCHMARKS.md, session 24)
 _variants(
     "matched",
     ("edgesync", *ORDERS),
     "replay frames are shown in the current scene's colours (histogram matching)",
     {"replay_style": "matched"},
 )
+# plain SGD (training.momentum 0): a fine-tune takes 3-7 optimizer steps, far fewer than the
+# 16 steps momentum 0.937 averages over, so with it each step is longer than the one before
+_variants("nomomentum", ("edgesync", *ORDERS), "plain SGD steps, without momentum", {"momentum": 0.0})
 # without audit frames (sampler.audit_share 0): models are validated, and the manager's live
 # accuracy proxy is measured, on a share of the frames picked on merit, as before session 10
 _variants(

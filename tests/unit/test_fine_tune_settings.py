@@ -124,3 +124,30 @@ def test_an_undone_epoch_puts_the_weights_back_and_the_next_steps_are_half_as_lo
     for epoch in (1, 2):
         halved = (undone[epoch] / undone[epoch - 1]) / (kept[epoch] / kept[epoch - 1])
         assert 0.35 < halved < 0.7, (undone, kept)
+
+
+def test_momentum_reaches_the_optimizer_and_lengthens_a_short_fine_tunes_steps(tmp_path) -> None:
+    """training.momentum is the optimizer's: with ultralytics' 0.937 each step of a short
+    fine-tune adds most of the steps before it, so every epoch moves the weights about twice as
+    far or more as plain SGD's same epoch (two steps an epoch here)."""
+    torch.manual_seed(0)
+    student = StudentModel.fresh(CLASSES, 64, "yolov8n.yaml")
+    cfg = TrainingConfig(imgsz=64, batch=4, epochs=3, nominal_batch=4)  # an optimizer step every batch
+    start = {k: v.clone().float() for k, v in student.state_dict().items() if k.endswith(("weight", "bias"))}
+
+    def moves(momentum: float) -> list[float]:
+        """How far each epoch moved the weights from where it started."""
+        origin, moved = dict(start), {}
+
+        def on_weights(epoch: int, state: dict[str, torch.Tensor]) -> None:
+            if epoch not in moved:  # ultralytics reports the last epoch twice
+                moved[epoch] = sum(((state[k].float() - origin[k]) ** 2).sum().item() for k in origin) ** 0.5
+                origin.update({k: state[k].float().clone() for k in start})
+
+        tuned = cfg.model_copy(update={"momentum": momentum})
+        fine_tune(student, frames(8), frames(2, 1), tuned, tmp_path / f"m{momentum}", seed=0, on_weights=on_weights)
+        return [moved[e] for e in sorted(moved)]
+
+    with_momentum, plain = moves(0.937), moves(0.0)
+    assert len(with_momentum) == len(plain) == 3
+    assert all(m > 1.8 * p for m, p in zip(with_momentum, plain, strict=True)), (with_momentum, plain)
