@@ -417,7 +417,8 @@ _variants(
     {"replay_style": "matched"},
 )
 # plain SGD (training.momentum 0): a fine-tune takes 3-7 optimizer steps, far fewer than the
-# 16 steps momentum 0.937 averages over, so with it each step is longer than the one before
+# 16 steps momentum 0.937 averages over, so with it each step is longer than the one before. On
+# dev seed 0 plain steps learnt too little: 54.6 against 59.0 (BENCHMARKS.md, session 24)
 _variants("nomomentum", ("edgesync", *ORDERS), "plain SGD steps, without momentum", {"momentum": 0.0})
 # without audit frames (sampler.audit_share 0): models are validated, and the manager's live
 # accuracy proxy is measured, on a share of the frames picked on merit, as before session 10
