@@ -7,9 +7,11 @@ those of the job's fresh frames (histogram specification; Gonzalez and Woods, Di
 Processing, ch. 3). Only intensities change, so the boxes the teacher drew on the replay frame
 still hold, and the student sees the older scenes' objects under the new scene's brightness,
 contrast and colour balance: more frames of the look it must learn, at no labelling cost.
-A global tone change (dusk, night, a colour cast) is carried over exactly; what is not a tone
-curve (haze that varies across the frame, noise, rain streaks) only in its histogram. Replay
-frames of the scene itself come out nearly as they were.
+A global tone change (dusk, night, a colour cast) is carried over almost exactly; what is not a
+tone curve (haze that varies across the frame, noise, rain streaks) only in its histogram. Replay
+frames of the scene itself come out nearly as they were. It costs a few milliseconds a frame on
+the host's CPU, which the benchmark does not charge. Measured on dev and left off: fine-tunes on
+fog-matched frames unlearnt fog (BENCHMARKS.md, session 24).
 """
 
 from __future__ import annotations
@@ -54,9 +56,14 @@ def matched(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return cv2.merge([cv2.LUT(image[..., c], lut[c]) for c in range(image.shape[2])])
 
 
-def restyled_replay(replay: list[LabelledFrame], fresh: list[LabelledFrame]) -> list[LabelledFrame]:
-    """The replay frames in the fresh frames' colours (their labels unchanged); as they are without fresh frames."""
-    if not replay or not fresh:
+def restyled_replay(
+    replay: list[LabelledFrame], fresh: list[LabelledFrame], style: str = "matched"
+) -> list[LabelledFrame]:
+    """The replay frames as training.replay_style shows them: "matched" to the fresh frames'
+    colours (their labels unchanged), or "as-is"; as they are without fresh frames."""
+    if style not in ("as-is", "matched"):
+        raise ValueError(f"replay style must be 'as-is' or 'matched', got {style!r}")
+    if style == "as-is" or not replay or not fresh:
         return replay
     reference = channel_histograms([f.image for f in fresh])
     return [replace(frame, image=matched(frame.image, reference)) for frame in replay]

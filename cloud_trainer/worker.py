@@ -276,10 +276,7 @@ class TrainingWorker:
         current = StudentModel.from_bytes(base_manifest, data, source=f"{job.edge_id} v{base_manifest.version}")
         held_frames = self._frames(held)
         fresh_frames = self._frames(train)
-        replay_frames = self._frames(replay)
-        if self.cfg.replay_style == "matched":
-            replay_frames = restyled_replay(replay_frames, fresh_frames)
-        train_frames = fresh_frames + replay_frames
+        train_frames = fresh_frames + restyled_replay(self._frames(replay), fresh_frames, self.cfg.replay_style)
         if not any(f.labels for f in held_frames):  # an empty ground truth cannot tell two models apart
             job.status, job.error = "done", "held-out frames have no teacher boxes: cannot validate; not trained"
             job.metrics = {"train_samples": float(len(train)), "heldout_samples": float(len(held))}

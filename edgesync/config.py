@@ -336,9 +336,10 @@ class TrainingConfig(Strict):
     lr0: float = Field(0.01, gt=0)
     optimizer: str = "SGD"
     # SGD's momentum (Adam's beta1), ultralytics' default. A fine-tune takes 3-7 optimizer steps,
-    # fewer than 0.937 averages over, so each step is longer than the one before; plain SGD (0)
-    # forgot less in recipe_probe.py but learnt too little in a job's few steps: dev seed 0 54.6
-    # against 59.0 (dusk 59.0 against 73.2; BENCHMARKS.md, session 24)
+    # fewer than 0.937 averages over, so each step is longer than the one before (ultralytics'
+    # SGD is Nesterov's: even the first is 1.937 gradients long). Plain SGD (0) forgot less in
+    # recipe_probe.py but learnt too little in a job's few steps: dev seed 0 54.6 against 59.0
+    # (dusk 59.0 against 73.2; BENCHMARKS.md, session 24)
     momentum: float = Field(0.937, ge=0, lt=1)
     # ultralytics accumulates gradients up to this nominal batch before each optimizer step
     # (its default 64); a fine-tune on 20-40 frames at batch 16 then steps only every 2-4

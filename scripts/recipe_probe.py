@@ -121,8 +121,8 @@ def main() -> None:
 
         started = time.monotonic()
         with tempfile.TemporaryDirectory() as workdir:
-            shown = restyled_replay(replay, fresh) if cfg.replay_style == "matched" else replay
-            tuned = fine_tune(student, fresh + shown, fresh[:4], cfg, Path(workdir), epochs=epochs, on_weights=score)
+            shown = fresh + restyled_replay(replay, fresh, cfg.replay_style)
+            tuned = fine_tune(student, shown, fresh[:4], cfg, Path(workdir), epochs=epochs, on_weights=score)
         print(
             f"{text}: {evaluate(tuned.model, scene):.3f} on the scene, {evaluate(tuned.model, before_scene):.3f} "
             f"clean; per epoch {curve}; {time.monotonic() - started:.0f} s"

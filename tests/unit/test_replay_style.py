@@ -66,6 +66,9 @@ def test_replay_frames_keep_their_labels_and_names_and_stay_as_they_are_without_
     assert restyled.labels == [box] and restyled.name == "00000005"
     assert restyled.image.mean() < replay[0].image.mean() / 2
     assert restyled_replay(replay, []) == replay
+    assert restyled_replay(replay, fresh, "as-is") == replay
+    with pytest.raises(ValueError, match="'faded'"):
+        restyled_replay(replay, fresh, "faded")
 
 
 def test_histograms_name_an_image_they_cannot_count() -> None:
