@@ -67,10 +67,15 @@ class StopEarly(Exception):
 class SceneLeft(StopEarly):
     """Training stops: the edge reported a scene change after the scene the job's frames show."""
 
-    def __init__(self, scene: float, changed_at: float) -> None:
+    def __init__(self, scene: float, changed_at: float, for_job: TrainingJob | None = None) -> None:
+        goes_to = (
+            f"the worker goes to job {for_job.job_id} of {for_job.edge_id}"
+            if for_job is not None
+            else "what is left of its budget goes to the new scene's job"
+        )
         super().__init__(
             f"the edge's scene changed at t={changed_at:.1f}, after the scene (from t={scene:.1f}) "
-            "this job trains for; what is left of its budget goes to the new scene's job"
+            f"this job trains for; {goes_to}"
         )
         self.changed_at = changed_at
 
@@ -601,7 +606,9 @@ class TrainingWorker:
         "last" means the last epoch kept. With cfg.judge "cross-validated" the result also says how
         much the kept epoch's held-out score owes to having been picked on those frames.
         With cfg.stop_on_scene_change training stops at the first epoch boundary after the edge
-        reports a scene change past `scene`, the scene (edge clock) its fresh frames show.
+        reports a scene change past `scene`, the scene (edge clock) its fresh frames show; with
+        pre-emption on (checkpoints, cfg.preempt_ratio) it stops there when a job of another edge
+        could take the worker (see _preempting).
         """
         done_before = plan.epochs_done
         remaining = plan.epochs_total - done_before
@@ -652,9 +659,12 @@ class TrainingWorker:
             if epochs_done < remaining:
                 if self.at_boundary is not None:
                     self.at_boundary(job, epochs_done)
-                if cfg.stop_on_scene_change and (changed := self.current_scene(job.edge_id, [])) > scene:
+                changed = self.current_scene(job.edge_id, [])
+                if cfg.stop_on_scene_change and changed > scene:
                     raise SceneLeft(scene, changed)
-                if self.checkpoints is not None and (other := self._preempting(job)) is not None:
+                if self.checkpoints is not None and (other := self._preempting(job, changed > scene)) is not None:
+                    if changed > scene:  # the rest would train for a scene that is gone: stop, judged as it is
+                        raise SceneLeft(scene, changed, for_job=other)
                     raise Preempted(job, other, plan.epochs_done)
             return not undo
 
@@ -705,22 +715,24 @@ class TrainingWorker:
         """A model of like's kind with the given weights."""
         return StudentModel.from_state(state, like.class_names, like.imgsz, like.arch)
 
-    def _preempting(self, job: TrainingJob) -> TrainingJob | None:
+    def _preempting(self, job: TrainingJob, scene_left: bool = False) -> TrainingJob | None:
         """A queued job of another edge worth at least preempt_ratio times this one, if any, that
         the worker would serve next and could start at once.
 
         Only a claimed job with checkpoints yields (its work so far is kept); the margin keeps
         two jobs of similar value from taking turns. A job without enough frames of its edge's
         current scene, or one the `admits` hook refuses (the benchmark's training budget), would
-        leave the worker idle: this one trains on instead.
+        leave the worker idle: this one trains on instead. A job whose edge has left the scene it
+        trains for (scene_left) is worth nothing more to that scene: any such job of another edge
+        takes the worker (the caller stops it rather than queue it to resume for a scene that is gone).
         """
         ratio = self.cfg.preempt_ratio
         if not ratio or not job.lease:
             return None
         for other in sorted(self.store.list_jobs(status="queued", limit=100), key=job_rank):
-            if job_rank(other) >= job_rank(job):  # served after it
+            if not scene_left and job_rank(other) >= job_rank(job):  # served after it
                 return None
-            if other.edge_id == job.edge_id or other.priority < ratio * max(job.priority, 1e-9):
+            if other.edge_id == job.edge_id or (not scene_left and other.priority < ratio * max(job.priority, 1e-9)):
                 continue
             selection = self.select(other)
             if self.ready(*selection[:2]) and (self.admits is None or self.admits(other, selection)):

@@ -409,7 +409,10 @@ class TrainingConfig(Strict):
     fallback_to_first: bool = True  # redeploy the edge's first model when it beats both on held-out frames
     # a queued job of another edge ranked at least this many times higher than the running one
     # pre-empts it at the next epoch boundary; the pre-empted job goes back to the queue and later
-    # resumes from that epoch's checkpoint (0: never pre-empt; below 1 would yield to a job worth less)
+    # resumes from that epoch's checkpoint (0: never pre-empt; below 1 would yield to a job worth less).
+    # A job whose edge has left the scene it trains for is worth nothing more to that scene: it
+    # yields to any job of another edge that could start, and stops there, judged as a stopped job
+    # is (stop_on_scene_change stops it whether or not another edge waits)
     preempt_ratio: float = Field(2.0, ge=0)
     # the profiler (cloud_trainer.profiler) scores held-out frames after every epoch and predicts
     # the job's gain; with patience > 0 it also stops a job once held-out mAP50 has not improved

@@ -218,6 +218,47 @@ def test_a_job_of_similar_value_does_not_pre_empt(setup: Setup) -> None:
     assert setup.store.get_job("job-2").status == "queued"
 
 
+def _scene_changes_in_first_epoch(setup: Setup, job_of_another_edge: bool) -> None:
+    """During job-1's first epoch cam-1 moves to a new scene, and maybe cam-2 queues a job worth
+    half of job-1's (too little to pre-empt a job for a live scene)."""
+    other = setup.second_edge()
+    real_fine_tune = setup._fine_tune
+
+    def scene_changes(start, train, val, cfg, workdir, *, epochs, on_weights=None, **kw):
+        if not setup.calls:
+            setup.store.set_meta(EDGE, scene_changed_at=100.0)
+            if job_of_another_edge:
+                setup.store.put_job(TrainingJob("job-2", other, 0.5, 1.0, 1))
+        return real_fine_tune(start, train, val, cfg, workdir, epochs=epochs, on_weights=on_weights, **kw)
+
+    worker_module.fine_tune = scene_changes  # monkeypatch in the fixture restores it
+
+
+@pytest.mark.parametrize("another_edge_waits", [True, False])
+def test_a_job_whose_edge_left_its_scene_stops_for_any_job_of_another_edge(
+    setup: Setup, another_edge_waits: bool
+) -> None:
+    _scene_changes_in_first_epoch(setup, another_edge_waits)
+    worker = setup.worker()
+    first = worker.process(setup.claim())
+    assert first.status == "done", "stopped and judged as it is, not queued to resume for a scene that is gone"
+    if another_edge_waits:
+        assert first.metrics["epochs"] == 1 and first.metrics["scene_left_at"] == 100.0
+        assert setup.checkpoints.load("job-1") is None
+        assert worker.process(setup.claim()).job_id == "job-2"
+    else:  # nobody else to serve: what it learns may still be judged good for the new scene
+        assert first.metrics["epochs"] == EPOCHS and "scene_left_at" not in first.metrics
+
+
+def test_without_pre_emption_a_job_whose_edge_left_its_scene_runs_to_its_end(setup: Setup) -> None:
+    """As under the benchmark's fifo and fair orders (preempt_ratio 0)."""
+    _scene_changes_in_first_epoch(setup, job_of_another_edge=True)
+    worker = setup.worker()
+    worker.cfg = worker.cfg.model_copy(update={"preempt_ratio": 0.0})
+    job = worker.process(setup.claim())
+    assert (job.job_id, job.metrics["epochs"]) == ("job-1", EPOCHS) and "scene_left_at" not in job.metrics
+
+
 def test_a_valuable_job_without_frames_of_its_scene_does_not_pre_empt(setup: Setup) -> None:
     claimed = setup.claim()
     setup.store.upsert_edge(EdgeInfo(edge_id="cam-2", class_names=CLASSES))
