@@ -69,7 +69,7 @@ class SceneLeft(StopEarly):
 
     def __init__(self, scene: float, changed_at: float, for_job: TrainingJob | None = None) -> None:
         goes_to = (
-            f"the worker goes to job {for_job.job_id} of {for_job.edge_id}"
+            f"job {for_job.job_id} of {for_job.edge_id} can have the worker"
             if for_job is not None
             else "what is left of its budget goes to the new scene's job"
         )

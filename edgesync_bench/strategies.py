@@ -400,7 +400,9 @@ _variants(
 )
 # a job stops at the first epoch boundary after its edge reports a scene change
 # (training.stop_on_scene_change): the rest of its budget goes to the new scene's first job. On
-# dev -5.4 over three seeds (BENCHMARKS.md, session 23): not the default
+# dev -5.4 over three seeds (BENCHMARKS.md, session 23): not the default. The manager stops such a
+# job anyway when a job of another camera could take the worker (pre-emption; session 25), so
+# manager-scenestop differs from manager only where nobody else waits
 _variants(
     "scenestop",
     ("edgesync", *ORDERS),
