@@ -660,10 +660,11 @@ class TrainingWorker:
                 if self.at_boundary is not None:
                     self.at_boundary(job, epochs_done)
                 changed = self.current_scene(job.edge_id, [])
-                if cfg.stop_on_scene_change and changed > scene:
+                scene_left = changed > scene
+                if cfg.stop_on_scene_change and scene_left:
                     raise SceneLeft(scene, changed)
-                if self.checkpoints is not None and (other := self._preempting(job, changed > scene)) is not None:
-                    if changed > scene:  # the rest would train for a scene that is gone: stop, judged as it is
+                if self.checkpoints is not None and (other := self._preempting(job, scene_left)) is not None:
+                    if scene_left:  # the rest would train for a scene that is gone: stop, judged as it is
                         raise SceneLeft(scene, changed, for_job=other)
                     raise Preempted(job, other, plan.epochs_done)
             return not undo
