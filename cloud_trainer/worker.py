@@ -103,11 +103,15 @@ Selection = tuple[list[StoredSample], list[StoredSample], list[StoredSample]]
 def split_fresh(fresh: list[StoredSample], cfg: TrainingConfig) -> tuple[list[StoredSample], list[StoredSample]]:
     """Split fresh samples into training and held-out ones.
 
-    With at least min_heldout audit frames among them (frames the edge drew at random,
-    sampler.audit_share), those are the held-out set and the rest train: the frames the edge
-    chose on merit are the ones its student finds hard, and a model judged on them can gain
-    there and lose on what the camera mostly sees. Otherwise (an edge that sends no audit frames,
-    or a scene too new to have enough) a share of the fresh samples is held out, as below.
+    Audit frames (frames the edge drew at random, sampler.audit_share) never train: the frames
+    the edge chose on merit are the ones its student finds hard, and a model judged on them can
+    gain there and lose on what the camera mostly sees. With at least min_heldout audit frames
+    they are the held-out set and the rest train. With fewer, they are held out and the
+    configured split of the other frames (below) makes up the rest of the held-out share. An
+    audit frame is held out by every job of its scene, so no model of the scene has trained on
+    the frames that judge it and the next job's candidate: a model fitted to a few dozen
+    frames scores its own training frames far above what it does on the stream. Without audit
+    frames (or with nothing else) the configured split applies to all of them.
 
     "interleaved" (the default) spreads the held-out share evenly through the window, so both sets
     span the same scenes. "newest" holds out the most recent arrivals, so a candidate must beat the
@@ -123,9 +127,23 @@ def split_fresh(fresh: list[StoredSample], cfg: TrainingConfig) -> tuple[list[St
     """
     fresh = sorted(fresh, key=lambda s: s.seq)
     audit = [s for s in fresh if s.audit]
-    if len(audit) >= cfg.min_heldout and len(audit) < len(fresh):
-        return [s for s in fresh if not s.audit], audit
+    others = [s for s in fresh if not s.audit]
     n_held = min(len(fresh) - 1, max(cfg.min_heldout, round(len(fresh) * cfg.heldout_fraction)))
+    if not audit or not others:
+        return _configured_split(fresh, cfg, n_held)
+    if len(audit) >= cfg.min_heldout or n_held <= len(audit):
+        return others, audit
+    train, extra = _configured_split(others, cfg, n_held - len(audit))
+    return train, sorted(audit + extra, key=lambda s: s.seq)
+
+
+def _configured_split(
+    fresh: list[StoredSample], cfg: TrainingConfig, n_held: int
+) -> tuple[list[StoredSample], list[StoredSample]]:
+    """(train, held) of fresh (in arrival order) by training.heldout, holding out n_held of them
+    ("fixed": its periodic frames, topped up with the newest to min_heldout or n_held if fewer;
+    see split_fresh)."""
+    n_held = min(n_held, len(fresh) - 1)
     if n_held <= 0:
         return fresh, []
     if cfg.heldout == "newest":
@@ -134,7 +152,7 @@ def split_fresh(fresh: list[StoredSample], cfg: TrainingConfig) -> tuple[list[St
         period = max(2, round(1 / cfg.heldout_fraction))
         held_ids = {s.sample_id for s in fresh if s.seq % period == period // 2}
         for s in reversed(fresh):  # the newest make up a scene's first few
-            if len(held_ids) >= min(cfg.min_heldout, len(fresh) - 1):
+            if len(held_ids) >= min(n_held, cfg.min_heldout):
                 break
             held_ids.add(s.sample_id)
         if len(held_ids) == len(fresh):  # keep one to train on

@@ -408,14 +408,29 @@ def test_audit_frames_are_the_held_out_set_when_there_are_enough() -> None:
     assert not any(s.audit for s in train) and len(train) == 35
 
 
-def test_too_few_audit_frames_fall_back_to_the_configured_split() -> None:
+def test_too_few_audit_frames_are_held_out_with_a_share_of_the_others() -> None:
     samples = fresh(40)
     for s in samples[:3]:
         s.audit = True
-    cfg = TrainingConfig(heldout_fraction=0.2, min_heldout=4)
-    plain = split_fresh(fresh(40), cfg)
-    train, held = split_fresh(samples, cfg)
-    assert ([s.seq for s in train], [s.seq for s in held]) == ([s.seq for s in plain[0]], [s.seq for s in plain[1]])
+    train, held = split_fresh(samples, TrainingConfig(heldout_fraction=0.2, min_heldout=4))
+    assert not any(s.audit for s in train)
+    assert {1, 2, 3} <= {s.seq for s in held} and len(held) == 8  # the held-out share, 8 of 40
+    extra = [s.seq for s in held if not s.audit]
+    assert extra[0] <= 10 and extra[-1] > 30  # the others' part interleaved through the window
+    assert sorted(s.seq for s in train + held) == list(range(1, 41))
+
+
+@pytest.mark.parametrize("heldout", ["interleaved", "newest", "fixed"])
+def test_no_job_of_a_scene_trains_on_its_audit_frames(heldout: str) -> None:
+    cfg = TrainingConfig(heldout_fraction=0.2, min_heldout=4, heldout=heldout)
+    samples = fresh(60)
+    for s in samples[2::5]:  # a fifth drawn at random by the edge
+        s.audit = True
+    for n in range(2, 61):  # a job as every frame arrives: audit frames judge every model of the scene
+        train, held = split_fresh(samples[:n], cfg)
+        assert not any(s.audit for s in train), n
+        assert train and len(train) + len(held) == n
+        assert len(held) >= min(cfg.min_heldout, n - 1)
 
 
 def test_a_queued_job_keeps_its_rank_as_the_next_samples_arrive(cloud: Cloud) -> None:
