@@ -18,6 +18,7 @@ from edgesync.drift import (
     load_schedule,
 )
 from edgesync.errors import ConfigError, InvalidInput
+from edgesync_bench.cameras import load_cameras
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "drift"
 RANDOM_CONDITIONS = ["night", "rain", "snow", "noise"]
@@ -298,3 +299,14 @@ def test_each_condition_is_fast_on_a_768x576_frame(name: str) -> None:
         TRANSFORMS[name](frame, 0.7, frame_rng(0, i, name))
         times.append(time.perf_counter() - start)
     assert sorted(times)[2] < 0.050, f"{name}: median {sorted(times)[2] * 1000:.1f} ms"
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS.parent / "bench").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_cameras_file_names_schedules_that_parse(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(CONFIGS.parents[1])  # the files name their schedules from the repository root
+    cameras = load_cameras(path).cameras
+    assert len(cameras) == 4
+    for camera in cameras:
+        schedule = load_schedule(camera.drift)
+        assert schedule.loop and schedule.names[0] == "clean"  # the bootstrap's own scene comes first
+        assert len(set(schedule.names)) == len(schedule.names)
