@@ -45,7 +45,7 @@ def clean_ground_truth(
 ) -> list[np.ndarray]:
     """Teacher boxes, (N, 6) arrays, for every clean frame of video; cached by video and teacher."""
     stat = Path(video).stat()
-    key = hashlib.sha256(f"{Path(video).resolve()}:{stat.st_size}:{teacher.name}:{teacher.class_names}".encode())
+    key = hashlib.sha256(f"{Path(video).resolve()}:{stat.st_size}:{teacher.labels_key}".encode())
     cache = Path(cache_dir) / f"clean-gt-{key.hexdigest()[:16]}.npz"
     if cache.exists():
         with np.load(cache) as data:

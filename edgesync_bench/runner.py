@@ -68,9 +68,9 @@ class BenchRequest:
     jobs: int = 1  # strategies run at a time, each in its own process with its share of the cores
 
 
-def _bootstrap_key(video: str, settings: BootstrapSettings, teacher_name: str, classes: list[str]) -> str:
+def _bootstrap_key(video: str, settings: BootstrapSettings, teacher: Teacher) -> str:
     stat = Path(video).stat()
-    text = f"{Path(video).resolve()}:{stat.st_size}:{settings}:{teacher_name}:{classes}"
+    text = f"{Path(video).resolve()}:{stat.st_size}:{settings}:{teacher.labels_key}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -111,7 +111,7 @@ def bench_student(
         return manifest, weights, 0.0
     settings = bootstrap or BootstrapSettings()
     settings.seconds = _first_clean_seconds(schedule) if bootstrap_s is None else bootstrap_s
-    key = _bootstrap_key(video, settings, teacher.name, list(teacher.class_names))
+    key = _bootstrap_key(video, settings, teacher)
     registry = ModelRegistry(cache_dir / "students" / key)
     if registry.latest(None) is None:
         console.print(f"bootstrapping the student on the first {settings.seconds:.0f} s (cached as {key})")

@@ -67,6 +67,10 @@ class CachingTeacher(Teacher):
         self.class_names = teacher.class_names
         self._cache: dict[bytes, list] = {}
 
+    @property
+    def labels_key(self) -> str:
+        return self.inner.labels_key
+
     def label(self, frames: list[np.ndarray]) -> list:
         import hashlib
 

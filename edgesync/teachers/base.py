@@ -45,6 +45,11 @@ class Teacher(ABC):
         """
         raise ConfigError(f"teacher {self.name} gives no feature maps: training.distill.mode must be off")
 
+    @property
+    def labels_key(self) -> str:
+        """What sets this teacher's labels, for caches of them: its name, classes and settings."""
+        return f"{self.name}:{self.class_names}"
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, classes={self.class_names})"
 

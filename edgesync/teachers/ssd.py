@@ -167,6 +167,20 @@ class SSDTeacher(Teacher):
             cv2.getNumThreads(),
         )
 
+    @property
+    def labels_key(self) -> str:
+        """The name and classes, and each setting that differs from its default (so the default
+        settings keep the key their caches were made under)."""
+        changed = self.cfg.model_dump(exclude_defaults=True, exclude={"type", "classes"})
+        return super().labels_key + "".join(f":{k}={v}" for k, v in sorted(changed.items()))
+
+    def _blob(self, frames: list[np.ndarray]) -> np.ndarray:
+        """The frames as the net's input: input_size square, RGB (cfg.resize says how they shrink)."""
+        size = self.cfg.input_size
+        if self.cfg.resize == "area":
+            frames = [cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames]
+        return cv2.dnn.blobFromImages(frames, scalefactor=1.0, size=(size, size), swapRB=True, crop=False)
+
     def label(self, frames: list[np.ndarray]) -> list[list[Detection]]:
         check_frames(frames)
         results: list[list[Detection]] = []
@@ -177,7 +191,6 @@ class SSDTeacher(Teacher):
     def features(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         """The three FEATURE_LAYERS maps of the frames, each (N, C, H, W) float32; see the module docstring."""
         check_frames(frames)
-        size = self.cfg.input_size
         levels: list[list[np.ndarray]] = [[] for _ in FEATURE_LAYERS]
         with self._feature_lock:
             if self._feature_net is None:
@@ -185,16 +198,13 @@ class SSDTeacher(Teacher):
                 self._feature_net = cv2.dnn.readNetFromTensorflow(str(graph), str(text_graph), cv2.dnn.ENGINE_CLASSIC)
             for start in range(0, len(frames), self.batch_size):
                 chunk = frames[start : start + self.batch_size]
-                blob = cv2.dnn.blobFromImages(chunk, scalefactor=1.0, size=(size, size), swapRB=True, crop=False)
-                self._feature_net.setInput(blob)
+                self._feature_net.setInput(self._blob(chunk))
                 for level, out in zip(levels, self._feature_net.forward(list(FEATURE_LAYERS)), strict=True):
                     level.append(np.array(out, dtype=np.float32))
         return [np.concatenate(level, axis=0) for level in levels]
 
     def _label_batch(self, frames: list[np.ndarray]) -> list[list[Detection]]:
-        size = self.cfg.input_size
-        blob = cv2.dnn.blobFromImages(frames, scalefactor=1.0, size=(size, size), swapRB=True, crop=False)
-        self._net.setInput(blob)
+        self._net.setInput(self._blob(frames))
         # (1, 1, N, 7) rows of [image index, coco id, score, x1, y1, x2, y2], coords in [0, 1]
         rows = self._net.forward().reshape(-1, 7)
         coco_ids = rows[:, 1].astype(np.int64)

@@ -14,10 +14,11 @@ from edgesync import ultralytics_env
 from edgesync.assets import resolve_video, ssd_model_files, vtest_path
 from edgesync.config import SSDTeacherConfig, UltralyticsTeacherConfig
 from edgesync.errors import AssetError, ConfigError, InvalidInput, SourceError
+from edgesync.evaluation import map50
 from edgesync.teachers import Teacher, build_teacher
 from edgesync.teachers.ssd import COCO91_NAMES, SSDTeacher
 from edgesync.teachers.ultralytics_teacher import UltralyticsTeacher
-from edgesync.types import Detection
+from edgesync.types import Detection, detections_to_array
 
 pytestmark = pytest.mark.integration
 
@@ -93,6 +94,47 @@ def test_teacher_rejects_frames_that_are_not_bgr_uint8(ssd, bus):
         ssd.label([bus, cv2.cvtColor(bus, cv2.COLOR_BGR2GRAY)])
     with pytest.raises(InvalidInput, match="float32"):
         ssd.label([bus.astype(np.float32)])
+
+
+def _vtest_frames(step: int) -> list[np.ndarray]:
+    capture, frames = cv2.VideoCapture(str(vtest_path())), []
+    for i in range(795):
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if i % step == 0:
+            frames.append(frame)
+    return frames
+
+
+def test_area_resize_makes_the_ssd_labels_of_a_frame_and_of_its_downscaled_upload_agree():
+    """blobFromImages' bilinear resize aliases a 768-px frame shrunk to 300 px: its labels and those
+    of the same frame uploaded at 640 px (sampler.max_side) differ; averaging the pixels does not."""
+    frames = _vtest_frames(step=40)
+    agreement = {}
+    for resize in ("linear", "area"):
+        teacher = build_teacher(SSDTeacherConfig(classes=["person", "car"], resize=resize))
+        full, small = [], []
+        for frame in frames:
+            scale = 640 / frame.shape[1]
+            shrunk = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            full.append(detections_to_array(teacher.label([frame])[0]))
+            boxes = detections_to_array(teacher.label([shrunk])[0])
+            boxes[:, :4] /= scale
+            small.append(boxes)
+        agreement[resize] = map50(full, small, 2)  # the full frame's labels judged by the upload's
+    assert agreement["area"] > 0.88 and agreement["area"] > agreement["linear"] + 0.05, agreement
+
+
+def test_an_ssd_setting_that_changes_the_labels_changes_their_cache_key():
+    default = build_teacher(SSDTeacherConfig(classes=["person", "car"]))
+    assert default.labels_key == "ssd_mobilenet_v2_coco:['person', 'car']"  # the key caches were made under
+    assert build_teacher(SSDTeacherConfig(classes=["person", "car"], conf=0.5)).labels_key == default.labels_key
+    keys = {
+        build_teacher(SSDTeacherConfig(classes=["person", "car"], **change)).labels_key
+        for change in ({"resize": "area"}, {"conf": 0.3}, {"input_size": 320})
+    }
+    assert len(keys) == 3 and default.labels_key not in keys
 
 
 def test_coco91_table_matches_ultralytics_coco_names_and_ids():
