@@ -387,7 +387,8 @@ class TrainingConfig(Strict):
     # seed 0 51.9 against 59.0 (fog 21.5 against 52.7; BENCHMARKS.md, session 24), so "as-is"
     replay_style: Literal["as-is", "matched"] = "as-is"
     heldout_fraction: float = Field(0.2, gt=0, lt=1)  # share of fresh samples kept for validation
-    # which fresh samples validate (see worker.split_fresh); on the dev benchmark "newest" scored
+    # which fresh samples validate besides the audit frames, which always do (see
+    # worker.split_fresh); on the dev benchmark "newest" scored
     # 33.5 mAP50 against 44.1 for "interleaved": 16 newest frames are too few to judge a model by.
     # "fixed" holds each frame out (or not) for good, so no job is judged on frames an earlier one
     # trained on
