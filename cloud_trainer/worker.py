@@ -267,8 +267,13 @@ class TrainingWorker:
         return max(reported, newest[0].scene_start if newest else 0.0)
 
     def ready(self, train: list[StoredSample], held: list[StoredSample]) -> bool:
-        """Whether a job has enough frames of the current scene to train and judge a model."""
-        return len(train) + len(held) >= self.cfg.min_fresh and bool(held)
+        """Whether a job has enough frames of the current scene to train and judge a model; with
+        training.audit_jury, of an edge that sends audit frames, min_heldout of them to judge on."""
+        if len(train) + len(held) < self.cfg.min_fresh or not held:
+            return False
+        if self.cfg.audit_jury and self.store.get_meta(held[0].edge_id).get("audits"):
+            return sum(s.audit for s in held) >= self.cfg.min_heldout
+        return True
 
     # ------------------------------------------------------------ one job
 

@@ -394,6 +394,10 @@ class TrainingConfig(Strict):
     # trained on
     heldout: Literal["newest", "interleaved", "fixed"] = "interleaved"
     min_heldout: int = Field(4, gt=0)
+    # a job of an edge that sends audit frames waits for min_heldout of its scene's before it trains,
+    # so no job is judged on frames picked on merit; later first models lost dev 8-10 points
+    # (BENCHMARKS.md, session 26)
+    audit_jury: bool = False
     tolerance: float = Field(0.0, ge=0, le=1)  # accept a candidate up to this much worse (mAP50)
     # the candidate lies this share of the way from the current model's weights to the fine-tuned
     # ones (every tensor, batch-norm statistics too: WiSE-FT, edgesync.student.StudentModel.interpolated),

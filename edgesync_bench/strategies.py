@@ -422,6 +422,16 @@ _variants(
 # 16 steps momentum 0.937 averages over, so with it each step is longer than the one before. On
 # dev seed 0 plain steps learnt too little: 54.6 against 59.0 (BENCHMARKS.md, session 24)
 _variants("nomomentum", ("edgesync", *ORDERS), "plain SGD steps, without momentum", {"momentum": 0.0})
+# a job of an edge that sends audit frames waits for min_heldout of its scene's to judge it
+# (training.audit_jury): a scene's first job is no longer judged on frames picked on merit. It
+# starts 10-20 s later, and fog's first model with it: dev 50.9 / 49.2 against 59.1 / 59.3 (seeds
+# 0-1), holdout 53.8 against 55.5 (BENCHMARKS.md, session 26): not the default
+_variants(
+    "auditjury",
+    ("edgesync", *ORDERS),
+    "a job waits for min_heldout audit frames of its scene to be judged on",
+    {"audit_jury": True},
+)
 # without audit frames (sampler.audit_share 0): models are validated, and the manager's live
 # accuracy proxy is measured, on a share of the frames picked on merit, as before session 10
 _variants(

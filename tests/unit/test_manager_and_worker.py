@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from cloud_trainer.manager import TrainingManager, job_priority, scene_yield
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import MemoryStore
-from cloud_trainer.worker import split_fresh
+from cloud_trainer.worker import TrainingWorker, split_fresh
 from edgesync.config import ManagerConfig, TrainingConfig
 from edgesync.types import Detection, EdgeInfo, ModelManifest, SceneChange, StoredSample, TrainingJob
 from edgesync.weights import sha256_hex
@@ -431,6 +431,24 @@ def test_no_job_of_a_scene_trains_on_its_audit_frames(heldout: str) -> None:
         assert not any(s.audit for s in train), n
         assert train and len(train) + len(held) == n
         assert len(held) >= min(cfg.min_heldout, n - 1)
+
+
+@pytest.mark.parametrize("audit_jury", [False, True])
+def test_with_an_audit_jury_a_job_waits_for_min_heldout_audit_frames(cloud: Cloud, audit_jury: bool) -> None:
+    cloud.label("cam-1", 10)
+    cloud.label("cam-1", 2, audit=True)  # the edge sends audit frames: two so far
+    cfg = TrainingConfig(min_fresh=8, min_heldout=4, audit_jury=audit_jury)
+    worker = TrainingWorker(cloud.store, cloud.registry, cfg, "w-1")
+    job = cloud.store.queued_job_for("cam-1")
+    assert worker.ready(*worker.select(job)[:2]) is not audit_jury
+    cloud.label("cam-1", 2, audit=True)
+    assert worker.ready(*worker.select(job)[:2])
+
+
+def test_an_audit_jury_does_not_hold_up_an_edge_that_sends_no_audit_frames(cloud: Cloud) -> None:
+    cloud.label("cam-1", 12)
+    worker = TrainingWorker(cloud.store, cloud.registry, TrainingConfig(min_fresh=8, audit_jury=True), "w-1")
+    assert worker.ready(*worker.select(cloud.store.queued_job_for("cam-1"))[:2])
 
 
 def test_a_queued_job_keeps_its_rank_as_the_next_samples_arrive(cloud: Cloud) -> None:
