@@ -15,6 +15,7 @@ from edgesync.assets import resolve_video, ssd_model_files, vtest_path
 from edgesync.config import SSDTeacherConfig, UltralyticsTeacherConfig
 from edgesync.errors import AssetError, ConfigError, InvalidInput, SourceError
 from edgesync.evaluation import map50
+from edgesync.ground_truth import read_video
 from edgesync.teachers import Teacher, build_teacher
 from edgesync.teachers.ssd import COCO91_NAMES, SSDTeacher
 from edgesync.teachers.ultralytics_teacher import UltralyticsTeacher
@@ -96,21 +97,10 @@ def test_teacher_rejects_frames_that_are_not_bgr_uint8(ssd, bus):
         ssd.label([bus.astype(np.float32)])
 
 
-def _vtest_frames(step: int) -> list[np.ndarray]:
-    capture, frames = cv2.VideoCapture(str(vtest_path())), []
-    for i in range(795):
-        ok, frame = capture.read()
-        if not ok:
-            break
-        if i % step == 0:
-            frames.append(frame)
-    return frames
-
-
 def test_area_resize_makes_the_ssd_labels_of_a_frame_and_of_its_downscaled_upload_agree():
     """blobFromImages' bilinear resize aliases a 768-px frame shrunk to 300 px: its labels and those
     of the same frame uploaded at 640 px (sampler.max_side) differ; averaging the pixels does not."""
-    frames = _vtest_frames(step=40)
+    frames = read_video(str(vtest_path()))[0][::40]
     agreement = {}
     for resize in ("linear", "area"):
         teacher = build_teacher(SSDTeacherConfig(classes=["person", "car"], resize=resize))
