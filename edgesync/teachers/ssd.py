@@ -169,10 +169,10 @@ class SSDTeacher(Teacher):
 
     @property
     def labels_key(self) -> str:
-        """The name and classes, and each setting that differs from its default (so the default
-        settings keep the key their caches were made under)."""
-        changed = self.cfg.model_dump(exclude_defaults=True, exclude={"type", "classes"})
-        return super().labels_key + "".join(f":{k}={v}" for k, v in sorted(changed.items()))
+        """The name and classes, and every setting, defaults included (so a cache made under
+        one default is never read under another)."""
+        settings = self.cfg.model_dump(exclude={"type", "classes"})
+        return super().labels_key + "".join(f":{k}={v}" for k, v in sorted(settings.items()))
 
     def _blob(self, frames: list[np.ndarray]) -> np.ndarray:
         """The frames as the net's input: input_size square, RGB (cfg.resize says how they shrink)."""
