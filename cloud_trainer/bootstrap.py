@@ -40,16 +40,48 @@ class BootstrapSettings:
     val_every: int = 8  # every n-th frame is held out for validation
 
 
-def read_frames(video: str, seconds: float, count: int) -> list[np.ndarray]:
-    """count frames evenly spaced over the first seconds of video."""
+def _open(video: str) -> cv2.VideoCapture:
     capture = cv2.VideoCapture(video)
     if not capture.isOpened():
         raise SourceError(f"cannot open video {video!r}")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    return capture
+
+
+def _header(capture: cv2.VideoCapture) -> tuple[float, int]:
+    """(frames per second, frame count or 0 where the container does not say)."""
+    return capture.get(cv2.CAP_PROP_FPS) or 25.0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+
+
+def _span(capture: cv2.VideoCapture, seconds: float) -> int:
+    fps, total = _header(capture)
     span = int(seconds * fps)
-    if total:
-        span = min(span, total)
+    return min(span, total) if total else span
+
+
+def video_length_s(video: str) -> float | None:
+    """The video's length in seconds from its header; None where the container does not say."""
+    capture = _open(video)
+    try:
+        fps, total = _header(capture)
+    finally:
+        capture.release()
+    return total / fps if total else None
+
+
+def frames_spanned(video: str, seconds: float) -> int:
+    """How many frames from the start of video its first seconds cover: read_frames draws from
+    frames 0 to this (exclusive)."""
+    capture = _open(video)
+    try:
+        return _span(capture, seconds)
+    finally:
+        capture.release()
+
+
+def read_frames(video: str, seconds: float, count: int) -> list[np.ndarray]:
+    """count frames evenly spaced over the first seconds of video."""
+    capture = _open(video)
+    span = _span(capture, seconds)
     wanted = set(np.linspace(0, max(span - 1, 0), num=min(count, max(span, 1))).round().astype(int).tolist())
     frames, index = [], 0
     while index < span and len(frames) < len(wanted):

@@ -84,7 +84,7 @@ class Camera:
         video_index = (i + self.setup.offset_frames) % len(setup.frames)
         image = _LazyDriftedFrame(self.drift, setup.frames[video_index], t, i)
         prediction = self._predict(i, image)
-        if t >= setup.eval_from_s:
+        if setup.scored(t, video_index):
             result.frames.append(
                 FrameResult(
                     t,

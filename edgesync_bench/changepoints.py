@@ -97,11 +97,12 @@ def run_changepoints(req: ChangePointRequest) -> dict:
     frames, fps = read_video(video)
     teacher = build_teacher(cloud.teacher) if req.student is None else None
     # the detector needs a student's confidences, whatever the schedule: the one the accuracy bench
-    # bootstraps on dev.yaml (the video's first clean minute) is shared through the cache
-    manifest, weights, _ = bench_student(
+    # bootstraps on dev.yaml (the video's first clean minute, at most a quarter of the video) is
+    # shared through the cache
+    base = bench_student(
         video, schedule, req.student, teacher, cloud, req.cache_dir or edgesync_home() / "bench", bootstrap_s=60.0
     )
-    student = StudentModel.from_bytes(manifest, weights, source="bench student")
+    student = StudentModel.from_bytes(base.manifest, base.weights, source="bench student")
     duration = schedule.duration_s if req.max_seconds is None else min(schedule.duration_s, req.max_seconds)
     truth = read_truth(req.truth) if req.truth else [b for b in schedule.boundaries()[1:] if b < duration]
     drift = DriftApplier(schedule, req.seed)

@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cloud_trainer.bootstrap import BootstrapSettings, bootstrap_student
+from cloud_trainer.bootstrap import BootstrapSettings, bootstrap_student, frames_spanned, video_length_s
 from cloud_trainer.registry import ModelRegistry
 from edgesync.assets import edgesync_home, resolve_video
 from edgesync.config import CloudConfig, SamplerConfig
@@ -27,6 +27,7 @@ from edgesync.errors import ConfigError
 from edgesync.ground_truth import clean_ground_truth, read_video
 from edgesync.student import StudentModel, load_safetensors_model
 from edgesync.teachers import Teacher, build_teacher
+from edgesync.types import ModelManifest
 from edgesync_bench.cameras import combine, load_cameras
 from edgesync_bench.cameras import markdown_table as cameras_table
 from edgesync_bench.cameras import plot as cameras_plot
@@ -93,6 +94,23 @@ def _first_clean_seconds(schedule: DriftSchedule) -> float:
     return first.until_s
 
 
+# The bench bootstraps its student on at most this share of the video, and never scores the frames
+# it bootstrapped on, wherever a looping stream shows them again: on a short clip (vtest.avi lasts
+# 79.5 s) a minute-long bootstrap would otherwise have most of the stream score the student on
+# its own training frames. A quarter leaves three of every four frames ones it never saw.
+BOOTSTRAP_MAX_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class BenchStudent:
+    """The student every strategy starts from, and which frames the bench must not score."""
+
+    manifest: ModelManifest
+    weights: bytes
+    eval_from_s: float  # stream seconds before this (the bootstrap's clean segment) are not scored
+    bootstrap_frames: int  # video frames 0 to this (exclusive) trained it: never scored
+
+
 def bench_student(
     video: str,
     schedule: DriftSchedule,
@@ -102,19 +120,21 @@ def bench_student(
     cache_dir: Path,
     bootstrap: BootstrapSettings | None = None,
     bootstrap_s: float | None = None,
-) -> tuple:
-    """(manifest, weights, seconds not to score): the given student, or one bootstrapped (and
-    cached by video and settings) on the first bootstrap_s seconds of the clean video (default:
-    the schedule's first segment, which must be clean)."""
+) -> BenchStudent:
+    """The given student, or one bootstrapped (and cached by video and settings) on the first
+    bootstrap_s seconds of the clean video (default: the schedule's first segment, which must be
+    clean), at most BOOTSTRAP_MAX_SHARE of the video."""
     if student is not None:
         manifest, weights = _load_student(student)
-        return manifest, weights, 0.0
+        return BenchStudent(manifest, weights, 0.0, 0)
+    first_clean = _first_clean_seconds(schedule) if bootstrap_s is None else bootstrap_s
+    length = video_length_s(video)
     settings = bootstrap or BootstrapSettings()
-    settings.seconds = _first_clean_seconds(schedule) if bootstrap_s is None else bootstrap_s
+    settings.seconds = first_clean if length is None else min(first_clean, round(length * BOOTSTRAP_MAX_SHARE, 2))
     key = _bootstrap_key(video, settings, teacher)
     registry = ModelRegistry(cache_dir / "students" / key)
     if registry.latest(None) is None:
-        console.print(f"bootstrapping the student on the first {settings.seconds:.0f} s (cached as {key})")
+        console.print(f"bootstrapping the student on the first {settings.seconds:.1f} s (cached as {key})")
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("bootstrap training", total=settings.epochs)
             bootstrap_student(
@@ -126,18 +146,18 @@ def bench_student(
                 on_epoch=lambda e, total: progress.update(task, completed=e),
             )
     manifest, weights = registry.load(None, registry.latest_version(None))
-    return manifest, weights, settings.seconds
+    return BenchStudent(manifest, weights, first_clean, frames_spanned(video, settings.seconds))
 
 
-def default_bench_student(video: str, schedule: DriftSchedule) -> tuple[StudentModel, Teacher, float]:
-    """(student, teacher, seconds not to score): what `edgesync bench` starts from on this video
-    and schedule with the default cloud config, bootstrapped and cached on first use, and the
-    teacher it learnt from; for scripts that study that student outside the bench."""
+def default_bench_student(video: str, schedule: DriftSchedule) -> tuple[StudentModel, Teacher, BenchStudent]:
+    """(student, teacher, what it was bootstrapped on): what `edgesync bench` starts from on this
+    video and schedule with the default cloud config, bootstrapped and cached on first use, and
+    the teacher it learnt from; for scripts that study that student outside the bench."""
     cloud = CloudConfig()
     teacher = build_teacher(cloud.teacher)
     video = resolve_video(video)
-    manifest, weights, skip_s = bench_student(video, schedule, None, teacher, cloud, edgesync_home() / "bench")
-    return StudentModel.from_bytes(manifest, weights), teacher, skip_s
+    base = bench_student(video, schedule, None, teacher, cloud, edgesync_home() / "bench")
+    return StudentModel.from_bytes(base.manifest, base.weights), teacher, base
 
 
 @dataclass
@@ -177,9 +197,8 @@ def _prepare(req: BenchRequest) -> _Prepared:
             video, teacher.inner, cache_dir, frames, lambda n, total: progress.update(task, completed=n)
         )
 
-    base_manifest, base_weights, eval_from = bench_student(
-        video, schedule, req.student, teacher.inner, cloud, cache_dir, req.bootstrap
-    )
+    base = bench_student(video, schedule, req.student, teacher.inner, cloud, cache_dir, req.bootstrap)
+    base_manifest = base.manifest
 
     duration = schedule.duration_s if req.max_seconds is None else min(schedule.duration_s, req.max_seconds)
     cameras = []
@@ -195,8 +214,9 @@ def _prepare(req: BenchRequest) -> _Prepared:
         seed=req.seed,
         truth=truth,
         base_manifest=base_manifest,
-        base_weights=base_weights,
-        eval_from_s=eval_from,
+        base_weights=base.weights,
+        eval_from_s=base.eval_from_s,
+        bootstrap_frames=base.bootstrap_frames,
         duration_s=duration,
         num_classes=len(base_manifest.class_names),
         cameras=cameras,
@@ -225,7 +245,9 @@ def _prepare(req: BenchRequest) -> _Prepared:
         # results are comparable only where this matches
         "student_sha256": base_manifest.sha256,
         "fps": fps,
-        "evaluated_from_s": eval_from,
+        "evaluated_from_s": base.eval_from_s,
+        # video frames the student was bootstrapped on: never scored, however often the stream loops
+        "bootstrap_video_frames": base.bootstrap_frames,
         "budgets": {
             "max_samples_per_s": req.max_samples_per_s,
             "max_bytes_per_s": req.max_bytes_per_s,

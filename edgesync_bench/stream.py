@@ -54,6 +54,11 @@ class StreamSetup:
     duration_s: float
     num_classes: int
     cameras: list[CameraSetup] = field(default_factory=list)
+    bootstrap_frames: int = 0  # video frames 0 to this (exclusive) trained the student: never scored
+
+    def scored(self, t: float, video_index: int) -> bool:
+        """Whether the bench scores the frame shown at stream time t (video frame video_index)."""
+        return t >= self.eval_from_s and video_index >= self.bootstrap_frames
 
     @property
     def total_frames(self) -> int:

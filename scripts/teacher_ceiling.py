@@ -10,7 +10,8 @@ schedule, beside the bench's bootstrapped student (`static`) on the same frames:
     .venv/bin/python scripts/teacher_ceiling.py configs/drift/dev.yaml [--every-s 1] [--seed 0]
 
 Frames are taken every `--every-s` seconds of stream time after the schedule's first (bootstrap)
-segment, drifted as the benchmark drifts them; means over segments weigh each by its frames.
+segment, skipping the video frames the student was bootstrapped on, as the benchmark does, and
+drifted as the benchmark drifts them; means over segments weigh each by its frames.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def main() -> None:
 
     schedule = load_schedule(args.drift)
     video = str(vtest_path())
-    student, teacher, skip_s = default_bench_student(video, schedule)
+    student, teacher, base = default_bench_student(video, schedule)
+    skip_s = base.eval_from_s
     frames, fps = read_video(video)
     applier = DriftApplier(schedule, args.seed)
     classes = len(student.class_names)
@@ -50,6 +52,9 @@ def main() -> None:
     t = skip_s
     while t < schedule.duration_s:
         index = round(t * fps)
+        if index % len(frames) < base.bootstrap_frames:
+            t += args.every_s
+            continue
         clean = frames[index % len(frames)]
         drifted = applier.apply(clean, t, index)
         truth, labels = teacher.label([clean, drifted])

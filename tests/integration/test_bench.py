@@ -18,12 +18,13 @@ import cv2
 import pytest
 import torch
 
+from cloud_trainer.bootstrap import BootstrapSettings
 from cloud_trainer.registry import ModelRegistry
 from edgesync.assets import vtest_path
 from edgesync.config import CloudConfig, SamplerConfig, parse_config
 from edgesync.student import StudentModel
 from edgesync_bench import strategies as registry
-from edgesync_bench.runner import BenchRequest, run_bench
+from edgesync_bench.runner import BOOTSTRAP_MAX_SHARE, BenchRequest, run_bench
 from edgesync_bench.strategies import CountTrigger
 from edgesync_bench.stream import EDGE_ID
 
@@ -223,6 +224,35 @@ def test_report_has_a_table_row_per_strategy_and_a_plot(results: dict, out: Path
         assert f"| {name} |" in table
     assert f"student {results['student_sha256'][:8]}" in table  # which student the rows are of
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_bootstrapped_student_is_never_scored_on_its_training_frames_however_the_stream_loops(
+    inputs: Path,
+) -> None:
+    # 30 s of a 15 s clip: the stream shows every frame twice; the first clean segment (5 s) is
+    # longer than a quarter of the clip, so the bootstrap takes the first 3.75 s (37 frames)
+    (inputs / "looping.yaml").write_text(
+        "loop: true\nsegments:\n  - {until_s: 5, condition: clean}\n  - {until_s: 30, condition: night}\n"
+    )
+    out = inputs / "bootstrap-out"
+    run_bench(
+        BenchRequest(
+            video=str(inputs / "clip.avi"),
+            drift=inputs / "looping.yaml",
+            strategies=["static"],
+            seed=0,
+            out=out,
+            bootstrap=BootstrapSettings(frames=8, epochs=1, imgsz=96, val_every=4),
+            cache_dir=inputs / "bootstrap-cache",
+        )
+    )
+    results = json.loads((out / "results.json").read_text())
+    span = int(CLIP_FRAMES / CLIP_FPS * BOOTSTRAP_MAX_SHARE * CLIP_FPS)
+    assert results["bootstrap_video_frames"] == span == 37
+    assert results["evaluated_from_s"] == 5.0  # and the whole first segment is a warm-up
+    stream = round(30 * CLIP_FPS)
+    scored = [i for i in range(stream) if i / CLIP_FPS >= 5.0 and i % CLIP_FRAMES >= span]
+    assert results["strategies"]["static"]["frames"] == len(scored) == stream - 50 - span
 
 
 def test_bench_changepoints_scores_the_detector_against_the_schedule(inputs: Path) -> None:
