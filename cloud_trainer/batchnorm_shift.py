@@ -17,8 +17,8 @@ weights before the step) and, after the step, runs that batch once more without 
 moves each layer's running mean by the change in the batch mean and scales its running variance
 by the ratio of the batch variances. The running averages keep what they estimated about the
 training data; only the part the step invalidated is replaced. One extra forward pass of one
-batch per optimizer step. Off by default (training.bn_follows_steps): it ends the collapse,
-but on the benchmarks the validated system did worse with it (BENCHMARKS.md, session 21).
+batch per optimizer step. On by default (training.bn_follows_steps): it ends the collapse of a
+fine-tune's first steps (BENCHMARKS.md, sessions 21 and 27).
 """
 
 from __future__ import annotations

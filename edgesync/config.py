@@ -362,12 +362,12 @@ class TrainingConfig(Strict):
     # the statistics of the last training batch (cloud_trainer.batchnorm_shift): with momentum 0.03
     # and a few batches an epoch they otherwise trail the weights, and a step can be scored and
     # deployed with statistics of the weights before it, which on a low-variance stem filter broke
-    # the student (fog 0.7: 0.23 -> 0.04 held-out mAP50; 0.75 with the statistics following). It
-    # lifts every fine-tune and the unvalidated baselines (dev: uniform 19.0 -> 33.9), but not the
-    # validated system: more close calls reach 4-frame juries (dev -1.1 over three seeds, four
-    # cameras' manager 67.0 -> 62.7; BENCHMARKS.md, session 21), so off by default. One extra
-    # forward pass of one batch per step, charged by the benchmark
-    bn_follows_steps: bool = False
+    # the student (fog 0.7: 0.23 -> 0.04 held-out mAP50; 0.75 with the statistics following); on
+    # the bench's own student a first step on clean frames took 0.83 to 0.04. On by default since
+    # the bench scores only frames the student never saw (dev seeds 1-2: +3.8 and +6.6; BENCHMARKS.md,
+    # session 27); on the earlier yardstick it had lost 1.1 (session 21). One extra forward pass
+    # of one batch per step, charged by the benchmark
+    bn_follows_steps: bool = True
     # before a job commits its budget, the profiler trains each candidate for profile_epochs on a
     # profile_fraction subsample, scores the held-out frames after each epoch, predicts the gain
     # at the job's epochs, and the job runs the candidate with the best predicted gain per compute
