@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edgesync.config import EdgeId
 from edgesync.errors import ConfigError
-from edgesync_bench.report import shade_segments
+from edgesync_bench.report import shade_segments, timeline_line
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -145,10 +145,9 @@ def plot(results: dict, path: Path) -> None:
         shade_segments(ax, camera["segments"], results["duration_s"], fontsize=7)
         for color, (name, r) in zip(colors, results["strategies"].items(), strict=False):
             mine = r["per_camera"][camera["edge_id"]]
-            xs = [w["t_s"] for w in mine["timeline"]]
-            ys = [w["map50"] for w in mine["timeline"]]
+            xs, ys = timeline_line(mine["timeline"], results["fps"])
             mean = "–" if mine["map50_mean"] is None else f"{100 * mine['map50_mean']:.1f}"
-            ax.step(xs, ys, where="post", color=color, label=f"{name} ({mean})")
+            ax.plot(xs, ys, color=color, label=f"{name} ({mean})")
             for t in mine["update_times_s"]:
                 ax.axvline(t, color=color, alpha=0.35, linestyle=":", linewidth=1)
         ax.set_ylim(0, 1.1)

@@ -76,15 +76,29 @@ def shade_segments(ax, segments: list[dict], duration_s: float, fontsize: int = 
         start = end
 
 
+def timeline_line(timeline: list[dict], fps: float) -> tuple[list[float], list[float]]:
+    """x, y to draw a timeline as steps: each window's mAP50 held over the frames it scored, and a
+    break where no frame was scored (the bootstrap's own frames, where a looping video shows them)."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for w in timeline:
+        if xs and w["t_s"] > xs[-1] + 1.5 / fps:
+            xs.append(xs[-1])
+            ys.append(float("nan"))
+        end = w["t_s"] + w["frames"] / fps
+        xs += [w["t_s"], end]
+        ys += [w["map50"], w["map50"]]
+    return xs, ys
+
+
 def plot(results: dict, path: Path) -> None:
     """Accuracy over time per strategy, drift segments shaded and named, model updates marked."""
     fig, ax = plt.subplots(figsize=(11, 4.5), dpi=110)
     shade_segments(ax, results["segments"], results["duration_s"])
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for color, (name, r) in zip(colors, results["strategies"].items(), strict=False):
-        xs = [w["t_s"] for w in r["timeline"]]
-        ys = [w["map50"] for w in r["timeline"]]
-        ax.step(xs, ys, where="post", label=f"{name} ({_fmt(r['map50_mean'])})", color=color)
+        xs, ys = timeline_line(r["timeline"], results["fps"])
+        ax.plot(xs, ys, label=f"{name} ({_fmt(r['map50_mean'])})", color=color)
         for t in r["update_times_s"]:
             ax.axvline(t, color=color, alpha=0.35, linestyle=":", linewidth=1)
     ax.set_xlim(0, results["duration_s"])

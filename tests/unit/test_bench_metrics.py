@@ -202,3 +202,15 @@ def test_job_orders_rank_by_arrival_or_by_training_time_so_far() -> None:
     assert queue_priority("fair", old, {}) > queue_priority("fair", new, {})  # equal time: first come
     with pytest.raises(ValueError, match="lottery"):
         queue_priority("lottery", old, {})
+
+
+def test_the_plotted_timeline_breaks_where_no_frame_was_scored() -> None:
+    import math
+
+    from edgesync_bench.report import timeline_line
+
+    # 10 fps: two contiguous 10 s windows, then nothing scored for 20 s, then one 5 s window
+    frames = [FrameResult(i / 10, "clean", 1, PERSON, PERSON) for i in (*range(0, 200), *range(400, 450))]
+    xs, ys = timeline_line(windows(frames, 10.0, 1), fps=10)
+    assert xs == pytest.approx([0, 10, 10, 20, 20, 40, 45])
+    assert [math.isnan(y) for y in ys] == [False, False, False, False, True, False, False]
