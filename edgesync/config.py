@@ -364,9 +364,9 @@ class TrainingConfig(Strict):
     # deployed with statistics of the weights before it, which on a low-variance stem filter broke
     # the student (fog 0.7: 0.23 -> 0.04 held-out mAP50; 0.75 with the statistics following); on
     # the bench's own student a first step on clean frames took 0.83 to 0.04. On by default since
-    # the bench scores only frames the student never saw (dev seeds 1-2: +3.8 and +6.6; BENCHMARKS.md,
-    # session 27); on the earlier yardstick it had lost 1.1 (session 21). One extra forward pass
-    # of one batch per step, charged by the benchmark
+    # the bench scores only frames the student never saw (dev +4.6 over three seeds, every seed
+    # up; BENCHMARKS.md, session 27); on the earlier yardstick it had lost 1.1 (session 21). One
+    # extra forward pass of one batch per step, charged by the benchmark
     bn_follows_steps: bool = True
     # before a job commits its budget, the profiler trains each candidate for profile_epochs on a
     # profile_fraction subsample, scores the held-out frames after each epoch, predicts the gain

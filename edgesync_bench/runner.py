@@ -198,7 +198,6 @@ def _prepare(req: BenchRequest) -> _Prepared:
         )
 
     base = bench_student(video, schedule, req.student, teacher.inner, cloud, cache_dir, req.bootstrap)
-    base_manifest = base.manifest
 
     duration = schedule.duration_s if req.max_seconds is None else min(schedule.duration_s, req.max_seconds)
     cameras = []
@@ -213,12 +212,12 @@ def _prepare(req: BenchRequest) -> _Prepared:
         schedule=schedule,
         seed=req.seed,
         truth=truth,
-        base_manifest=base_manifest,
+        base_manifest=base.manifest,
         base_weights=base.weights,
         eval_from_s=base.eval_from_s,
         bootstrap_frames=base.bootstrap_frames,
         duration_s=duration,
-        num_classes=len(base_manifest.class_names),
+        num_classes=len(base.manifest.class_names),
         cameras=cameras,
     )
     costs = CostModel(gpu_speedup=req.gpu_speedup)
@@ -227,7 +226,7 @@ def _prepare(req: BenchRequest) -> _Prepared:
             max_samples_per_s=req.max_samples_per_s, max_bytes_per_s=req.max_bytes_per_s, max_side=req.max_side
         ),
         # the seed moves training's randomness too, not only the drift's noise (the student is shared)
-        training=cloud.training.model_copy(update={"imgsz": base_manifest.imgsz, "seed": req.seed}),
+        training=cloud.training.model_copy(update={"imgsz": base.manifest.imgsz, "seed": req.seed}),
         costs=costs,
         uplink_kbit_s=req.uplink_kbit_s,
         downlink_kbit_s=req.downlink_kbit_s,
@@ -243,7 +242,7 @@ def _prepare(req: BenchRequest) -> _Prepared:
         "gpu_speedup": req.gpu_speedup,
         # which student every strategy started from: bootstraps differ across kinds of CPU, so
         # results are comparable only where this matches
-        "student_sha256": base_manifest.sha256,
+        "student_sha256": base.manifest.sha256,
         "fps": fps,
         "evaluated_from_s": base.eval_from_s,
         # video frames the student was bootstrapped on: never scored, however often the stream loops

@@ -360,7 +360,7 @@ _variants("stem", ("edgesync", *ORDERS), "the stem's two convolutions are frozen
 # batch-norm running statistics that follow each optimizer step (training.bn_follows_steps): the
 # collapse of a fine-tune's first step is gone (fog 0.7, seed 2: 0.04 -> 0.75 held-out mAP50). On
 # the yardstick before session 27 the validated system lost 1.1 with it (session 21); scored only
-# on frames the student never saw it won (dev seeds 1-2 +3.8 and +6.6, session 27) and is the
+# on frames the student never saw it won (dev +4.6 over three seeds, session 27) and is the
 # default. -bnfollow names it explicitly, as sessions 21-26 ran it; -stalebn turns it off
 _variants(
     "bnfollow",
