@@ -10,6 +10,7 @@ subclass, the extension point ultralytics documents for custom models. With
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from edgesync.student import StudentModel
 from edgesync.types import Detection, detections_to_array
 
 log = logging.getLogger(__name__)
+
+ULTRALYTICS_NOMINAL_BATCH = 64  # ultralytics' default nbs
 
 
 @dataclass
@@ -225,11 +228,12 @@ def fine_tune(
                 accepted = state
 
         yolo.add_callback("on_fit_epoch_end", weights_done)
+    batch = min(cfg.batch, max(2, len(train)))
     overrides = {
         "data": str(data_yaml),
         "epochs": total,
         "imgsz": cfg.imgsz,
-        "batch": min(cfg.batch, max(2, len(train))),
+        "batch": batch,
         "lr0": cfg.lr0 * lr_scale * (resumed_rate(*resumed) if resumed else 1.0),
         "optimizer": cfg.optimizer,
         "momentum": cfg.momentum,
@@ -252,8 +256,9 @@ def fine_tune(
         # warm-up ramps the learning rate up from zero, but ultralytics starts the biases' at 0.1
         # and lowers it to lr0: that suits random weights, and undoes trained ones
         overrides["warmup_bias_lr"] = 0.0
-    if cfg.nominal_batch is not None:
-        overrides["nbs"] = cfg.nominal_batch
+    nbs = nominal_batch(cfg.nominal_batch, len(train), batch)
+    if nbs is not None:
+        overrides["nbs"] = nbs
     if cfg.freeze and not from_scratch:  # random weights have nothing worth keeping
         overrides["freeze"] = cfg.freeze
     trainer = (
@@ -283,6 +288,19 @@ def fine_tune(
     )
     counted = (teacher.images, teacher.seconds) if teacher is not None else (0, 0.0)
     return FineTuneResult(model, epochs_run, len(train), *counted, bn_shift_images=shift.forward_images if shift else 0)
+
+
+def nominal_batch(setting: int | str | None, images: int, batch: int) -> int | None:
+    """The nominal batch ultralytics accumulates gradients up to (its `nbs`) for a job of this
+    many training images at this batch size; None leaves ultralytics' own (64).
+
+    "epoch": one optimizer step an epoch for a job of up to 64 images (its images rounded up to
+    whole batches: ultralytics accumulates round(nbs / batch) batches), every 64 images on a larger
+    one. With 64, a new scene's first job (8-12 frames, 10 epochs) takes two steps.
+    """
+    if setting == "epoch":
+        return min(ULTRALYTICS_NOMINAL_BATCH, batch * math.ceil(images / batch))
+    return setting
 
 
 def predictions(student: StudentModel, frames: list[LabelledFrame], batch: int = 8) -> list[np.ndarray]:

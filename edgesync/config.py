@@ -347,9 +347,11 @@ class TrainingConfig(Strict):
     # (dusk 59.0 against 73.2; BENCHMARKS.md, session 24)
     momentum: float = Field(0.937, ge=0, lt=1)
     # ultralytics accumulates gradients up to this nominal batch before each optimizer step
-    # (its default 64); a fine-tune on 20-40 frames at batch 16 then steps only every 2-4
-    # epochs. None keeps ultralytics' default; the batch size steps after every batch.
-    nominal_batch: int | None = Field(None, gt=0)
+    # (its default 64); a fine-tune on 8-40 frames at batch 16 then steps only every 2-5
+    # epochs. None keeps ultralytics' default; the batch size steps after every batch; "epoch"
+    # steps once an epoch on a job of up to 64 images (the nominal batch is its images, rounded
+    # up to whole batches) and every 64 on a larger one (cloud_trainer.training.nominal_batch)
+    nominal_batch: Annotated[int, Field(gt=0)] | Literal["epoch"] | None = None
     # a fine-tune ramps the learning rate from 0 to lr0, and the gradient accumulation from every
     # batch to nominal_batch, over this many epochs (ultralytics' warm-up, without its bias-rate
     # kick, which undoes trained weights); 0 takes full lr0 steps from the first one

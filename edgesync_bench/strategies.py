@@ -396,6 +396,15 @@ _variants(
     "an optimizer step after every batch of 16",
     {"nominal_batch": 16},
 )
+# one optimizer step an epoch for a job of up to 64 images (training.nominal_batch "epoch"): with
+# ultralytics' nominal batch of 64, a new scene's first job (8-12 frames, 10 epochs) takes two steps
+# and rarely wins its held-out frames (all nine refused on dev and holdout seed 0, session 27)
+_variants(
+    "nbepoch",
+    ("edgesync", *ORDERS),
+    "an optimizer step every epoch on a job of up to 64 images",
+    {"nominal_batch": "epoch"},
+)
 # the candidate half way from the current model to the fine-tuned one (training.interpolate 0.5,
 # WiSE-FT's default share), alone and with the batch-norm correction. On dev, alone: 57.7 / 57.1 /
 # 51.1 against the default's 55.8 / 58.9 / 51.4 (seeds 0-2); with the correction 53.4 (seed 0):

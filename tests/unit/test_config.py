@@ -89,6 +89,16 @@ def test_a_pre_emption_ratio_below_one_is_refused(tmp_path: Path, ratio: float) 
         )
 
 
+@pytest.mark.parametrize("value", ["weekly", 0, -64])
+def test_a_nominal_batch_that_is_neither_a_positive_count_nor_epoch_is_refused(tmp_path: Path, value) -> None:
+    path = write(tmp_path / "cloud.yaml", f"training:\n  nominal_batch: {value}\n")
+    with pytest.raises(ConfigError, match=r"training\.nominal_batch"):
+        load_cloud_config(path)
+    for fine in ("epoch", 16):
+        ok = write(tmp_path / "ok.yaml", f"training:\n  nominal_batch: {fine}\n")
+        assert load_cloud_config(ok).training.nominal_batch == fine
+
+
 def test_every_problem_in_a_file_is_reported_on_its_own_line(tmp_path: Path) -> None:
     path = write(tmp_path / "edge.yaml", "cloud:\n  adress: x\nqueue:\n  max_items: 0\n")
     with pytest.raises(ConfigError) as err:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from synthetic import CLASSES, frames
 
-from cloud_trainer.training import fine_tune
+from cloud_trainer.training import fine_tune, nominal_batch
 from edgesync.config import TrainingConfig
 from edgesync.student import StudentModel
 
@@ -37,6 +37,38 @@ def test_freeze_bn_keeps_every_batch_norm_statistic_while_the_weights_train(tmp_
     assert not changed(bn_stats(student), bn_stats(kept))
     weights = [k for k in student.state_dict() if k.endswith("conv.weight")]
     assert any(not same(student.state_dict()[k], kept.state_dict()[k]) for k in weights)
+
+
+def test_an_epoch_nominal_batch_steps_once_an_epoch_on_a_small_job() -> None:
+    # ultralytics accumulates round(nbs / batch) batches before a step
+    assert nominal_batch("epoch", images=12, batch=12) == 12  # a new scene's first job: one batch
+    assert nominal_batch("epoch", images=20, batch=16) == 32  # two batches, one step
+    assert nominal_batch("epoch", images=100, batch=16) == 64  # a large job keeps ultralytics' 64
+    assert nominal_batch(16, images=100, batch=16) == 16
+    assert nominal_batch(None, images=12, batch=12) is None
+
+
+def test_an_epoch_nominal_batch_changes_the_weights_in_the_first_epoch_of_a_small_job(tmp_path) -> None:
+    """Two batches of 4 an epoch: ultralytics' nominal batch of 64 accumulates all four batches of
+    a two-epoch job into one step at its end (it caps the accumulation at the job's batches), so
+    the first epoch leaves the weights as they were; "epoch" steps after each epoch's two batches."""
+    torch.manual_seed(0)
+    student = StudentModel.fresh(CLASSES, 64, "yolov8n.yaml")
+    weights = [k for k in student.state_dict() if k.endswith("conv.weight")]
+
+    def moved_in_first_epoch(setting: int | str | None) -> set[str]:
+        first: dict[str, torch.Tensor] = {}
+
+        def keep(epoch: int, state: dict[str, torch.Tensor]) -> None:
+            if epoch == 1 and not first:
+                first.update(state)
+
+        cfg = TrainingConfig(imgsz=64, batch=4, epochs=2, nominal_batch=setting)
+        fine_tune(student, frames(8), frames(2, 1), cfg, tmp_path / str(setting), seed=0, on_weights=keep)
+        return {k for k in weights if not torch.equal(student.state_dict()[k].float(), first[k].float())}
+
+    assert not moved_in_first_epoch(None)
+    assert moved_in_first_epoch("epoch")
 
 
 def test_freeze_keeps_the_first_layers_weights(tmp_path) -> None:
