@@ -32,6 +32,9 @@ from edgesync.types import Detection, detections_to_array
 log = logging.getLogger(__name__)
 
 ULTRALYTICS_NOMINAL_BATCH = 64  # ultralytics' default nbs
+# training from random weights (the bootstrap) takes ultralytics' learning rate; training.lr0 is
+# a fine-tune's, which starts from trained weights
+SCRATCH_LR0 = 0.01
 
 
 @dataclass
@@ -234,7 +237,7 @@ def fine_tune(
         "epochs": total,
         "imgsz": cfg.imgsz,
         "batch": batch,
-        "lr0": cfg.lr0 * lr_scale * (resumed_rate(*resumed) if resumed else 1.0),
+        "lr0": SCRATCH_LR0 if from_scratch else cfg.lr0 * lr_scale * (resumed_rate(*resumed) if resumed else 1.0),
         "optimizer": cfg.optimizer,
         "momentum": cfg.momentum,
         "device": cfg.device,

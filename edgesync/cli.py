@@ -354,6 +354,7 @@ def bench(
             "picked on merit instead of audit frames drawn at random (sampler.audit_share 0), -backtrack "
             "for step control (training.backtrack), -stem to freeze the stem (training.freeze 2), -stalebn to "
             "leave batch-norm statistics to trail the optimizer steps (training.bn_follows_steps false), "
+            "-lr01-nb64 for the fine-tunes' steps before session 28 (lr0 0.01, a step every 64 images), "
             "or -cv to judge each job's kept epoch by its "
             "cross-validated held-out score (training.judge). "
             "Append +ENCODING (full, fp16-delta, int8-delta), then optionally @FRACTION (sparse) and :raw "

@@ -338,7 +338,12 @@ class TrainingConfig(Strict):
     epochs: int = Field(15, gt=0)
     imgsz: int = Field(320, ge=32)
     batch: int = Field(16, gt=0)
-    lr0: float = Field(0.01, gt=0)
+    # a fine-tune's rate; training from scratch (the bootstrap) takes ultralytics' 0.01
+    # (cloud_trainer.training.SCRATCH_LR0). With a step every epoch (nominal_batch "epoch") 0.003
+    # took dev from +5.8 to +8.3 over static on three seeds, every seed up; a fine-tune's whole
+    # first step at 0.01 halved fog's held-out mAP50 where a quarter of it doubled it
+    # (scripts/step_probe.py; BENCHMARKS.md, session 28)
+    lr0: float = Field(0.003, gt=0)
     optimizer: str = "SGD"
     # SGD's momentum (Adam's beta1), ultralytics' default. A fine-tune takes 3-7 optimizer steps,
     # fewer than 0.937 averages over, so each step is longer than the one before (ultralytics'
@@ -350,8 +355,9 @@ class TrainingConfig(Strict):
     # (its default 64); a fine-tune on 8-40 frames at batch 16 then steps only every 2-5
     # epochs. None keeps ultralytics' default; the batch size steps after every batch; "epoch"
     # steps once an epoch on a job of up to 64 images (the nominal batch is its images, rounded
-    # up to whole batches) and every 64 on a larger one (cloud_trainer.training.nominal_batch)
-    nominal_batch: Annotated[int, Field(gt=0)] | Literal["epoch"] | None = None
+    # up to whole batches) and every 64 on a larger one (cloud_trainer.training.nominal_batch):
+    # twice the steps of a dev job, each at lr0 0.003 (above)
+    nominal_batch: Annotated[int, Field(gt=0)] | Literal["epoch"] | None = "epoch"
     # a fine-tune ramps the learning rate from 0 to lr0, and the gradient accumulation from every
     # batch to nominal_batch, over this many epochs (ultralytics' warm-up, without its bias-rate
     # kick, which undoes trained weights); 0 takes full lr0 steps from the first one

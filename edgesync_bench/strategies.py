@@ -396,21 +396,29 @@ _variants(
     "an optimizer step after every batch of 16",
     {"nominal_batch": 16},
 )
-# one optimizer step an epoch for a job of up to 64 images (training.nominal_batch "epoch"): with
-# ultralytics' nominal batch of 64, a new scene's first job (8-12 frames, 10 epochs) takes two steps
-# and rarely wins its held-out frames (all nine refused on dev and holdout seed 0, session 27)
+# A fine-tune's steps. Before session 28: lr0 0.01 and ultralytics' nominal batch of 64, so a
+# new scene's first job (8-12 frames, 10 epochs) took two steps and a dev job five or six, the
+# first of which cost held-out accuracy the next ones won back. -lr01-nb64 keeps that measurable.
+# -nbepoch (a step every epoch at lr0 0.01) was even with it on dev, three seeds (+0.2); with
+# each step a third as long (lr0 0.003, -nbepoch-lr003, today's default) +2.5, every seed up:
+# scripts/step_probe.py had found a quarter of a first step better than all of it on fog 0.7
+# (0.21 against 0.12 held-out mAP50). BENCHMARKS.md, session 28
+_variants(
+    "lr01-nb64",
+    ("edgesync", *ORDERS),
+    "fine-tunes at lr0 0.01, an optimizer step every 64 images (the default before session 28)",
+    {"lr0": 0.01, "nominal_batch": None},
+)
 _variants(
     "nbepoch",
     ("edgesync", *ORDERS),
-    "an optimizer step every epoch on a job of up to 64 images",
-    {"nominal_batch": "epoch"},
+    "an optimizer step every epoch on a job of up to 64 images, at lr0 0.01",
+    {"nominal_batch": "epoch", "lr0": 0.01},
 )
-# and each step a third as long (lr0 0.003): scripts/step_probe.py found a quarter of a fine-tune's
-# first step better than all of it on fog 0.7 (0.21 against 0.12 held-out mAP50, session 28)
 _variants(
     "lr003",
     tuple(f"{base}-nbepoch" for base in ("edgesync", *ORDERS)),
-    "at lr0 0.003",
+    "at lr0 0.003 (today's default)",
     {"lr0": 0.003},
 )
 # the candidate half way from the current model to the fine-tuned one (training.interpolate 0.5,
