@@ -6,7 +6,7 @@ import pytest
 import torch
 from synthetic import CLASSES, frames
 
-from cloud_trainer.training import fine_tune, nominal_batch
+from cloud_trainer.training import SCRATCH_LR0, fine_tune, nominal_batch
 from edgesync.config import TrainingConfig
 from edgesync.student import StudentModel
 
@@ -69,6 +69,29 @@ def test_an_epoch_nominal_batch_changes_the_weights_in_the_first_epoch_of_a_smal
 
     assert not moved_in_first_epoch(None)
     assert moved_in_first_epoch("epoch")
+
+
+def test_training_from_scratch_takes_ultralytics_rate_and_a_fine_tune_the_configured_one(tmp_path, monkeypatch) -> None:
+    """training.lr0 is a fine-tune's rate: the bootstrap's random weights keep ultralytics' 0.01,
+    so a lower fine-tuning rate does not change the bootstrapped student."""
+    from ultralytics import YOLO
+
+    rates: list[float] = []
+
+    class Stop(Exception):
+        pass
+
+    def train(self, trainer=None, **overrides):
+        rates.append(overrides["lr0"])
+        raise Stop
+
+    monkeypatch.setattr(YOLO, "train", train)
+    student = StudentModel.fresh(CLASSES, 64, "yolov8n.yaml")
+    cfg = TrainingConfig(imgsz=64, batch=4, epochs=1, lr0=0.003)
+    for scratch in (True, False):
+        with pytest.raises(Stop):
+            fine_tune(student, frames(4), frames(2, 1), cfg, tmp_path / str(scratch), from_scratch=scratch)
+    assert rates == [SCRATCH_LR0, 0.003]
 
 
 def test_freeze_keeps_the_first_layers_weights(tmp_path) -> None:
