@@ -150,6 +150,7 @@ def test_the_job_trains_with_the_candidate_the_profiler_predicts_most_from(
     cfg = TrainingConfig(
         min_heldout=4,
         epochs=4,
+        lr0=0.01,
         profile_epochs=2,
         profile_fraction=0.5,
         fallback_to_first=False,
