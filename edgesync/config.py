@@ -345,7 +345,7 @@ class TrainingConfig(Strict):
     # (scripts/step_probe.py; BENCHMARKS.md, session 28)
     lr0: float = Field(0.003, gt=0)
     optimizer: str = "SGD"
-    # SGD's momentum (Adam's beta1), ultralytics' default. A fine-tune takes 3-7 optimizer steps,
+    # SGD's momentum (Adam's beta1), ultralytics' default. A fine-tune takes 3-10 optimizer steps,
     # fewer than 0.937 averages over, so each step is longer than the one before (ultralytics'
     # SGD is Nesterov's: even the first is 1.937 gradients long). Plain SGD (0) forgot less in
     # recipe_probe.py but learnt too little in a job's few steps: dev seed 0 54.6 against 59.0
