@@ -397,8 +397,8 @@ _variants(
     {"nominal_batch": 16},
 )
 # A fine-tune's steps. Before session 28: lr0 0.01 and ultralytics' nominal batch of 64, so a
-# new scene's first job (8-12 frames, 10 epochs) took two steps and a dev job five or six, the
-# first of which cost held-out accuracy the next ones won back. -lr01-nb64 keeps that measurable.
+# new scene's first job (8-12 frames, 10 epochs) took two steps and a dev job three to seven,
+# the first of which cost held-out accuracy the next ones won back. -lr01-nb64 keeps that measurable.
 # -nbepoch (a step every epoch at lr0 0.01) was even with it on dev, three seeds (+0.2); with
 # each step a third as long (lr0 0.003, -nbepoch-lr003, today's default) +2.5, every seed up:
 # scripts/step_probe.py had found a quarter of a first step better than all of it on fog 0.7
