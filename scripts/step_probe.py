@@ -3,8 +3,9 @@
 Outside the benchmark, on recipe_probe.py's frames (the bench's student, N teacher-labelled
 frames of one drift plus N/2 clean replay frames, scored on 100 later frames of the drift
 against the teacher on the clean frame): the student is fine-tuned for --epochs epochs with
-the default training config and --seed. ultralytics accumulates gradients up to 64 images,
-so with 24 + 12 frames the first optimizer step lands in epoch 2. That step is then applied
+the default training config but for the step, --seed and --lr0. The probe keeps ultralytics'
+nominal batch of 64 images (the default before session 28), so with 24 + 12 frames the first
+optimizer step lands in epoch 2, alone; --lr0 defaults to that time's 0.01. That step is then applied
 to one group of layers at a time (the others keep the student's weights, batch-norm
 statistics stay the student's), and scaled down as a whole, to show which part of it does
 the damage and whether its direction is a good one. The step is taken twice: with the
@@ -48,6 +49,7 @@ def main() -> None:
     add_scene_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="training's seed (shuffling, augmentation)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the fine-tune; the step is epoch 2's")
+    parser.add_argument("--lr0", type=float, default=0.01, help="the step's learning rate")
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error(f"--epochs must be at least 2 (the first optimizer step lands in epoch 2), got {args.epochs}")
@@ -73,7 +75,7 @@ def main() -> None:
                 student,
                 probe.fresh + probe.replay,
                 probe.fresh[:4],
-                TrainingConfig(bn_follows_steps=follow),
+                TrainingConfig(bn_follows_steps=follow, lr0=args.lr0, nominal_batch=None),
                 Path(workdir),
                 epochs=args.epochs,
                 seed=args.seed,
