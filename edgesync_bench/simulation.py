@@ -240,6 +240,15 @@ class Simulation:
         version = camera.scenes.handle(change)
         if version:
             camera.ship(t, version)
+        self._resize_for_new_scene(change.edge_id, t)
+
+    def _resize_for_new_scene(self, edge_id: str, t: float) -> None:
+        """After edge_id's scene changed, its queued job trains on the new scene's frames
+        (worker.select), not on those it was sized on when first claimed: it no longer waits for
+        their budget, and a worker waiting for budget looks at the queue again now."""
+        queued = self.store.queued_job_for(edge_id)
+        if queued is not None and self._wanted.pop(queued.job_id, None) is not None and not self._training_job:
+            self._worker_free_at = min(self._worker_free_at, t)
 
     # ------------------------------------------------------------ training
 
@@ -294,6 +303,8 @@ class Simulation:
         many as the budget affords (up to all); waiting for all of them costs more accuracy than it
         buys. A job waiting for budget keeps the size it had when first claimed: samples that
         arrive meanwhile join its data but must not make it wait longer (it would chase the stream).
+        Its edge's scene changing is the exception: its data is then the new scene's frames, and
+        it is sized afresh (_resize_for_new_scene).
         """
         costs = self.knobs.costs
         train, held, replay = selection or self.worker.select(job)
