@@ -31,11 +31,6 @@ from edgesync.types import Detection, detections_to_array
 
 log = logging.getLogger(__name__)
 
-ULTRALYTICS_NOMINAL_BATCH = 64  # ultralytics' default nbs
-# training from random weights (the bootstrap) takes ultralytics' learning rate; training.lr0 is
-# a fine-tune's, which starts from trained weights
-SCRATCH_LR0 = 0.01
-
 
 @dataclass
 class FineTuneResult:
@@ -144,9 +139,17 @@ def resumed_rate(done: int, total: int) -> float:
     nearly finished training, which is where fine-tunes of a few dozen frames collapse. Starting
     the new run here and letting it fall to lrf of that is close to the schedule the job would
     have run unbroken (the rate it ends at is lower still, and the optimizer's momentum is lost)."""
+    lrf = ultralytics_default("lrf")
+    return max(1 - done / total, 0) * (1 - lrf) + lrf
+
+
+def ultralytics_default(argument: str):
+    """ultralytics' own default for a training argument (its cfg/default.yaml: nbs 64, lr0 0.01, ...),
+    read once the offline settings are in place."""
+    ultralytics_env.configure()
     from ultralytics.cfg import DEFAULT_CFG
 
-    return max(1 - done / total, 0) * (1 - DEFAULT_CFG.lrf) + DEFAULT_CFG.lrf
+    return getattr(DEFAULT_CFG, argument)
 
 
 def undo_epoch(trainer, state: dict[str, torch.Tensor]) -> None:
@@ -232,12 +235,18 @@ def fine_tune(
 
         yolo.add_callback("on_fit_epoch_end", weights_done)
     batch = min(cfg.batch, max(2, len(train)))
+    # training from random weights (the bootstrap) takes ultralytics' rate; training.lr0 is a
+    # fine-tune's, which starts from trained weights
+    if from_scratch:
+        lr0 = ultralytics_default("lr0")
+    else:
+        lr0 = cfg.lr0 * lr_scale * (resumed_rate(*resumed) if resumed else 1.0)
     overrides = {
         "data": str(data_yaml),
         "epochs": total,
         "imgsz": cfg.imgsz,
         "batch": batch,
-        "lr0": SCRATCH_LR0 if from_scratch else cfg.lr0 * lr_scale * (resumed_rate(*resumed) if resumed else 1.0),
+        "lr0": lr0,
         "optimizer": cfg.optimizer,
         "momentum": cfg.momentum,
         "device": cfg.device,
@@ -302,7 +311,7 @@ def nominal_batch(setting: int | str | None, images: int, batch: int) -> int | N
     one. With 64, a new scene's first job (8-12 frames, 10 epochs) takes two steps.
     """
     if setting == "epoch":
-        return min(ULTRALYTICS_NOMINAL_BATCH, batch * math.ceil(images / batch))
+        return min(ultralytics_default("nbs"), batch * math.ceil(images / batch))
     return setting
 
 

@@ -338,8 +338,8 @@ class TrainingConfig(Strict):
     epochs: int = Field(15, gt=0)
     imgsz: int = Field(320, ge=32)
     batch: int = Field(16, gt=0)
-    # a fine-tune's rate; training from scratch (the bootstrap) takes ultralytics' 0.01
-    # (cloud_trainer.training.SCRATCH_LR0). With a step every epoch (nominal_batch "epoch") 0.003
+    # a fine-tune's rate; training from scratch (the bootstrap) takes ultralytics' default, 0.01
+    # (cloud_trainer.training.ultralytics_default). With a step every epoch (nominal_batch "epoch") 0.003
     # took dev from +5.8 to +8.3 over static on three seeds, every seed up; a fine-tune's whole
     # first step at 0.01 took fog 0.7 from 0.06 to 0.12 held-out mAP50, a quarter of it to 0.21
     # (scripts/step_probe.py; BENCHMARKS.md, session 28)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from synthetic import CLASSES, frames
 
-from cloud_trainer.training import SCRATCH_LR0, fine_tune, nominal_batch
+from cloud_trainer.training import fine_tune, nominal_batch, ultralytics_default
 from edgesync.config import TrainingConfig
 from edgesync.student import StudentModel
 
@@ -91,7 +91,7 @@ def test_training_from_scratch_takes_ultralytics_rate_and_a_fine_tune_the_config
     for scratch in (True, False):
         with pytest.raises(Stop):
             fine_tune(student, frames(4), frames(2, 1), cfg, tmp_path / str(scratch), from_scratch=scratch)
-    assert rates == [SCRATCH_LR0, 0.003]
+    assert rates == [ultralytics_default("lr0"), 0.003] == [0.01, 0.003]
 
 
 def test_freeze_keeps_the_first_layers_weights(tmp_path) -> None:
