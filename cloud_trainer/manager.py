@@ -150,27 +150,46 @@ class TrainingManager:
         self.store.set_meta(change.edge_id, live_map50=0.0, scene_changed_at=change.time)
         self.maybe_queue(change.edge_id, self.clock())
 
-    def _scene_backlog(self, edge_id: str, meta: dict[str, float], queued: bool) -> tuple[int, float | None, float]:
+    def _scene_backlog(
+        self, edge_id: str, meta: dict[str, float], queued: bool
+    ) -> tuple[int, int, float | None, float]:
         """(new labelled samples of the edge's current scene that no earlier job covered, that
-        scene's start if no earlier job has served it, that scene's start).
+        scene's labelled samples that earlier jobs covered, that scene's start if no earlier job
+        has served it, that scene's start).
 
         The current scene starts at the edge's newest reported scene change (scene_changed_at,
         or each sample's scene_start: 0 before the first change); a sample from an earlier scene
         says nothing about what the camera sees now, so it does not count towards a job. For an
         edge with a job queued, "earlier" means before that job: the samples it will train on.
+        The covered count is looked for only as far as the doubling follow-up needs (ManagerConfig.follow_up).
         """
         covered = int(meta.get("prior_queued_seq" if queued else "last_queued_seq", 0))
         served = meta.get("prior_served_scene" if queued else "served_scene", 0.0)
         limit = max(self.cfg.min_new_samples, self.cfg.min_scene_samples)
+        if self.cfg.follow_up == "doubling":
+            limit *= 2
         recent = self.store.list_samples(edge_id, labelled=True, newest_first=True, limit=limit)
         scene = max(meta.get("scene_changed_at", 0.0), recent[0].scene_start if recent else 0.0)
-        new = 0
+        new = old = 0
         for s in recent:
-            if s.seq <= covered or s.scene_start < scene:
+            if s.scene_start < scene:
                 break
-            new += 1
+            if s.seq > covered:
+                new += 1
+            else:
+                old += 1
         unserved = scene > 0.0 and scene > served
-        return new, scene if unserved else None, scene
+        return new, old, scene if unserved else None, scene
+
+    def _needed(self, new_scene: float | None, covered_in_scene: int) -> int:
+        """How many new labelled samples of the current scene make a job due: a new scene's first
+        job needs min_scene_samples; a follow-up min_new_samples, or with follow_up "doubling"
+        as many as earlier jobs covered of the scene (within min_scene_samples..min_new_samples)."""
+        if new_scene is not None:
+            return self.cfg.min_scene_samples
+        if self.cfg.follow_up == "doubling" and covered_in_scene:
+            return min(self.cfg.min_new_samples, max(self.cfg.min_scene_samples, covered_in_scene))
+        return self.cfg.min_new_samples
 
     def maybe_queue(self, edge_id: str, now: float) -> TrainingJob | None:
         """Queue a job for edge_id once enough new labelled samples of its current scene are
@@ -186,9 +205,9 @@ class TrainingManager:
         if is_paused(meta):
             return None
         queued = self.store.queued_job_for(edge_id)
-        new, new_scene, scene = self._scene_backlog(edge_id, meta, queued is not None)
+        new, covered_in_scene, new_scene, scene = self._scene_backlog(edge_id, meta, queued is not None)
         last_model = meta.get("last_model_time", meta.get("first_seen", now))
-        needed = self.cfg.min_scene_samples if new_scene is not None else self.cfg.min_new_samples
+        needed = self._needed(new_scene, covered_in_scene)
         yield_share, judged = self.expected_yield(edge_id, scene)
         live = meta.get("live_map50", 0.0)
         priority = job_priority(live, now - last_model, new, self.cfg, needed, yield_share) if new >= needed else 0.0

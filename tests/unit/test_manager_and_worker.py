@@ -266,6 +266,31 @@ def test_a_new_scene_queues_its_first_job_after_min_scene_samples(tmp_path: Path
     assert len(cloud.label("cam-1", 4, scene_start=T0 + 200)) == 1  # the next scene gets one
 
 
+def _finish_next_job(cloud: Cloud) -> None:
+    job = cloud.store.claim_job("worker-1", timeout_s=0)
+    job.status = "done"
+    cloud.store.update_job(job)
+
+
+@pytest.mark.parametrize("follow_up", ["count", "doubling"])
+def test_a_scenes_next_job_is_due_after_min_new_samples_or_once_its_frames_doubled(
+    tmp_path: Path, follow_up: str
+) -> None:
+    cloud = Cloud(tmp_path)
+    cloud.manager.cfg = ManagerConfig(min_new_samples=20, min_scene_samples=4, follow_up=follow_up)
+    cloud.register_edge("cam-1")
+    scene = T0 + 100
+    cloud.label("cam-1", 3)  # the old scene's frames never count for the new one
+    assert len(cloud.label("cam-1", 4, scene_start=scene)) == 1  # the scene's first job: 4 frames
+    _finish_next_job(cloud)
+    # new frames each next job waits for: the scene's covered frames, 4, 8, 16, then the cap
+    needed = [4, 8, 16, 20] if follow_up == "doubling" else [20, 20]
+    for n in needed:
+        assert cloud.label("cam-1", n - 1, scene_start=scene) == []
+        assert len(cloud.label("cam-1", 1, scene_start=scene)) == 1
+        _finish_next_job(cloud)
+
+
 def test_worker_trains_and_validates_on_the_current_scene_and_replays_older_ones(cloud: Cloud, tmp_path: Path) -> None:
     from cloud_trainer.worker import TrainingWorker
 
