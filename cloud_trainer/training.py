@@ -49,6 +49,7 @@ class FineTuneResult:
     bn_shift_images: int = 0
     # the edge's scene change (edge clock) that stopped training early (training.stop_on_scene_change)
     scene_left_at: float | None = None
+    delivered_on_preemption: bool = False  # stopped by a pre-emption, its best epoch judged (preempt_delivers)
 
     @property
     def image_epochs(self) -> int:

@@ -91,6 +91,18 @@ class Preempted(Exception):
         self.by = by
 
 
+class Delivered(StopEarly):
+    """A pre-empted job whose best epoch so far beats the edge's model stops to be judged and sent
+    (training.preempt_delivers) rather than wait in the queue to resume."""
+
+    def __init__(self, job: TrainingJob, by: TrainingJob, epochs_done: int, best: float, before: float) -> None:
+        super().__init__(
+            f"pre-empted after epoch {epochs_done} by job {by.job_id} of {by.edge_id}; its best epoch so far "
+            f"scores {best:.3f} held-out against the edge model's {before:.3f}: judged and sent as it is"
+        )
+        self.epochs_done = epochs_done
+
+
 def default_worker_id() -> str:
     """A worker id unique across machines and processes: host name and process id."""
     return f"{socket.gethostname()}-{os.getpid()}"
@@ -364,6 +376,8 @@ class TrainingWorker:
             job.metrics["selection_optimism"] = result.selection_optimism
         if result.scene_left_at is not None:  # training.stop_on_scene_change ended it early
             job.metrics["scene_left_at"] = result.scene_left_at
+        if result.delivered_on_preemption:  # training.preempt_delivers ended it early
+            job.metrics["delivered_on_preemption"] = 1.0
         if result.bn_shift_images:  # training.bn_follows_steps' extra forward passes
             job.metrics["bn_shift_images"] = float(result.bn_shift_images)
         if result.teacher_images:  # distillation's extra work (training.distill)
@@ -689,6 +703,9 @@ class TrainingWorker:
                 if self.checkpoints is not None and (other := self._preempting(job, scene_left)) is not None:
                     if scene_left:  # the rest would train for a scene that is gone: stop, judged as it is
                         raise SceneLeft(scene, changed, for_job=other)
+                    won = best.get("score", -1.0) if cfg.keep == "best" else plan.score
+                    if cfg.preempt_delivers and won is not None and won > curve.before:
+                        raise Delivered(job, other, plan.epochs_done, won, curve.before)
                     raise Preempted(job, other, plan.epochs_done)
             return not undo
 
@@ -715,6 +732,8 @@ class TrainingWorker:
             result = FineTuneResult(self._model(last["state"], start), last["epochs"], len(train))
             if isinstance(stop, SceneLeft):
                 result.scene_left_at = stop.changed_at
+            if isinstance(stop, Delivered):
+                result.delivered_on_preemption = True
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         if features is not None:

@@ -439,6 +439,11 @@ class TrainingConfig(Strict):
     # yields to any job of another edge that could start, and stops there, judged as a stopped job
     # is (stop_on_scene_change stops it whether or not another edge waits)
     preempt_ratio: float = Field(2.0, ge=0)
+    # a job pre-empted when its best epoch so far already scores above the edge's model on the
+    # held-out frames stops there and is judged and sent as a stopped job is, instead of waiting
+    # in the queue to resume: its edge gets what the job has won now, and no claim's epochs are
+    # lost to a scene that ends while the job waits. A job with nothing won yet pauses as before
+    preempt_delivers: bool = False
     # the profiler (cloud_trainer.profiler) scores held-out frames after every epoch and predicts
     # the job's gain; with patience > 0 it also stops a job once held-out mAP50 has not improved
     # for that many epochs (0: run every epoch)

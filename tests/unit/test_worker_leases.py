@@ -210,6 +210,34 @@ def test_a_much_more_valuable_job_pre_empts_at_an_epoch_boundary_and_the_first_r
     assert [c["epochs"] for c in setup.calls] == [EPOCHS, EPOCHS, EPOCHS - 1]
 
 
+@pytest.mark.parametrize("won", [True, False])
+def test_with_preempt_delivers_a_pre_empted_job_that_has_won_is_sent_and_one_that_has_not_pauses(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, won: bool
+) -> None:
+    other = setup.second_edge()
+    worker = setup.worker()
+    worker.cfg = worker.cfg.model_copy(update={"preempt_delivers": True})
+    scores = iter([0.5])  # the edge's model; every epoch after it scores 0.7, or 0.5 as well
+    monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: next(scores, 0.7 if won else 0.5))
+    real_fine_tune = setup._fine_tune
+
+    def drift_arrives(start, train, val, cfg, workdir, *, epochs, on_weights=None, **kw):
+        if not setup.calls:  # during job-1's first epoch a new drift on cam-2 queues a job worth 3x
+            setup.store.put_job(TrainingJob("job-2", other, 3.0, 1.0, 1))
+        return real_fine_tune(start, train, val, cfg, workdir, epochs=epochs, on_weights=on_weights, **kw)
+
+    monkeypatch.setattr(worker_module, "fine_tune", drift_arrives)
+    first = worker.process(setup.claim())
+    if won:  # judged and sent after its one epoch; the worker is free for job-2 at once
+        assert (first.job_id, first.status, first.result_version) == ("job-1", "done", 2)
+        assert first.metrics["epochs"] == 1 and first.metrics["delivered_on_preemption"] == 1.0
+        assert setup.checkpoints.load("job-1") is None
+    else:  # nothing to send yet: it waits to resume from its checkpoint, as without the setting
+        assert first.status == "queued" and "pre-empted after epoch 1 by job job-2" in first.error
+        assert setup.checkpoints.load("job-1").plan.epochs_done == 1
+    assert worker.process(setup.claim()).job_id == "job-2"
+
+
 def test_a_job_of_similar_value_does_not_pre_empt(setup: Setup) -> None:
     claimed = setup.claim()
     setup.store.put_job(TrainingJob("job-2", "cam-2", 1.5, 1.0, 1))  # 1.5x: under the 2x margin
