@@ -292,13 +292,14 @@ class ManagerConfig(Strict):
     # after the edge reports a scene change, the first job for the new scene is due as soon as
     # this many of its frames are labelled (the old model is stale; waiting costs accuracy)
     min_scene_samples: int = Field(12, gt=0)
-    # when a scene's next job is due once one has served it: "count", after min_new_samples new
-    # labelled samples; "doubling", once the scene's labelled samples have doubled since its last
-    # job (at least min_scene_samples new ones, at most min_new_samples). A scene's first job
-    # trains on a dozen frames: a model's error falls with the log of its data, so its data
+    # when a scene's next job is due once one has served it: "doubling", once the scene's
+    # labelled samples have doubled since its last job (at least min_scene_samples new ones, at
+    # most min_new_samples); "count", after min_new_samples new labelled samples. A scene's first
+    # job trains on a dozen frames: a model's error falls with the log of its data, so its data
     # doubling is what makes the next job worth its cost, and on a gradual drift (dusk) the
-    # frames of its first seconds are a poor sample of the scene it turns into
-    follow_up: Literal["count", "doubling"] = "count"
+    # frames of its first seconds are a poor sample of the scene it turns into. On dev, doubling
+    # scored +1.7 / +2.2 / +1.3 over count (seeds 0-2; BENCHMARKS.md, session 30)
+    follow_up: Literal["doubling", "count"] = "doubling"
     # model zoo (cloud_trainer.zoo): send a stored specialist the moment its scene returns, and
     # the first (general) model when a specialist's edge enters a scene that matches none
     zoo: bool = True

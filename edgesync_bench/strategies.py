@@ -205,15 +205,6 @@ STRATEGIES: dict[str, Strategy] = {
         changes="oracle",
     ),
 }
-# a scene's next job once its labelled frames have doubled since its last (manager.follow_up),
-# instead of after min_new_samples: sooner after a first job on a dozen frames
-DOUBLING = ManagerConfig(min_new_samples=30, follow_up="doubling")
-STRATEGIES["edgesync-doubling"] = replace(
-    STRATEGIES["edgesync"],
-    name="edgesync-doubling",
-    description="edgesync; a scene's next job is due once its labelled frames have doubled since its last",
-    trigger=lambda *a: ManagerTrigger(*a, manager_cfg=DOUBLING),
-)
 
 # Distillation (issue 5): the same system, the fine-tunes adding the teacher's feature semantics.
 # The cost model charges the teacher's extra passes against the same training budget, so a
@@ -347,6 +338,16 @@ ORDERS = ("manager", "fifo", "fair")
 # update and one sent 5 epochs of cam-3's to a scene that had gone before the job resumed; without
 # them seed 0 scored 50.3 against 48.9, but seed 1 49.0 against 51.5: not the default
 _variants("nopreempt", ("manager",), "a running job always runs to its end (no pre-emption)", NO_PREEMPTION)
+# a scene's next job after min_new_samples new labelled samples (manager.follow_up "count"), the
+# default until session 30, instead of once the scene's labelled frames have doubled
+COUNT = ManagerConfig(min_new_samples=30, follow_up="count")
+for _base in ("edgesync", *ORDERS):
+    STRATEGIES[f"{_base}-count"] = replace(
+        STRATEGIES[_base],
+        name=f"{_base}-count",
+        description=f"{_base}; a scene's next job is due after 30 new labelled samples, however many it has",
+        trigger=lambda *a: ManagerTrigger(*a, manager_cfg=COUNT),
+    )
 # a pre-empted job whose best epoch so far beats its edge's model is judged and sent at once
 # instead of waiting to resume (training.preempt_delivers); one with nothing won yet pauses
 _variants(

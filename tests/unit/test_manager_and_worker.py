@@ -253,7 +253,7 @@ def test_samples_covered_by_a_queued_job_do_not_count_again(cloud: Cloud) -> Non
 
 def test_a_new_scene_queues_its_first_job_after_min_scene_samples(tmp_path: Path) -> None:
     cloud = Cloud(tmp_path, min_new_samples=50)
-    cloud.manager.cfg = ManagerConfig(min_new_samples=50, min_scene_samples=4)
+    cloud.manager.cfg = ManagerConfig(min_new_samples=50, min_scene_samples=4, follow_up="count")
     cloud.register_edge("cam-1")
     assert cloud.label("cam-1", 10) == []  # no scene change reported: the volume rule applies
     assert cloud.label("cam-1", 3, scene_start=T0 + 100) == []  # 3 frames of the new scene
