@@ -95,12 +95,11 @@ class Delivered(StopEarly):
     """A pre-empted job whose best epoch so far beats the edge's model stops to be judged and sent
     (training.preempt_delivers) rather than wait in the queue to resume."""
 
-    def __init__(self, job: TrainingJob, by: TrainingJob, epochs_done: int, best: float, before: float) -> None:
+    def __init__(self, by: TrainingJob, epochs_done: int, best: float, before: float) -> None:
         super().__init__(
             f"pre-empted after epoch {epochs_done} by job {by.job_id} of {by.edge_id}; its best epoch so far "
             f"scores {best:.3f} held-out against the edge model's {before:.3f}: judged and sent as it is"
         )
-        self.epochs_done = epochs_done
 
 
 def default_worker_id() -> str:
@@ -705,7 +704,7 @@ class TrainingWorker:
                         raise SceneLeft(scene, changed, for_job=other)
                     won = best.get("score", -1.0) if cfg.keep == "best" else plan.score
                     if cfg.preempt_delivers and won is not None and won > curve.before:
-                        raise Delivered(job, other, plan.epochs_done, won, curve.before)
+                        raise Delivered(other, plan.epochs_done, won, curve.before)
                     raise Preempted(job, other, plan.epochs_done)
             return not undo
 
