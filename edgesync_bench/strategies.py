@@ -318,17 +318,29 @@ STRATEGIES["fair"] = replace(
 )
 
 
-def _variants(suffix: str, bases: tuple[str, ...], does: str, training: dict | None = None, **sampler) -> None:
+def _variants(
+    suffix: str,
+    bases: tuple[str, ...],
+    does: str,
+    training: dict | None = None,
+    manager: ManagerConfig | None = None,
+    **sampler,
+) -> None:
     """Register f"{base}-{suffix}" for each base: the same strategy with these training settings
-    (and sampler options) on top of its own; `does` finishes its description."""
+    (and sampler options) on top of its own, and with `manager` its training manager's config;
+    `does` finishes its description."""
     for base in bases:
         strategy = STRATEGIES[base]
+        trigger = strategy.trigger
+        if manager is not None:
+            trigger = lambda *a, cfg=manager: ManagerTrigger(*a, manager_cfg=cfg)  # noqa: E731
         STRATEGIES[f"{base}-{suffix}"] = replace(
             strategy,
             name=f"{base}-{suffix}",
             description=f"{base}; {does}",
             training=strategy.training | (training or {}),
             sampler_options=strategy.sampler_options | sampler,
+            trigger=trigger,
         )
 
 
@@ -340,14 +352,12 @@ ORDERS = ("manager", "fifo", "fair")
 _variants("nopreempt", ("manager",), "a running job always runs to its end (no pre-emption)", NO_PREEMPTION)
 # a scene's next job after min_new_samples new labelled samples (manager.follow_up "count"), the
 # default until session 30, instead of once the scene's labelled frames have doubled
-COUNT = ManagerConfig(min_new_samples=30, follow_up="count")
-for _base in ("edgesync", *ORDERS):
-    STRATEGIES[f"{_base}-count"] = replace(
-        STRATEGIES[_base],
-        name=f"{_base}-count",
-        description=f"{_base}; a scene's next job is due after 30 new labelled samples, however many it has",
-        trigger=lambda *a: ManagerTrigger(*a, manager_cfg=COUNT),
-    )
+_variants(
+    "count",
+    ("edgesync", *ORDERS),
+    "a scene's next job is due after 30 new labelled samples, however many it has",
+    manager=ManagerConfig(min_new_samples=30, follow_up="count"),
+)
 # a pre-empted job whose best epoch so far beats its edge's model is judged and sent at once
 # instead of waiting to resume (training.preempt_delivers); one with nothing won yet pauses.
 # Four cameras seed 0, session 30: 57.9 against the manager's 58.0 (cam-1 +2.6, cam-2's fog job

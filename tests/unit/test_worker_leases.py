@@ -184,19 +184,24 @@ def test_the_heartbeat_notices_a_lost_lease_and_the_fence_refuses(setup: Setup) 
             keeper.fence()
 
 
+def _drift_in_first_epoch(setup: Setup, other: str) -> None:
+    """During job-1's first epoch a new drift on `other` queues a job worth 3x."""
+    real_fine_tune = setup._fine_tune
+
+    def drift_arrives(start, train, val, cfg, workdir, *, epochs, on_weights=None, **kw):
+        if not setup.calls:
+            setup.store.put_job(TrainingJob("job-2", other, 3.0, 1.0, 1))
+        return real_fine_tune(start, train, val, cfg, workdir, epochs=epochs, on_weights=on_weights, **kw)
+
+    worker_module.fine_tune = drift_arrives  # monkeypatch in the fixture restores it
+
+
 def test_a_much_more_valuable_job_pre_empts_at_an_epoch_boundary_and_the_first_resumes_later(
     setup: Setup,
 ) -> None:
     other = setup.second_edge()
     worker = setup.worker()
-    real_fine_tune = setup._fine_tune
-
-    def drift_arrives(start, train, val, cfg, workdir, *, epochs, on_weights=None, **kw):
-        if not setup.calls:  # during job-1's first epoch a new drift on cam-2 queues a job worth 3x
-            setup.store.put_job(TrainingJob("job-2", other, 3.0, 1.0, 1))
-        return real_fine_tune(start, train, val, cfg, workdir, epochs=epochs, on_weights=on_weights, **kw)
-
-    worker_module.fine_tune = drift_arrives  # monkeypatch in the fixture restores it
+    _drift_in_first_epoch(setup, other)
     first = worker.process(setup.claim())
     assert first.status == "queued" and "pre-empted after epoch 1 by job job-2" in first.error
     assert setup.store.get_job("job-1").status == "queued"
@@ -219,14 +224,7 @@ def test_with_preempt_delivers_a_pre_empted_job_that_has_won_is_sent_and_one_tha
     worker.cfg = worker.cfg.model_copy(update={"preempt_delivers": True})
     scores = iter([0.5])  # the edge's model; every epoch after it scores 0.7, or 0.5 as well
     monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: next(scores, 0.7 if won else 0.5))
-    real_fine_tune = setup._fine_tune
-
-    def drift_arrives(start, train, val, cfg, workdir, *, epochs, on_weights=None, **kw):
-        if not setup.calls:  # during job-1's first epoch a new drift on cam-2 queues a job worth 3x
-            setup.store.put_job(TrainingJob("job-2", other, 3.0, 1.0, 1))
-        return real_fine_tune(start, train, val, cfg, workdir, epochs=epochs, on_weights=on_weights, **kw)
-
-    monkeypatch.setattr(worker_module, "fine_tune", drift_arrives)
+    _drift_in_first_epoch(setup, other)
     first = worker.process(setup.claim())
     if won:  # judged and sent after its one epoch; the worker is free for job-2 at once
         assert (first.job_id, first.status, first.result_version) == ("job-1", "done", 2)
