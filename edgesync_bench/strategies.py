@@ -368,6 +368,16 @@ _variants(
     "a pre-empted job whose best epoch so far beats the edge's model is sent instead of paused",
     {"preempt_delivers": True},
 )
+# a job trains only once its edge's current scene has 12 labelled frames (training.min_fresh 12,
+# the manager's min_scene_samples) instead of 8: a job queued for one scene and re-targeted by a
+# scene change then waits as long as the new scene's first job would. Holdout seed 0, session 30:
+# such a job started on 6 + 4 frames, its held-out frames had no teacher boxes, and it ended untrained
+_variants(
+    "wait12",
+    ("edgesync", *ORDERS),
+    "a job waits for 12 labelled frames of its edge's current scene (not 8)",
+    {"min_fresh": 12},
+)
 # early stopping (training.patience 2): a job stops once its held-out mAP50 has not improved for
 # 2 epochs, handing the rest of its budget to the next job
 _variants("patience", ORDERS, "jobs stop once held-out mAP50 has not improved for 2 epochs", {"patience": 2})
