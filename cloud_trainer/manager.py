@@ -5,7 +5,8 @@ uploaded detections scored against the teacher's labels of the same frames; of t
 frames, drawn at random, once the edge sends them), and queues a
 job once enough new labelled samples have arrived. A job's priority is its predicted gain
 weighted by staleness (how long since the edge last got a model), so the worker serves the edge
-with the most to win back for longest first, not the first to ask.
+with the most to win back for longest first, not the first to ask. With rank "gain_per_frame"
+it is divided by the frames the job will train on: the most gain per unit of work goes first.
 
 The predicted gain is the room to gain (1 - live mAP50) times the share of their room that
 earlier jobs of the same scene won back (their yield, see scene_yield): room alone is need, not
@@ -161,12 +162,13 @@ class TrainingManager:
         or each sample's scene_start: 0 before the first change); a sample from an earlier scene
         says nothing about what the camera sees now, so it does not count towards a job. For an
         edge with a job queued, "earlier" means before that job: the samples it will train on.
-        The covered count is looked for only as far as the doubling follow-up needs (ManagerConfig.follow_up).
+        The covered count is looked for only as far as the doubling follow-up and the rank by gain
+        per frame need (ManagerConfig.follow_up, ManagerConfig.rank): twice a job's frames.
         """
         covered = int(meta.get("prior_queued_seq" if queued else "last_queued_seq", 0))
         served = meta.get("prior_served_scene" if queued else "served_scene", 0.0)
         limit = max(self.cfg.min_new_samples, self.cfg.min_scene_samples)
-        if self.cfg.follow_up == "doubling":
+        if self.cfg.follow_up == "doubling" or self.cfg.rank == "gain_per_frame":
             limit *= 2
         recent = self.store.list_samples(edge_id, labelled=True, newest_first=True, limit=limit)
         scene = max(meta.get("scene_changed_at", 0.0), recent[0].scene_start if recent else 0.0)
@@ -211,6 +213,8 @@ class TrainingManager:
         yield_share, judged = self.expected_yield(edge_id, scene)
         live = meta.get("live_map50", 0.0)
         priority = job_priority(live, now - last_model, new, self.cfg, needed, yield_share) if new >= needed else 0.0
+        if self.cfg.rank == "gain_per_frame":  # Smith's rule: the most gain per unit of work first
+            priority /= max(1, new + covered_in_scene)
         if queued is not None:  # re-rank it; a worker may have claimed it meanwhile, then nothing changes
             if queued.priority < OPERATOR_PRIORITY:
                 self.store.reprioritize_job(queued.job_id, priority)

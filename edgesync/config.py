@@ -300,6 +300,12 @@ class ManagerConfig(Strict):
     # frames of its first seconds are a poor sample of the scene it turns into. On dev, doubling
     # scored +1.7 / +2.2 / +1.3 over count (seeds 0-2; BENCHMARKS.md, session 30)
     follow_up: Literal["doubling", "count"] = "doubling"
+    # what ranks the queued jobs of several edges: "gain", the predicted gain x staleness (see
+    # cloud_trainer.manager.job_priority); "gain_per_frame", that divided by the labelled frames of
+    # the scene the job trains on, which its GPU-seconds grow with (Smith's rule: of jobs that each
+    # hold back their edge's accuracy until they finish, serving the most gain per unit of work
+    # first keeps the most accuracy on the cameras over time)
+    rank: Literal["gain", "gain_per_frame"] = "gain"
     # model zoo (cloud_trainer.zoo): send a stored specialist the moment its scene returns, and
     # the first (general) model when a specialist's edge enters a scene that matches none
     zoo: bool = True

@@ -358,6 +358,15 @@ _variants(
     "a scene's next job is due after 30 new labelled samples, however many it has",
     manager=ManagerConfig(min_new_samples=30, follow_up="count"),
 )
+# the manager ranks by predicted gain x staleness per labelled frame the job trains on
+# (manager.rank "gain_per_frame", Smith's rule): with one worker saturated, a job's work delays
+# every job behind it, so the most gain per GPU-second goes first
+_variants(
+    "smith",
+    ("manager",),
+    "jobs ranked by predicted gain x staleness per frame they train on (Smith's rule)",
+    manager=ManagerConfig(min_new_samples=30, rank="gain_per_frame"),
+)
 # a pre-empted job whose best epoch so far beats its edge's model is judged and sent at once
 # instead of waiting to resume (training.preempt_delivers); one with nothing won yet pauses.
 # Four cameras seed 0, session 30: 57.9 against the manager's 58.0 (cam-1 +2.6, cam-2's fog job

@@ -214,6 +214,25 @@ def test_a_scene_whose_jobs_win_nothing_ranks_below_one_with_the_same_need(tmp_p
     assert cloud.store.claim_job("worker-1", timeout_s=0).edge_id == "cam-2"
 
 
+@pytest.mark.parametrize("rank", ["gain", "gain_per_frame"])
+def test_ranked_by_gain_per_frame_the_job_with_less_work_goes_first(tmp_path: Path, rank: str) -> None:
+    """Two edges with the same need and wait: by gain they rank alike; by gain per frame the one
+    whose scene has half the frames to train on is served first, at twice the priority."""
+    cloud = Cloud(tmp_path)
+    cloud.manager.cfg = ManagerConfig(min_new_samples=20, min_scene_samples=4, rank=rank)
+    for edge_id in ("cam-1", "cam-2"):
+        cloud.register_edge(edge_id)
+    (small,) = cloud.label("cam-1", 4, scene_start=T0 + 50)  # a new scene's first job, 4 frames
+    cloud.label("cam-2", 3, scene_start=T0 + 50)
+    (large,) = cloud.label("cam-2", 5, scene_start=T0 + 50)  # the same need, 8 frames
+    assert small.predicted_gain == pytest.approx(large.predicted_gain)
+    if rank == "gain":
+        assert small.priority == pytest.approx(large.priority)
+    else:
+        assert small.priority == pytest.approx(2 * large.priority)
+        assert cloud.store.claim_job("worker-1", timeout_s=0).edge_id == "cam-1"
+
+
 def test_more_samples_re_rank_the_queued_job_instead_of_queuing_another(cloud: Cloud) -> None:
     (job,) = cloud.label("cam-1", 5, now=T0 + 10)
     assert cloud.label("cam-1", 5, now=T0 + 600) == []  # much staler now
