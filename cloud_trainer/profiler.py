@@ -84,6 +84,14 @@ class LearningCurve:
             more = last * remaining
         return min(reached + more, 1.0 - self.before)
 
+    def gain_to_come(self) -> float | None:
+        """The held-out gain predicted beyond the best epoch so far by the planned epoch (never
+        below 0), or None before two points."""
+        predicted = self.predicted_gain()
+        if predicted is None:
+            return None
+        return max(0.0, predicted - (max(self.points) - self.before))
+
     def stop_reason(self) -> str | None:
         """Why training should stop now, or None to go on."""
         if not self.patience or len(self.points) < PROBE_EPOCHS:

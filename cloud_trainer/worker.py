@@ -18,6 +18,7 @@ confirms the claim is still this worker's, so each job registers at most one ver
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import shutil
@@ -83,10 +84,11 @@ class SceneLeft(StopEarly):
 class Preempted(Exception):
     """A job yields the worker at an epoch boundary to a much more valuable queued job."""
 
-    def __init__(self, job: TrainingJob, by: TrainingJob, epochs_done: int) -> None:
+    def __init__(self, job: TrainingJob, by: TrainingJob, epochs_done: int, why: str = "") -> None:
+        why = why or f"priority {by.priority:.3g} against {job.priority:.3g}"
         super().__init__(
             f"job {job.job_id} pre-empted after epoch {epochs_done} by job {by.job_id} of {by.edge_id} "
-            f"(priority {by.priority:.3g} against {job.priority:.3g}); it resumes from its checkpoint"
+            f"({why}); it resumes from its checkpoint"
         )
         self.by = by
 
@@ -699,13 +701,15 @@ class TrainingWorker:
                 scene_left = changed > scene
                 if cfg.stop_on_scene_change and scene_left:
                     raise SceneLeft(scene, changed)
-                if self.checkpoints is not None and (other := self._preempting(job, scene_left)) is not None:
+                rate = self._gain_rate_left(curve, len(train), remaining - epochs_done)
+                if self.checkpoints is not None and (other := self._preempting(job, scene_left, rate)) is not None:
                     if scene_left:  # the rest would train for a scene that is gone: stop, judged as it is
                         raise SceneLeft(scene, changed, for_job=other)
                     won = best.get("score", -1.0) if cfg.keep == "best" else plan.score
                     if cfg.preempt_delivers and won is not None and won > curve.before:
                         raise Delivered(other, plan.epochs_done, won, curve.before)
-                    raise Preempted(job, other, plan.epochs_done)
+                    why = "" if rate is None else f"its predicted gain per image-epoch beats this job's {rate:.3g}"
+                    raise Preempted(job, other, plan.epochs_done, why)
             return not undo
 
         workdir = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=self.workdir))
@@ -757,9 +761,27 @@ class TrainingWorker:
         """A model of like's kind with the given weights."""
         return StudentModel.from_state(state, like.class_names, like.imgsz, like.arch)
 
-    def _preempting(self, job: TrainingJob, scene_left: bool = False) -> TrainingJob | None:
+    def _gain_rate_left(self, curve: LearningCurve, images: int, epochs_left: int) -> float | None:
+        """With training.preempt_by "gain_rate", the running job's predicted held-out gain still to
+        come per image-epoch it has left (inf before the curve predicts: it does not yield yet);
+        None with "priority"."""
+        if self.cfg.preempt_by != "gain_rate":
+            return None
+        to_come = curve.gain_to_come()
+        return math.inf if to_come is None else to_come / (max(1, images) * max(1, epochs_left))
+
+    def _gain_rate(self, job: TrainingJob, selection: Selection) -> float:
+        """A queued job's predicted gain per image-epoch: the manager's prediction over its epochs."""
+        train, _, replay = selection
+        return (job.predicted_gain or 0.0) / (max(1, len(train) + len(replay)) * self.cfg.epochs)
+
+    def _preempting(
+        self, job: TrainingJob, scene_left: bool = False, rate_left: float | None = None
+    ) -> TrainingJob | None:
         """A queued job of another edge worth at least preempt_ratio times this one, if any, that
-        the worker would serve next and could start at once.
+        the worker would serve next and could start at once. With rate_left (training.preempt_by
+        "gain_rate"), worth more means a predicted gain per image-epoch above rate_left, this
+        job's gain still to come per image-epoch, instead.
 
         Only a claimed job with checkpoints yields (its work so far is kept); the margin keeps
         two jobs of similar value from taking turns. A job without enough frames of its edge's
@@ -774,9 +796,13 @@ class TrainingWorker:
         for other in sorted(self.store.list_jobs(status="queued", limit=100), key=job_rank):
             if not scene_left and job_rank(other) >= job_rank(job):  # served after it
                 return None
-            if other.edge_id == job.edge_id or (not scene_left and other.priority < ratio * max(job.priority, 1e-9)):
+            if other.edge_id == job.edge_id:
+                continue
+            if not scene_left and rate_left is None and other.priority < ratio * max(job.priority, 1e-9):
                 continue
             selection = self.select(other)
+            if not scene_left and rate_left is not None and self._gain_rate(other, selection) <= rate_left:
+                continue
             if self.ready(*selection[:2]) and (self.admits is None or self.admits(other, selection)):
                 return other
         return None

@@ -446,6 +446,15 @@ class TrainingConfig(Strict):
     # yields to any job of another edge that could start, and stops there, judged as a stopped job
     # is (stop_on_scene_change stops it whether or not another edge waits)
     preempt_ratio: float = Field(2.0, ge=0)
+    # which queued job of another edge pre-empts (preempt_ratio above 0): "priority", one ranked
+    # preempt_ratio times higher; "gain_rate", one ranked higher whose predicted gain per
+    # image-epoch (the manager's prediction, over the job's epochs) beats the running job's gain
+    # still to come per image-epoch it has left (the profiler's extrapolation of its held-out
+    # curve; none before its second epoch). Ekya's gain per unit of compute, at every epoch
+    # boundary: a job past its plateau hands the worker to one that wins more with it. Fine-tunes
+    # win most in their first epochs: over 336 benchmark jobs the best of the first 4 of 10
+    # epochs held 0.65 of the gain of all 10 (scripts/epoch_yield.py)
+    preempt_by: Literal["priority", "gain_rate"] = "priority"
     # a job pre-empted when its best epoch so far already scores above the edge's model on the
     # held-out frames stops there and is judged and sent as a stopped job is, instead of waiting
     # in the queue to resume: its edge gets what the job has won now, and no claim's epochs are

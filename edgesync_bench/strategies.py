@@ -387,6 +387,18 @@ _variants(
     "a job waits for 12 labelled frames of its edge's current scene (not 8)",
     {"min_fresh": 12},
 )
+# the manager's pre-emption by gain per unit of work (training.preempt_by "gain_rate"): a queued job
+# ranked higher whose predicted gain per image-epoch beats what the running job's held-out curve
+# still promises per image-epoch takes the worker; the running job is sent if it has won something
+# (preempt_delivers), else it pauses to resume. Fine-tunes win most in their first epochs
+# (scripts/epoch_yield.py: 0.65 of the gain in the first 4 of 10), so on a saturated worker a job
+# past its plateau hands its remaining work to a job that wins more with it
+_variants(
+    "rate",
+    ("manager",),
+    "a queued job pre-empts once its predicted gain per image-epoch beats what the running job still promises",
+    {"preempt_by": "gain_rate", "preempt_delivers": True},
+)
 # early stopping (training.patience 2): a job stops once its held-out mAP50 has not improved for
 # 2 epochs, handing the rest of its budget to the next job
 _variants("patience", ORDERS, "jobs stop once held-out mAP50 has not improved for 2 epochs", {"patience": 2})

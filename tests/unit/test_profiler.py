@@ -55,6 +55,13 @@ def test_one_step_after_none_is_not_extrapolated() -> None:
     assert curve(0.19, [0.19, 0.266]).predicted_gain() == pytest.approx(0.076)
 
 
+def test_gain_to_come_is_the_prediction_beyond_the_best_epoch_so_far() -> None:
+    assert curve(0.2, [0.3]).gain_to_come() is None
+    assert curve(0.1, [0.15, 0.2], planned=6).gain_to_come() == pytest.approx(0.05 * 4)  # climbing
+    assert curve(0.3, [0.4, 0.35]).gain_to_come() == 0.0  # past its best: nothing more predicted
+    assert curve(0.3, [0.2, 0.1]).gain_to_come() == 0.0  # never below 0
+
+
 def test_stops_after_patience_epochs_without_improvement() -> None:
     assert curve(0.3, [0.4, 0.38, 0.39]).stop_reason() is None  # 2 epochs since the best
     reason = curve(0.3, [0.4, 0.38, 0.39, 0.37]).stop_reason()

@@ -184,13 +184,14 @@ def test_the_heartbeat_notices_a_lost_lease_and_the_fence_refuses(setup: Setup) 
             keeper.fence()
 
 
-def _drift_in_first_epoch(setup: Setup, other: str) -> None:
-    """During job-1's first epoch a new drift on `other` queues a job worth 3x."""
+def _drift_in_first_epoch(setup: Setup, other: str, priority: float = 3.0, gain: float | None = None) -> None:
+    """During job-1's first epoch a new drift on `other` queues a job worth 3x (or `priority`),
+    predicting `gain`."""
     real_fine_tune = setup._fine_tune
 
     def drift_arrives(start, train, val, cfg, workdir, *, epochs, on_weights=None, **kw):
         if not setup.calls:
-            setup.store.put_job(TrainingJob("job-2", other, 3.0, 1.0, 1))
+            setup.store.put_job(TrainingJob("job-2", other, priority, 1.0, 1, predicted_gain=gain))
         return real_fine_tune(start, train, val, cfg, workdir, epochs=epochs, on_weights=on_weights, **kw)
 
     worker_module.fine_tune = drift_arrives  # monkeypatch in the fixture restores it
@@ -234,6 +235,31 @@ def test_with_preempt_delivers_a_pre_empted_job_that_has_won_is_sent_and_one_tha
         assert first.status == "queued" and "pre-empted after epoch 1 by job job-2" in first.error
         assert setup.checkpoints.load("job-1").plan.epochs_done == 1
     assert worker.process(setup.claim()).job_id == "job-2"
+
+
+@pytest.mark.parametrize("climbing", [True, False])
+def test_by_gain_rate_a_job_past_its_plateau_yields_and_a_climbing_one_does_not(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, climbing: bool
+) -> None:
+    """training.preempt_by gain_rate: job-2 ranks above job-1, by less than preempt_ratio, and
+    predicts 0.2 over its 5 epochs of 8 images. It takes the worker once job-1's held-out curve
+    predicts less gain to come per image-epoch: after job-1's second epoch when the curve is
+    flat; never while it climbs (it predicts 0.3 more over 3 epochs after its second)."""
+    other = setup.second_edge()
+    worker = setup.worker()
+    worker.cfg = worker.cfg.model_copy(update={"preempt_by": "gain_rate"})
+    curve = [0.5, 0.55, 0.65, 0.75, 0.85, 0.95] if climbing else [0.5, 0.6, 0.6]  # before, then each epoch
+    scores = iter(curve)
+    monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: next(scores, curve[-1]))
+    _drift_in_first_epoch(setup, other, priority=1.5, gain=0.2)
+    first = worker.process(setup.claim())
+    if climbing:
+        assert (first.status, first.metrics["epochs"]) == ("done", EPOCHS)
+        assert setup.store.get_job("job-2").status == "queued"
+    else:
+        assert first.status == "queued" and "pre-empted after epoch 2 by job job-2" in first.error
+        assert "its predicted gain per image-epoch beats this job's 0" in first.error
+        assert worker.process(setup.claim()).job_id == "job-2"
 
 
 def test_a_job_of_similar_value_does_not_pre_empt(setup: Setup) -> None:

@@ -1,0 +1,69 @@
+"""How much of a fine-tune's held-out gain its first epochs win, from the jobs benchmarks recorded.
+
+    python scripts/epoch_yield.py docs/bench/*-s3*-results.json
+
+Every job that trained its full epochs from the start (not resumed, not cut short by the budget)
+recorded its held-out mAP50 after each epoch (`map50_epoch_N` in results.json). For each
+length L it prints the mean gain of the best of the first L epochs over the model before, as a
+share of the best of all of them, and what a patience stop (training.patience) would have kept
+and run. If the first epochs won most of the gain, shorter jobs would be a cheap way to serve
+more of them on a saturated worker; the share growing with L says each epoch still pays.
+The best of more epochs is also the maximum of more noisy scores on a handful of frames, so the
+shares of short lengths are, if anything, too low.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def curves(paths: list[Path], epochs: int) -> list[tuple[float, list[float]]]:
+    """(held-out mAP50 before, after each epoch) of every job that trained `epochs` from the start."""
+    out = []
+    for path in paths:
+        result = json.loads(path.read_text())
+        for strategy in result["strategies"].values():
+            for camera in (strategy.get("per_camera") or {"": strategy}).values():
+                for job in camera.get("jobs", []):
+                    points = [job.get(f"map50_epoch_{i}") for i in range(1, epochs + 1)]
+                    if None not in points and not job.get("resumed_from_epoch"):
+                        out.append((job["map50_before"], points))
+    return out
+
+
+def patience_stop(before: float, points: list[float], patience: int) -> int:
+    """Epochs a job runs with training.patience (cloud_trainer.profiler.LearningCurve.stop_reason)."""
+    for n in range(2, len(points) + 1):
+        best = max(range(n), key=lambda i: (points[i], -i))
+        since = n - 1 - best if points[best] > before else n
+        if since >= patience and points[n - 1] <= max(before, points[best]):
+            return n
+    return len(points)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", type=Path, nargs="+", help="results.json files of `edgesync bench`")
+    parser.add_argument("--epochs", type=int, default=10, help="the jobs' planned epochs (the bench's: 10)")
+    args = parser.parse_args()
+    jobs = curves(args.results, args.epochs)
+    if not jobs:
+        parser.error(f"no job in those files trained {args.epochs} epochs from the start")
+    full = sum(max(0.0, max(p) - b) for b, p in jobs) / len(jobs)
+    print(f"{len(jobs)} jobs; mean held-out gain of the best of {args.epochs} epochs: {full:.3f}")
+    print("best of the first L epochs, as a share of that:")
+    for length in range(1, args.epochs + 1):
+        kept = sum(max(0.0, max(p[:length]) - b) for b, p in jobs) / len(jobs)
+        print(f"  L={length:2d}: {kept / full:.2f} of the gain for {length / args.epochs:.2f} of the work")
+    for patience in (1, 2, 3, 4):
+        stops = [patience_stop(b, p, patience) for b, p in jobs]
+        kept = sum(max(0.0, max(p[:n]) - b) for (b, p), n in zip(jobs, stops, strict=True)) / len(jobs)
+        work = sum(stops) / len(stops) / args.epochs
+        print(f"  patience {patience}: {kept / full:.2f} of the gain for {work:.2f} of the work")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
