@@ -304,7 +304,8 @@ class ManagerConfig(Strict):
     # cloud_trainer.manager.job_priority); "gain_per_frame", that divided by the labelled frames of
     # the scene the job trains on, which its GPU-seconds grow with (Smith's rule: of jobs that each
     # hold back their edge's accuracy until they finish, serving the most gain per unit of work
-    # first keeps the most accuracy on the cameras over time)
+    # first keeps the most accuracy on the cameras over time). Four cameras seed 0: 50.8 against
+    # 48.9 (BENCHMARKS.md, session 31); one seed, so not the default
     rank: Literal["gain", "gain_per_frame"] = "gain"
     # model zoo (cloud_trainer.zoo): send a stored specialist the moment its scene returns, and
     # the first (general) model when a specialist's edge enters a scene that matches none
@@ -453,7 +454,8 @@ class TrainingConfig(Strict):
     # curve; none before its second epoch). Ekya's gain per unit of compute, at every epoch
     # boundary: a job past its plateau hands the worker to one that wins more with it. Fine-tunes
     # win most in their first epochs: over 336 benchmark jobs the best of the first 4 of 10
-    # epochs held 0.65 of the gain of all 10 (scripts/epoch_yield.py)
+    # epochs held 0.65 of the gain of all 10 (scripts/epoch_yield.py). Four cameras seed 0 with
+    # preempt_delivers: 51.3 against 48.9 (BENCHMARKS.md, session 31); one seed, so not the default
     preempt_by: Literal["priority", "gain_rate"] = "priority"
     # a job pre-empted when its best epoch so far already scores above the edge's model on the
     # held-out frames stops there and is judged and sent as a stopped job is, instead of waiting
