@@ -305,7 +305,7 @@ class ManagerConfig(Strict):
     # the scene the job trains on, which its GPU-seconds grow with (Smith's rule: of jobs that each
     # hold back their edge's accuracy until they finish, serving the most gain per unit of work
     # first keeps the most accuracy on the cameras over time). Four cameras seed 0: 50.8 against
-    # 48.9 (BENCHMARKS.md, session 31); one seed, so not the default
+    # 48.9, seed 1 50.3 against session 29's manager's 51.5 (BENCHMARKS.md, session 31): not the default
     rank: Literal["gain", "gain_per_frame"] = "gain"
     # model zoo (cloud_trainer.zoo): send a stored specialist the moment its scene returns, and
     # the first (general) model when a specialist's edge enters a scene that matches none

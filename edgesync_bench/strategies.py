@@ -361,7 +361,8 @@ _variants(
 # the manager ranks by predicted gain x staleness per labelled frame the job trains on
 # (manager.rank "gain_per_frame", Smith's rule): with one worker saturated, a job's work delays
 # every job behind it, so the most gain per GPU-second goes first. Four cameras seed 0, session 31
-# (student e203494d): 50.8 against the manager's 48.9 (fifo 48.8, fair 48.6): not yet the default
+# (student e203494d): 50.8 against the manager's 48.9 (fifo 48.8, fair 48.6); seed 1: 50.3 against
+# session 29's manager's 51.5: not the default
 _variants(
     "smith",
     ("manager",),
