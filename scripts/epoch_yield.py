@@ -18,6 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
+from cloud_trainer.profiler import LearningCurve
+
 
 def curves(paths: list[Path], epochs: int) -> list[tuple[float, list[float]]]:
     """(held-out mAP50 before, after each epoch) of every job that trained `epochs` from the start."""
@@ -34,11 +36,11 @@ def curves(paths: list[Path], epochs: int) -> list[tuple[float, list[float]]]:
 
 
 def patience_stop(before: float, points: list[float], patience: int) -> int:
-    """Epochs a job runs with training.patience (cloud_trainer.profiler.LearningCurve.stop_reason)."""
-    for n in range(2, len(points) + 1):
-        best = max(range(n), key=lambda i: (points[i], -i))
-        since = n - 1 - best if points[best] > before else n
-        if since >= patience and points[n - 1] <= max(before, points[best]):
+    """Epochs a job runs with training.patience: the worker's own stop (LearningCurve.stop_reason)."""
+    curve = LearningCurve(before, len(points), patience)
+    for n, score in enumerate(points, start=1):
+        curve.add(score)
+        if curve.stop_reason() is not None:
             return n
     return len(points)
 
