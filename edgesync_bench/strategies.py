@@ -399,9 +399,11 @@ _variants(
 # past its plateau hands its remaining work to a job that wins more with it. Four cameras seed 0,
 # session 31 (student e203494d): 51.3 against the manager's 48.9 (fifo 48.8, fair 48.6), 22 updates
 # against 12: not yet the default
+# with both bases: "manager-smith-rate" orders the queue by Smith's rule and lets a running job give
+# way by gain rate; the two are independent (one picks the next job, the other when the worker switches)
 _variants(
     "rate",
-    ("manager",),
+    ("manager", "manager-smith"),
     "a queued job pre-empts once its predicted gain per image-epoch beats what the running job still promises",
     {"preempt_by": "gain_rate", "preempt_delivers": True},
 )
