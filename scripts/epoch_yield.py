@@ -10,12 +10,18 @@ and run. If the first epochs won most of the gain, shorter jobs would be a cheap
 more of them on a saturated worker; the share growing with L says each epoch still pays.
 The best of more epochs is also the maximum of more noisy scores on a handful of frames, so the
 shares of short lengths are, if anything, too low.
+
+Last, how well a job's own curve foresees its gain still to come (`LearningCurve.gain_to_come`, what
+training.preempt_by "gain_rate" weighs): after each epoch k, the mean predicted and achieved gain
+beyond the best of the first k epochs, the prediction's mean absolute error against that of
+predicting none, and the correlation of the two over the jobs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from cloud_trainer.profiler import LearningCurve
@@ -45,6 +51,21 @@ def patience_stop(before: float, points: list[float], patience: int) -> int:
     return len(points)
 
 
+def to_come(before: float, points: list[float], after: int) -> tuple[float, float]:
+    """(predicted, achieved) held-out gain beyond the best of the first `after` epochs."""
+    curve = LearningCurve(before, len(points), 0)
+    for score in points[:after]:
+        curve.add(score)
+    return curve.gain_to_come() or 0.0, max(0.0, max(points) - max(points[:after]))
+
+
+def correlation(xs: list[float], ys: list[float]) -> float:
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sx = math.sqrt(sum((x - mx) ** 2 for x in xs))
+    sy = math.sqrt(sum((y - my) ** 2 for y in ys))
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / (sx * sy) if sx and sy else math.nan
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, nargs="+", help="results.json files of `edgesync bench`")
@@ -64,6 +85,14 @@ def main() -> int:
         kept = sum(max(0.0, max(p[:n]) - b) for (b, p), n in zip(jobs, stops, strict=True)) / len(jobs)
         work = sum(stops) / len(stops) / args.epochs
         print(f"  patience {patience}: {kept / full:.2f} of the gain for {work:.2f} of the work")
+    print("gain still to come after epoch k (LearningCurve.gain_to_come): predicted / achieved, mean")
+    print("absolute error (predicting none: the achieved mean), correlation over the jobs:")
+    for after in range(2, args.epochs):
+        predicted, achieved = zip(*(to_come(b, p, after) for b, p in jobs), strict=True)
+        error = sum(abs(x - y) for x, y in zip(predicted, achieved, strict=True)) / len(jobs)
+        mean_predicted, mean_achieved = sum(predicted) / len(jobs), sum(achieved) / len(jobs)
+        r = correlation(predicted, achieved)
+        print(f"  k={after}: {mean_predicted:.3f} / {mean_achieved:.3f}, error {error:.3f}, r {r:.2f}")
     return 0
 
 
