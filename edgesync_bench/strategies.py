@@ -398,9 +398,10 @@ _variants(
 # (scripts/epoch_yield.py: 0.65 of the gain in the first 4 of 10), so on a saturated worker a job
 # past its plateau hands its remaining work to a job that wins more with it. Four cameras seed 0,
 # session 31 (student e203494d): 51.3 against the manager's 48.9 (fifo 48.8, fair 48.6), 22 updates
-# against 12: not yet the default
+# against 12. Student 23f63b57, seed 0, session 32: 59.2 (fifo 57.1, fair 56.7): not yet the default
 # with both bases: "manager-smith-rate" orders the queue by Smith's rule and lets a running job give
-# way by gain rate; the two are independent (one picks the next job, the other when the worker switches)
+# way by gain rate; the two are independent (one picks the next job, the other when the worker
+# switches). Student 23f63b57, seed 0, session 32: 59.6, the best order measured there (+2.5 / +2.9)
 _variants(
     "rate",
     ("manager", "manager-smith"),
@@ -408,7 +409,7 @@ _variants(
     {"preempt_by": "gain_rate", "preempt_delivers": True},
 )
 # what gain_rate's test comes to: a job's own held-out curve does not foresee its gain to come
-# (scripts/epoch_yield.py: correlation 0.07-0.13 before epoch 7 over 431 recorded jobs; the
+# (scripts/epoch_yield.py: correlation 0.07-0.11 before epoch 7 over 431 recorded jobs; the
 # extrapolation predicts none in 7 of 10 jobs after epoch 2), so the test mostly passes and
 # gain_rate is close to pre-empting for any job ranked above the running one. This is that rule
 # alone (training.preempt_ratio 1, with preempt_delivers), to measure whether the curve adds anything
