@@ -398,10 +398,11 @@ _variants(
 # (scripts/epoch_yield.py: 0.65 of the gain in the first 4 of 10), so on a saturated worker a job
 # past its plateau hands its remaining work to a job that wins more with it. Four cameras seed 0,
 # session 31 (student e203494d): 51.3 against the manager's 48.9 (fifo 48.8, fair 48.6), 22 updates
-# against 12. Student 23f63b57, seed 0, session 32: 59.2 (fifo 57.1, fair 56.7): not yet the default
+# against 12. Student 23f63b57, session 32: 59.2 and 58.8 on seeds 0 and 1 (fifo 57.1 and 56.4)
 # with both bases: "manager-smith-rate" orders the queue by Smith's rule and lets a running job give
 # way by gain rate; the two are independent (one picks the next job, the other when the worker
-# switches). Student 23f63b57, seed 0, session 32: 59.6, the best order measured there (+2.5 / +2.9)
+# switches). Student 23f63b57, session 32: seed 0 59.6, seed 1 60.3, +3.2 / +3.6 over fifo / fair on
+# the two (manager-rate +2.3 / +2.6): the best order measured; one student, so not yet the default
 _variants(
     "rate",
     ("manager", "manager-smith"),
