@@ -413,7 +413,8 @@ _variants(
 # (scripts/epoch_yield.py: correlation 0.07-0.11 before epoch 7 over 431 recorded jobs; the
 # extrapolation predicts none in 7 of 10 jobs after epoch 2), so the test mostly passes and
 # gain_rate is close to pre-empting for any job ranked above the running one. This is that rule
-# alone (training.preempt_ratio 1, with preempt_delivers), to measure whether the curve adds anything
+# alone (training.preempt_ratio 1, with preempt_delivers), to measure whether the curve adds anything.
+# Student 23f63b57, seed 0, session 32: manager-eager 58.4 against manager-rate's 59.2 (fifo 57.1)
 _variants(
     "eager",
     ("manager", "manager-smith"),
