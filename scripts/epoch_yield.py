@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 from pathlib import Path
 
 from cloud_trainer.profiler import LearningCurve
@@ -60,10 +61,11 @@ def to_come(before: float, points: list[float], after: int) -> tuple[float, floa
 
 
 def correlation(xs: list[float], ys: list[float]) -> float:
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    sx = math.sqrt(sum((x - mx) ** 2 for x in xs))
-    sy = math.sqrt(sum((y - my) ** 2 for y in ys))
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / (sx * sy) if sx and sy else math.nan
+    """Pearson's r, nan where either side is constant (statistics.correlation refuses those)."""
+    try:
+        return statistics.correlation(xs, ys)
+    except statistics.StatisticsError:
+        return math.nan
 
 
 def main() -> int:
@@ -89,10 +91,9 @@ def main() -> int:
     print("absolute error (predicting none: the achieved mean), correlation over the jobs:")
     for after in range(2, args.epochs):
         predicted, achieved = zip(*(to_come(b, p, after) for b, p in jobs), strict=True)
-        error = sum(abs(x - y) for x, y in zip(predicted, achieved, strict=True)) / len(jobs)
-        mean_predicted, mean_achieved = sum(predicted) / len(jobs), sum(achieved) / len(jobs)
-        r = correlation(predicted, achieved)
-        print(f"  k={after}: {mean_predicted:.3f} / {mean_achieved:.3f}, error {error:.3f}, r {r:.2f}")
+        means = f"{statistics.fmean(predicted):.3f} / {statistics.fmean(achieved):.3f}"
+        error = statistics.fmean(abs(x - y) for x, y in zip(predicted, achieved, strict=True))
+        print(f"  k={after}: {means}, error {error:.3f}, r {correlation(predicted, achieved):.2f}")
     return 0
 
 
