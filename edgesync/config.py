@@ -305,7 +305,9 @@ class ManagerConfig(Strict):
     # the scene the job trains on, which its GPU-seconds grow with (Smith's rule: of jobs that each
     # hold back their edge's accuracy until they finish, serving the most gain per unit of work
     # first keeps the most accuracy on the cameras over time). Four cameras seed 0: 50.8 against
-    # 48.9, seed 1 50.3 against session 29's manager's 51.5 (BENCHMARKS.md, session 31): not the default
+    # 48.9, seed 1 50.3 against session 29's manager's 51.5 (BENCHMARKS.md, session 31). With
+    # preempt_by "gain_rate" on another student: +3.2 / +3.6 over fifo / fair on two seeds (session 32);
+    # one student, so not yet the default
     rank: Literal["gain", "gain_per_frame"] = "gain"
     # model zoo (cloud_trainer.zoo): send a stored specialist the moment its scene returns, and
     # the first (general) model when a specialist's edge enters a scene that matches none
@@ -455,7 +457,9 @@ class TrainingConfig(Strict):
     # boundary: a job past its plateau hands the worker to one that wins more with it. Fine-tunes
     # win most in their first epochs: over 336 benchmark jobs the best of the first 4 of 10
     # epochs held 0.65 of the gain of all 10 (scripts/epoch_yield.py). Four cameras seed 0 with
-    # preempt_delivers: 51.3 against 48.9 (BENCHMARKS.md, session 31); one seed, so not the default
+    # preempt_delivers: 51.3 against 48.9 (BENCHMARKS.md, session 31); on another student +2.3 / +2.6
+    # over fifo / fair on two seeds (session 32), though the running job's extrapolated gain to come
+    # barely tracks what comes (scripts/epoch_yield.py); not yet the default
     preempt_by: Literal["priority", "gain_rate"] = "priority"
     # a job pre-empted when its best epoch so far already scores above the edge's model on the
     # held-out frames stops there and is judged and sent as a stopped job is, instead of waiting
