@@ -402,6 +402,14 @@ def bench(
             "(about 4 GB of memory each on the dev schedule); the numbers are the same as with 1.",
         ),
     ] = 1,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Keep the strategies that --out's results.json already holds (results.json is rewritten "
+            "as each strategy finishes) and run only the rest; refused when that file was written for "
+            "another stream, student, config or budgets. Resume on the same commit."
+        ),
+    ] = False,
     verbose: Verbose = False,
 ) -> None:
     """Replay a video through a drift schedule in virtual time and compare retraining strategies."""
@@ -433,6 +441,7 @@ def bench(
         max_seconds=max_seconds,
         cameras=cameras,
         jobs=jobs,
+        resume=resume,
     )
     results = run_bench(request)
     console.print((out / "results.md").read_text())

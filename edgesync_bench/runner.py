@@ -67,6 +67,7 @@ class BenchRequest:
     cache_dir: Path | None = None
     cameras: Path | None = None  # a cameras file: several cameras sharing one cloud (replaces drift)
     jobs: int = 1  # strategies run at a time, each in its own process with its share of the cores
+    resume: bool = False  # keep the strategies out/results.json already holds for this same stream
 
 
 def _bootstrap_key(video: str, settings: BootstrapSettings, teacher: Teacher) -> str:
@@ -259,6 +260,8 @@ def _prepare(req: BenchRequest) -> _Prepared:
             "rtt_ms": req.rtt_ms,
         },
         "costs": costs.as_dict(),
+        # the teacher and training recipe (--config), so --resume never mixes two recipes' numbers
+        "cloud_config_sha256": hashlib.sha256(cloud.model_dump_json().encode()).hexdigest(),
         "segments": [{"name": s.name, "until_s": s.until_s} for s in schedule.segments],
     }
     if spec is not None:
@@ -366,16 +369,21 @@ def _usable_cores() -> int:
 
 
 def _run_in_processes(
-    req: BenchRequest, strategies: list[Strategy], total_frames: int, progress: Progress, tasks: dict
-) -> dict:
-    """Run the strategies req.jobs at a time in worker processes, sharing the cores between them."""
+    req: BenchRequest,
+    strategies: list[Strategy],
+    total_frames: int,
+    progress: Progress,
+    tasks: dict,
+    on_done: Callable[[str, dict], None],
+) -> None:
+    """Run the strategies req.jobs at a time in worker processes, sharing the cores between them;
+    on_done gets each one's summary as it finishes."""
     context = multiprocessing.get_context("spawn")  # a fork would copy torch's thread pools mid-use
     manager = SyncManager(ctx=context)
     manager.start(exit_with_parent)  # its server process would outlive a killed bench as well
     with manager:
         queue = manager.Queue()
         running = manager.Value("i", min(req.jobs, len(strategies)))
-        summaries: dict[str, dict] = {}
         with ProcessPoolExecutor(
             max_workers=req.jobs, mp_context=context, initializer=_start_child, initargs=(req, running, queue)
         ) as pool:
@@ -389,11 +397,11 @@ def _run_in_processes(
                     name = pending.pop(future)
                     if future.exception() is not None:  # the strategies not started yet would be wasted
                         pool.shutdown(wait=False, cancel_futures=True)
-                    summaries[name] = future.result()
+                    summary = future.result()
                     progress.update(tasks[name], completed=total_frames)
-                    _print_summary(progress, name, summaries[name])
+                    _print_summary(progress, name, summary)
+                    on_done(name, summary)
                 running.value = min(req.jobs, len(pending))
-    return summaries
 
 
 def _print_summary(progress: Progress, name: str, summary: dict) -> None:
@@ -404,9 +412,50 @@ def _print_summary(progress: Progress, name: str, summary: dict) -> None:
     )
 
 
+# what results.json holds about this one command rather than about the stream, student and budgets
+_RUN_KEYS = {"strategies", "unfinished", "reused", "setup_wall_s", "jobs", "wall_s"}
+
+
+def _finished_earlier(req: BenchRequest, header: dict) -> dict[str, dict]:
+    """The requested strategies that req.out/results.json already holds, when resuming a bench
+    that stopped part-way; an error if that file was written for another stream, student,
+    recipe or budgets. The code itself is not compared: resume on the commit that wrote it."""
+    path = req.out / "results.json"
+    if not req.resume or not path.exists():
+        return {}
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--resume: cannot read {path}: {exc}") from None
+    mine = json.loads(json.dumps(header))  # as it would read back from results.json
+    differ = sorted(k for k in (set(mine) | set(earlier)) - _RUN_KEYS if earlier.get(k) != mine.get(k))
+    if differ:
+        raise ConfigError(
+            f"--resume: {path} was written for another run ({', '.join(differ)} differ); "
+            "pass another --out, or drop --resume to start over"
+        )
+    return {name: s for name, s in earlier.get("strategies", {}).items() if name in req.strategies}
+
+
+def _write_results(results: dict, out: Path, several_cameras: bool) -> None:
+    """results.json (replaced whole, never left half-written), the markdown table and the plot."""
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / "results.json.partial"
+    partial.write_text(json.dumps(results, indent=2))
+    os.replace(partial, out / "results.json")
+    if several_cameras:
+        (out / "results.md").write_text(cameras_table(results))
+        cameras_plot(results, out / "accuracy.png")
+    else:
+        write_report(results, out)
+
+
 def run_bench(req: BenchRequest) -> dict:
     """Run every requested strategy on the same stream(s) and budgets; returns and writes the results.
 
+    results.json is rewritten as each strategy finishes, listing the ones still to run under
+    `unfinished`, so a bench stopped part-way keeps what it finished; with req.resume a rerun
+    into the same directory runs only those (`reused` names the ones it kept).
     With req.jobs above 1 the strategies run that many at a time in worker processes; each
     strategy's numbers are the same either way (see the note above _child)."""
     started = time.monotonic()
@@ -414,32 +463,39 @@ def run_bench(req: BenchRequest) -> dict:
         raise ConfigError(f"jobs must be at least 1, got {req.jobs}")
     strategies = get_strategies(req.strategies)
     prep = _prepare(req)
-    results = prep.header | {"strategies": {}}
-    jobs = min(req.jobs, len(strategies))
+    done = _finished_earlier(req, prep.header)
+    to_run = [s for s in strategies if s.name not in done]
+    if done:
+        console.print(f"resuming: {', '.join(done)} already finished in {req.out / 'results.json'}")
+    results = prep.header | {"strategies": {}, "unfinished": [s.name for s in to_run], "reused": list(done)}
+    jobs = max(1, min(req.jobs, len(to_run)))
     # wall time (not virtual): what the 20-minute target of the dev benchmark is about
     results["setup_wall_s"] = round(time.monotonic() - started, 1)  # student, teacher labels, footage
     results["jobs"] = jobs
+
+    def write() -> None:
+        results["strategies"] = {s.name: done[s.name] for s in strategies if s.name in done}  # in the order asked
+        results["unfinished"] = [s.name for s in to_run if s.name not in done]
+        results["wall_s"] = round(time.monotonic() - started, 1)
+        _write_results(results, req.out, prep.spec is not None)
+
+    def finished(name: str, summary: dict) -> None:
+        done[name] = summary
+        write()
+
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console) as progress:
-        tasks = {s.name: progress.add_task(f"{s.name:<9}", total=prep.setup.total_frames) for s in strategies}
+        tasks = {s.name: progress.add_task(f"{s.name:<9}", total=prep.setup.total_frames) for s in to_run}
         if jobs > 1:
-            summaries = _run_in_processes(replace(req, jobs=jobs), strategies, prep.setup.total_frames, progress, tasks)
+            _run_in_processes(replace(req, jobs=jobs), to_run, prep.setup.total_frames, progress, tasks, finished)
         else:
-            summaries = {}
             predictions = PredictionCache()  # strategies running the same model share its predictions
-            for strategy in strategies:
+            for strategy in to_run:
                 task = tasks[strategy.name]
-                summaries[strategy.name] = _run_strategy(
+                summary = _run_strategy(
                     req, prep, strategy, predictions, lambda i, task=task: progress.update(task, completed=i + 1)
                 )
-                _print_summary(progress, strategy.name, summaries[strategy.name])
-    results["strategies"] = {s.name: summaries[s.name] for s in strategies}  # in the order asked for
-    results["wall_s"] = round(time.monotonic() - started, 1)
-    req.out.mkdir(parents=True, exist_ok=True)
-    (req.out / "results.json").write_text(json.dumps(results, indent=2))
-    if prep.spec is not None:
-        (req.out / "results.md").write_text(cameras_table(results))
-        cameras_plot(results, req.out / "accuracy.png")
-    else:
-        write_report(results, req.out)
+                _print_summary(progress, strategy.name, summary)
+                finished(strategy.name, summary)
+    write()  # again, for the whole command's wall time (and the report, when all were reused)
     return results

@@ -22,6 +22,7 @@ from cloud_trainer.bootstrap import BootstrapSettings
 from cloud_trainer.registry import ModelRegistry
 from edgesync.assets import vtest_path
 from edgesync.config import CloudConfig, SamplerConfig, parse_config
+from edgesync.errors import ConfigError
 from edgesync.student import StudentModel
 from edgesync_bench import strategies as registry
 from edgesync_bench.runner import BOOTSTRAP_MAX_SHARE, BenchRequest, run_bench
@@ -79,6 +80,7 @@ def _bench(
     cameras: Path | None = None,
     jobs: int = 1,
     training: dict | None = None,
+    resume: bool = False,
 ) -> dict:
     """Run the benchmark on the clip (or the cameras file's cameras) and return results.json as written."""
     # nominal_batch 4: an optimizer step every batch, so a one-epoch job changes the weights
@@ -100,6 +102,7 @@ def _bench(
             cache_dir=inputs / "cache",
             cameras=cameras,
             jobs=jobs,
+            resume=resume,
         )
     )
     return json.loads((out / "results.json").read_text())
@@ -198,6 +201,36 @@ def test_same_seed_gives_identical_results_and_bit_identical_models(results: dic
     trained = _trained_models(out, "shoggoth")
     assert len(trained) >= 2  # the base model and at least one trained version
     assert _trained_models(again_out, "shoggoth") == trained
+
+
+def _machine_goes_down(*args) -> None:
+    raise RuntimeError("the machine went down")
+
+
+def test_a_bench_stopped_part_way_keeps_what_it_finished_and_resume_runs_only_the_rest(
+    inputs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crashing = replace(registry.STRATEGIES["shoggoth"], name="crashing", trigger=_machine_goes_down)
+    monkeypatch.setitem(registry.STRATEGIES, "crashing", crashing)
+    monkeypatch.setitem(registry.STRATEGIES, "static-2", replace(registry.STRATEGIES["static"], name="static-2"))
+    out = inputs / "resume"
+    with pytest.raises(RuntimeError, match="went down"):
+        _bench(inputs, out, ["static", "crashing"])
+    stopped = json.loads((out / "results.json").read_text())
+    assert list(stopped["strategies"]) == ["static"] and stopped["unfinished"] == ["crashing"]
+    assert "| static |" in (out / "results.md").read_text()
+
+    resumed = _bench(inputs, out, ["static", "static-2"], resume=True)
+    assert resumed["reused"] == ["static"] and resumed["unfinished"] == []
+    assert list(resumed["strategies"]) == ["static", "static-2"]
+    assert resumed["strategies"]["static"] == stopped["strategies"]["static"]  # kept, wall time and all
+    for key in ("map50_mean", "map50_by_segment", "frames"):  # the same student on the same stream
+        assert resumed["strategies"]["static-2"][key] == resumed["strategies"]["static"][key], key
+
+    with pytest.raises(ConfigError, match="seed"):  # another stream's numbers are never mixed in
+        _bench(inputs, out, ["static"], seed=1, resume=True)
+    fresh = _bench(inputs, out, ["static-2"])  # without --resume the directory starts over
+    assert list(fresh["strategies"]) == ["static-2"] and fresh["reused"] == []
 
 
 def test_downlink_is_charged_with_the_bytes_each_encoding_actually_sends(results: dict, inputs: Path) -> None:
