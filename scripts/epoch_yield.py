@@ -14,7 +14,8 @@ shares of short lengths are, if anything, too low.
 Last, how well a job's own curve foresees its gain still to come (`LearningCurve.gain_to_come`, what
 training.preempt_by "gain_rate" weighs): after each epoch k, the mean predicted and achieved gain
 beyond the best of the first k epochs, the prediction's mean absolute error against that of
-predicting none, and the correlation of the two over the jobs.
+predicting none, and the correlation of the two over the jobs; and how well the manager's
+prediction when it queued the job (`queued_gain`, what ranks it) foresees the gain of all its epochs.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from pathlib import Path
 from cloud_trainer.profiler import LearningCurve
 
 
-def curves(paths: list[Path], epochs: int) -> list[tuple[float, list[float]]]:
-    """(held-out mAP50 before, after each epoch) of every job that trained `epochs` from the start."""
+def curves(paths: list[Path], epochs: int) -> list[tuple[float, list[float], float | None]]:
+    """(held-out mAP50 before, after each epoch, the manager's predicted gain when it queued the job)
+    of every job that trained `epochs` from the start."""
     out = []
     for path in paths:
         result = json.loads(path.read_text())
@@ -38,7 +40,7 @@ def curves(paths: list[Path], epochs: int) -> list[tuple[float, list[float]]]:
                 for job in camera.get("jobs", []):
                     points = [job.get(f"map50_epoch_{i}") for i in range(1, epochs + 1)]
                     if None not in points and not job.get("resumed_from_epoch"):
-                        out.append((job["map50_before"], points))
+                        out.append((job["map50_before"], points, job.get("queued_gain")))
     return out
 
 
@@ -73,7 +75,8 @@ def main() -> int:
     parser.add_argument("results", type=Path, nargs="+", help="results.json files of `edgesync bench`")
     parser.add_argument("--epochs", type=int, default=10, help="the jobs' planned epochs (the bench's: 10)")
     args = parser.parse_args()
-    jobs = curves(args.results, args.epochs)
+    recorded = curves(args.results, args.epochs)
+    jobs = [(before, points) for before, points, _ in recorded]
     if not jobs:
         parser.error(f"no job in those files trained {args.epochs} epochs from the start")
     full = sum(max(0.0, max(p) - b) for b, p in jobs) / len(jobs)
@@ -94,6 +97,14 @@ def main() -> int:
         means = f"{statistics.fmean(predicted):.3f} / {statistics.fmean(achieved):.3f}"
         error = statistics.fmean(abs(x - y) for x, y in zip(predicted, achieved, strict=True))
         print(f"  k={after}: {means}, error {error:.3f}, r {correlation(predicted, achieved):.2f}")
+    queued = [(q, max(0.0, max(p) - b)) for b, p, q in recorded if q is not None]
+    if queued:
+        predicted, achieved = zip(*queued, strict=True)
+        print(
+            f"the manager's predicted gain when it queued the job (queued_gain), {len(queued)} jobs: mean "
+            f"{statistics.fmean(predicted):.3f} against {statistics.fmean(achieved):.3f} achieved "
+            f"(best of all epochs), r {correlation(predicted, achieved):.2f}"
+        )
     return 0
 
 
