@@ -405,6 +405,7 @@ def bench(
     resume: Annotated[
         bool,
         typer.Option(
+            "--resume",
             help="Keep the strategies that --out's results.json already holds (results.json is rewritten "
             "as each strategy finishes) and run only the rest; refused when that file was written for "
             "another stream, student, config or budgets. Resume on the same commit."
