@@ -342,24 +342,24 @@ def bench(
     strategies: Annotated[
         str,
         typer.Option(
-            help="Comma-separated, from static, uniform, shoggoth, edgesync (change points and zoo), "
-            "cpd (edgesync without the zoo), edgesync-nocpd, edgesync-oracle (true scene changes), "
-            "edgesync-noburst (no upload burst after a change), edgesync-gentle, edgesync-short, "
-            "edgesync-profiled and edgesync-epochs (fine-tune recipes; the job profiler choosing them), "
-            "edgesync-fixed (held-out frames fixed for good), edgesync-recal (batch-norm "
-            "recalibration), edgesync-last, edgesync-lr and edgesync-lr003, distill and distill-gen (distillation "
-            "from the teacher's features); with --cameras, fifo, fair and manager (how the shared "
-            "worker orders the cameras' jobs) and manager-patience, fifo-patience, fair-patience (jobs "
-            "also stop early). Append -noaudit to edgesync, fifo, fair or manager to validate on frames "
-            "picked on merit instead of audit frames drawn at random (sampler.audit_share 0), -backtrack "
-            "for step control (training.backtrack), -stem to freeze the stem (training.freeze 2), -stalebn to "
-            "leave batch-norm statistics to trail the optimizer steps (training.bn_follows_steps false), "
-            "-lr01-nb64 for the fine-tunes' steps before session 28 (lr0 0.01, a step every 64 images), "
-            "or -cv to judge each job's kept epoch by its "
-            "cross-validated held-out score (training.judge). "
-            "Append +ENCODING (full, fp16-delta, int8-delta), then optionally @FRACTION (sparse) and :raw "
-            "(uncompressed), to send that strategy's updates another way, e.g. edgesync+int8-delta@0.1 "
-            "(default: the config's downlink section, fp16-delta with zstd)."
+            help="Comma-separated, from static, uniform, shoggoth, edgesync (change points and zoo), cpd (edgesync "
+            "without the zoo), edgesync-nocpd, edgesync-oracle (true scene changes), edgesync-noburst (no upload "
+            "burst after a change), edgesync-gentle, edgesync-short, edgesync-profiled and edgesync-epochs "
+            "(fine-tune recipes; the job profiler choosing them), edgesync-fixed (held-out frames fixed for "
+            "good), edgesync-recal (batch-norm recalibration), edgesync-last, edgesync-lr and edgesync-lr003, "
+            "distill and distill-gen (distillation from the teacher's features); with --cameras, fifo, fair and "
+            "manager (how the shared worker orders the cameras' jobs), the manager's orders pinned by name "
+            "(manager-gain, the default until session 32; manager-smith, manager-rate, manager-smith-rate, the "
+            "default; manager-eager, manager-smith-eager, manager-delivers) and manager-patience, fifo-patience, "
+            "fair-patience (jobs also stop early). Append -noaudit to edgesync, fifo, fair or manager to validate"
+            " on frames picked on merit instead of audit frames drawn at random (sampler.audit_share 0), "
+            "-backtrack for step control (training.backtrack), -stem to freeze the stem (training.freeze 2), "
+            "-stalebn to leave batch-norm statistics to trail the optimizer steps (training.bn_follows_steps "
+            "false), -lr01-nb64 for the fine-tunes' steps before session 28 (lr0 0.01, a step every 64 images), "
+            "or -cv to judge each job's kept epoch by its cross-validated held-out score (training.judge). Append"
+            " +ENCODING (full, fp16-delta, int8-delta), then optionally @FRACTION (sparse) and :raw "
+            "(uncompressed), to send that strategy's updates another way, e.g. edgesync+int8-delta@0.1 (default: "
+            "the config's downlink section, fp16-delta with zstd)."
         ),
     ] = ("static,uniform,shoggoth,edgesync"),
     seed: Annotated[
@@ -408,7 +408,7 @@ def bench(
             "--resume",
             help="Keep the strategies that --out's results.json already holds (results.json is rewritten "
             "as each strategy finishes) and run only the rest; refused when that file was written for "
-            "another stream, student, config or budgets. Resume on the same commit."
+            "another stream, student, config or budgets. Resume on the same commit.",
         ),
     ] = False,
     verbose: Verbose = False,

@@ -304,11 +304,11 @@ class ManagerConfig(Strict):
     # cloud_trainer.manager.job_priority); "gain_per_frame", that divided by the labelled frames of
     # the scene the job trains on, which its GPU-seconds grow with (Smith's rule: of jobs that each
     # hold back their edge's accuracy until they finish, serving the most gain per unit of work
-    # first keeps the most accuracy on the cameras over time). Four cameras seed 0: 50.8 against
-    # 48.9, seed 1 50.3 against session 29's manager's 51.5 (BENCHMARKS.md, session 31). With
-    # preempt_by "gain_rate" on another student: +3.2 / +3.6 over fifo / fair on two seeds (session 32);
-    # one student, so not yet the default
-    rank: Literal["gain", "gain_per_frame"] = "gain"
+    # first keeps the most accuracy on the cameras over time). With training.preempt_by "gain_rate",
+    # four cameras, over fifo / fair: +3.2 / +3.6 on the mean of two seeds of one student (session
+    # 32), +2.8 / +3.1 on two of another (session 33); "gain" with preempt_by "priority", the
+    # default until session 32, +0.9 / +1.3 and +0.1 / +0.3 on seed 0 of the two (BENCHMARKS.md)
+    rank: Literal["gain", "gain_per_frame"] = "gain_per_frame"
     # model zoo (cloud_trainer.zoo): send a stored specialist the moment its scene returns, and
     # the first (general) model when a specialist's edge enters a scene that matches none
     zoo: bool = True
@@ -442,9 +442,11 @@ class TrainingConfig(Strict):
     accept_confidence: float = Field(0.0, ge=0, lt=1)
     bootstrap_resamples: int = Field(1000, gt=0)
     fallback_to_first: bool = True  # redeploy the edge's first model when it beats both on held-out frames
-    # a queued job of another edge ranked at least this many times higher than the running one
-    # pre-empts it at the next epoch boundary; the pre-empted job goes back to the queue and later
-    # resumes from that epoch's checkpoint (0: never pre-empt; below 1 would yield to a job worth less).
+    # with preempt_by "priority", a queued job of another edge ranked at least this many times higher
+    # than the running one pre-empts it at the next epoch boundary (with "gain_rate" the rate test
+    # decides and any value above 0 turns pre-emption on); the pre-empted job goes back to the queue
+    # and later resumes from that epoch's checkpoint (0: never pre-empt; below 1 would yield to a job
+    # worth less).
     # A job whose edge has left the scene it trains for is worth nothing more to that scene: it
     # yields to any job of another edge that could start, and stops there, judged as a stopped job
     # is (stop_on_scene_change stops it whether or not another edge waits)
@@ -456,16 +458,16 @@ class TrainingConfig(Strict):
     # curve; none before its second epoch). Ekya's gain per unit of compute, at every epoch
     # boundary: a job past its plateau hands the worker to one that wins more with it. Fine-tunes
     # win most in their first epochs: over 336 benchmark jobs the best of the first 4 of 10
-    # epochs held 0.65 of the gain of all 10 (scripts/epoch_yield.py). Four cameras seed 0 with
-    # preempt_delivers: 51.3 against 48.9 (BENCHMARKS.md, session 31); on another student +2.3 / +2.6
-    # over fifo / fair on two seeds (session 32), though the running job's extrapolated gain to come
-    # barely tracks what comes (scripts/epoch_yield.py); not yet the default
-    preempt_by: Literal["priority", "gain_rate"] = "priority"
+    # epochs held 0.65 of the gain of all 10 (scripts/epoch_yield.py). The running job's
+    # extrapolated gain to come barely tracks what comes (scripts/epoch_yield.py), so in effect a
+    # job ranked higher takes the worker from the running job's second epoch on. With manager.rank
+    # "gain_per_frame" and preempt_delivers, the default since session 33 (see manager.rank)
+    preempt_by: Literal["priority", "gain_rate"] = "gain_rate"
     # a job pre-empted when its best epoch so far already scores above the edge's model on the
     # held-out frames stops there and is judged and sent as a stopped job is, instead of waiting
     # in the queue to resume: its edge gets what the job has won now, and no claim's epochs are
     # lost to a scene that ends while the job waits. A job with nothing won yet pauses as before
-    preempt_delivers: bool = False
+    preempt_delivers: bool = True
     # the profiler (cloud_trainer.profiler) scores held-out frames after every epoch and predicts
     # the job's gain; with patience > 0 it also stops a job once held-out mAP50 has not improved
     # for that many epochs (0: run every epoch)

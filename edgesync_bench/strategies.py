@@ -300,7 +300,7 @@ STRATEGIES["manager"] = replace(
     STRATEGIES["edgesync"],
     name="manager",
     description="edgesync; the shared worker serves the job the training manager ranks highest "
-    "(predicted gain x staleness)",
+    "(predicted gain x staleness per frame), and a running job gives way to one that wins more per image-epoch",
 )
 STRATEGIES["fifo"] = replace(
     STRATEGIES["edgesync"],
@@ -348,7 +348,8 @@ ORDERS = ("manager", "fifo", "fair")
 # the manager's order without pre-emption: a running job always finishes, as under fifo and fair.
 # Four cameras, session 29: of the manager's four pre-emptions on seed 0, two cost cam-4 its only
 # update and one sent 5 epochs of cam-3's to a scene that had gone before the job resumed; without
-# them seed 0 scored 50.3 against 48.9, but seed 1 49.0 against 51.5: not the default
+# them seed 0 scored 50.3 against 48.9, but seed 1 49.0 against 51.5 (under the order that was then
+# the default, manager-gain's): not the default
 _variants("nopreempt", ("manager",), "a running job always runs to its end (no pre-emption)", NO_PREEMPTION)
 # a scene's next job after min_new_samples new labelled samples (manager.follow_up "count"), the
 # default until session 30, instead of once the scene's labelled frames have doubled
@@ -357,27 +358,6 @@ _variants(
     ("edgesync", *ORDERS),
     "a scene's next job is due after 30 new labelled samples, however many it has",
     manager=ManagerConfig(min_new_samples=30, follow_up="count"),
-)
-# the manager ranks by predicted gain x staleness per labelled frame the job trains on
-# (manager.rank "gain_per_frame", Smith's rule): with one worker saturated, a job's work delays
-# every job behind it, so the most gain per GPU-second goes first. Four cameras seed 0, session 31
-# (student e203494d): 50.8 against the manager's 48.9 (fifo 48.8, fair 48.6); seed 1: 50.3 against
-# session 29's manager's 51.5: not the default
-_variants(
-    "smith",
-    ("manager",),
-    "jobs ranked by predicted gain x staleness per frame they train on (Smith's rule)",
-    manager=ManagerConfig(min_new_samples=30, rank="gain_per_frame"),
-)
-# a pre-empted job whose best epoch so far beats its edge's model is judged and sent at once
-# instead of waiting to resume (training.preempt_delivers); one with nothing won yet pauses.
-# Four cameras seed 0, session 30: 57.9 against the manager's 58.0 (cam-1 +2.6, cam-2's fog job
-# started 27 s later, -3.4): not the default
-_variants(
-    "delivers",
-    ("manager",),
-    "a pre-empted job whose best epoch so far beats the edge's model is sent instead of paused",
-    {"preempt_delivers": True},
 )
 # a job trains only once its edge's current scene has 12 labelled frames (training.min_fresh 12,
 # the manager's min_scene_samples) instead of 8: a job queued for one scene and re-targeted by a
@@ -391,36 +371,90 @@ _variants(
     "a job waits for 12 labelled frames of its edge's current scene (not 8)",
     {"min_fresh": 12},
 )
-# the manager's pre-emption by gain per unit of work (training.preempt_by "gain_rate"): a queued job
-# ranked higher whose predicted gain per image-epoch beats what the running job's held-out curve
-# still promises per image-epoch takes the worker; the running job is sent if it has won something
-# (preempt_delivers), else it pauses to resume. Fine-tunes win most in their first epochs
-# (scripts/epoch_yield.py: 0.65 of the gain in the first 4 of 10), so on a saturated worker a job
-# past its plateau hands its remaining work to a job that wins more with it. Four cameras seed 0,
-# session 31 (student e203494d): 51.3 against the manager's 48.9 (fifo 48.8, fair 48.6), 22 updates
-# against 12. Student 23f63b57, session 32: 59.2 and 58.8 on seeds 0 and 1 (fifo 57.1 and 56.4)
-# with both bases: "manager-smith-rate" orders the queue by Smith's rule and lets a running job give
-# way by gain rate; the two are independent (one picks the next job, the other when the worker
-# switches). Student 23f63b57, session 32: seed 0 59.6, seed 1 60.3, +3.2 / +3.6 over fifo / fair on
-# the two (manager-rate +2.3 / +2.6): the best order measured; one student, so not yet the default
-_variants(
-    "rate",
-    ("manager", "manager-smith"),
-    "a queued job pre-empts once its predicted gain per image-epoch beats what the running job still promises",
-    {"preempt_by": "gain_rate", "preempt_delivers": True},
+
+
+# The manager's orders, pinned by name so that results stay comparable when the defaults move: how
+# the queue ranks (manager.rank) and when a running job gives way to a queued job of another edge
+# (training.preempt_by, preempt_ratio, preempt_delivers). "manager" and its other variants follow
+# the config's defaults, which since session 33 are manager-smith-rate's.
+def _order(name: str, does: str, rank: str, preempt_by: str, preempt_ratio: float, delivers: bool) -> None:
+    manager = ManagerConfig(min_new_samples=30, rank=rank)
+    STRATEGIES[name] = replace(
+        STRATEGIES["manager"],
+        name=name,
+        description=f"manager; {does}",
+        training=STRATEGIES["manager"].training
+        | {"preempt_by": preempt_by, "preempt_ratio": preempt_ratio, "preempt_delivers": delivers},
+        trigger=lambda *a: ManagerTrigger(*a, manager_cfg=manager),
+    )
+
+
+# the default order until session 32: ranked by predicted gain x staleness, a job of another edge
+# ranked twice as high pre-empts, the pre-empted job pauses to resume. Four cameras seed 0: 48.9
+# (student e203494d, session 31; fifo 48.8, fair 48.6) and 58.0 (student 23f63b57, session 30; fifo
+# 57.1, fair 56.7)
+_order(
+    "manager-gain",
+    "ranked by predicted gain x staleness; a job ranked twice as high pre-empts, the pre-empted job pauses",
+    "gain",
+    "priority",
+    2.0,
+    False,
 )
-# what gain_rate's test comes to: a job's own held-out curve does not foresee its gain to come
-# (scripts/epoch_yield.py: correlation 0.07-0.11 before epoch 7 over 431 recorded jobs; the
-# extrapolation predicts none in 7 of 10 jobs after epoch 2), so the test mostly passes and
-# gain_rate is close to pre-empting for any job ranked above the running one. This is that rule
-# alone (training.preempt_ratio 1, with preempt_delivers), to measure whether the curve adds anything.
-# Student 23f63b57, seed 0, session 32: manager-eager 58.4 against manager-rate's 59.2 (fifo 57.1)
-_variants(
-    "eager",
-    ("manager", "manager-smith"),
-    "a queued job ranked above the running one pre-empts it at its next epoch (preempt_ratio 1)",
-    {"preempt_ratio": 1.0, "preempt_delivers": True},
+# ranked per labelled frame the job trains on (manager.rank "gain_per_frame", Smith's rule): with
+# one worker saturated, a job's work delays every job behind it, so the most gain per GPU-second
+# goes first. Student e203494d, session 31: seed 0 50.8, seed 1 50.3 (session 29's manager 51.5)
+_order(
+    "manager-smith",
+    "ranked by predicted gain x staleness per frame they train on (Smith's rule); pre-empts as manager-gain",
+    "gain_per_frame",
+    "priority",
+    2.0,
+    False,
 )
+# manager-gain, but a pre-empted job whose best epoch so far beats its edge's model is judged and
+# sent at once (training.preempt_delivers). Student 23f63b57, seed 0, session 30: 57.9 against 58.0
+_order(
+    "manager-delivers",
+    "ranked as manager-gain; a pre-empted job that has won something is sent instead of paused",
+    "gain",
+    "priority",
+    2.0,
+    True,
+)
+# pre-emption by gain per unit of work (training.preempt_by "gain_rate"): a queued job ranked
+# higher whose predicted gain per image-epoch beats what the running job's held-out curve still
+# promises per image-epoch takes the worker from its second epoch; the running job is sent if it
+# has won something (preempt_delivers), else it pauses to resume. Student e203494d, seed 0, session
+# 31: manager-rate 51.3; student 23f63b57, session 32: 59.2 / 58.8 (seeds 0 / 1), and with Smith's
+# rule (manager-smith-rate, one picks the next job, the other when the worker switches) 59.6 / 60.3:
+# +3.2 / +3.6 over fifo / fair. Student e203494d, session 33: manager-smith-rate 51.8 / 51.1 (seeds
+# 0 / 1), +2.8 / +3.1 over fifo / fair on the two. manager-smith-rate is the default since session 33
+for _name, _rank in (("manager-rate", "gain"), ("manager-smith-rate", "gain_per_frame")):
+    _order(
+        _name,
+        f"ranked by {'predicted gain x staleness' if _rank == 'gain' else 'that per frame (Smith)'}; a job ranked "
+        "higher pre-empts once its predicted gain per image-epoch beats what the running one still promises",
+        _rank,
+        "gain_rate",
+        2.0,
+        True,
+    )
+# what gain_rate's test comes to without its curve: a job's own held-out curve does not foresee its
+# gain to come (scripts/epoch_yield.py: correlation 0.07-0.11 before epoch 7 over 431 recorded jobs),
+# so the test mostly passes. Any queued job ranked above the running one pre-empts at its next epoch
+# (preempt_ratio 1, priority), with preempt_delivers. Student 23f63b57, seed 0, session 32:
+# manager-eager 58.4 against manager-rate's 59.2 (fifo 57.1)
+for _name, _rank in (("manager-eager", "gain"), ("manager-smith-eager", "gain_per_frame")):
+    _order(
+        _name,
+        f"ranked by {'predicted gain x staleness' if _rank == 'gain' else 'that per frame (Smith)'}; a job ranked "
+        "above the running one pre-empts it at its next epoch (preempt_ratio 1), which is sent if it won something",
+        _rank,
+        "priority",
+        1.0,
+        True,
+    )
 # early stopping (training.patience 2): a job stops once its held-out mAP50 has not improved for
 # 2 epochs, handing the rest of its budget to the next job
 _variants("patience", ORDERS, "jobs stop once held-out mAP50 has not improved for 2 epochs", {"patience": 2})

@@ -356,7 +356,10 @@ def test_a_job_of_another_camera_pre_empts_at_an_epoch_boundary_and_the_first_re
     """Two cameras with the same drift queue jobs at about the same time; the worker's pre-emption
     check runs at each epoch boundary against the queue as it stands at that virtual time, so a
     running cam-a job yields to cam-b's, resumes from its checkpoint later, and the budget holds."""
-    ranked = replace(registry.STRATEGIES["shoggoth"], name="ranked", trigger=lambda *a: UrgentOnB(*a, every=15))
+    # pre-emption by rank (preempt_by "priority"), the pre-empted job pausing (not sent) to resume
+    shoggoth = registry.STRATEGIES["shoggoth"]
+    training = shoggoth.training | {"preempt_by": "priority", "preempt_delivers": False}
+    ranked = replace(shoggoth, name="ranked", trigger=lambda *a: UrgentOnB(*a, every=15), training=training)
     monkeypatch.setitem(registry.STRATEGIES, "ranked", ranked)  # a strategy plug-in of the test's own
     (inputs / "twins.yaml").write_text(
         "video: " + str(inputs / "clip.avi") + "\n"

@@ -234,6 +234,8 @@ def test_ranked_by_gain_per_frame_the_job_with_less_work_goes_first(tmp_path: Pa
 
 
 def test_more_samples_re_rank_the_queued_job_instead_of_queuing_another(cloud: Cloud) -> None:
+    """By gain x staleness alone (per frame, the new samples' work would also count against it)."""
+    cloud.manager.cfg = cloud.manager.cfg.model_copy(update={"rank": "gain"})
     (job,) = cloud.label("cam-1", 5, now=T0 + 10)
     assert cloud.label("cam-1", 5, now=T0 + 600) == []  # much staler now
     queued = cloud.store.list_jobs(status="queued")
@@ -496,6 +498,8 @@ def test_an_audit_jury_does_not_hold_up_an_edge_that_sends_no_audit_frames(cloud
 
 
 def test_a_queued_job_keeps_its_rank_as_the_next_samples_arrive(cloud: Cloud) -> None:
+    """Its predicted gain x staleness, that is (ranked per frame, more frames are more work)."""
+    cloud.manager.cfg = cloud.manager.cfg.model_copy(update={"rank": "gain"})
     (job,) = cloud.label("cam-1", 5)
     cloud.label("cam-1", 1)  # the job will train on these too: it has no less data than it had
     assert cloud.store.queued_job_for("cam-1").priority == pytest.approx(job.priority)

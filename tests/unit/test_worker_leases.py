@@ -77,8 +77,18 @@ class Setup:
         return edge_id
 
     def worker(self, worker_id: str = "w1") -> TrainingWorker:
+        # pre-emption's mechanics under the plain rule (a job ranked preempt_ratio times higher takes
+        # the worker, the pre-empted job pauses to resume); the tests of preempt_by "gain_rate" and of
+        # preempt_delivers, both on by default, turn them on
         cfg = TrainingConfig(
-            min_heldout=2, min_fresh=4, epochs=EPOCHS, tolerance=1.0, fallback_to_first=False, patience=0
+            min_heldout=2,
+            min_fresh=4,
+            epochs=EPOCHS,
+            tolerance=1.0,
+            fallback_to_first=False,
+            patience=0,
+            preempt_by="priority",
+            preempt_delivers=False,
         )
         return TrainingWorker(
             self.store, self.registry, cfg, worker_id, workdir=self.tmp_path, lease_s=5.0, checkpoints=self.checkpoints
