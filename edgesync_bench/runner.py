@@ -438,11 +438,14 @@ def _finished_earlier(req: BenchRequest, header: dict) -> dict[str, dict]:
 
 
 def _write_results(results: dict, out: Path, several_cameras: bool) -> None:
-    """results.json (replaced whole, never left half-written), the markdown table and the plot."""
+    """results.json (replaced whole, never left half-written), and once a strategy has finished
+    the markdown table and the plot."""
     out.mkdir(parents=True, exist_ok=True)
     partial = out / "results.json.partial"
     partial.write_text(json.dumps(results, indent=2))
     os.replace(partial, out / "results.json")
+    if not results["strategies"]:
+        return
     if several_cameras:
         (out / "results.md").write_text(cameras_table(results))
         cameras_plot(results, out / "accuracy.png")
@@ -482,6 +485,8 @@ def run_bench(req: BenchRequest) -> dict:
     def finished(name: str, summary: dict) -> None:
         done[name] = summary
         write()
+
+    write()  # from now on results.json is this command's: an earlier one's numbers never linger there
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console) as progress:

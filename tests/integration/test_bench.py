@@ -229,8 +229,10 @@ def test_a_bench_stopped_part_way_keeps_what_it_finished_and_resume_runs_only_th
 
     with pytest.raises(ConfigError, match="seed"):  # another stream's numbers are never mixed in
         _bench(inputs, out, ["static"], seed=1, resume=True)
-    fresh = _bench(inputs, out, ["static-2"])  # without --resume the directory starts over
-    assert list(fresh["strategies"]) == ["static-2"] and fresh["reused"] == []
+    with pytest.raises(RuntimeError, match="went down"):  # without --resume the directory starts over
+        _bench(inputs, out, ["crashing"])
+    again = json.loads((out / "results.json").read_text())
+    assert again["strategies"] == {} and again["unfinished"] == ["crashing"] and again["reused"] == []
 
 
 def test_downlink_is_charged_with_the_bytes_each_encoding_actually_sends(results: dict, inputs: Path) -> None:
