@@ -430,31 +430,45 @@ _order(
 # rule (manager-smith-rate, one picks the next job, the other when the worker switches) 59.6 / 60.3:
 # +3.2 / +3.6 over fifo / fair. Student e203494d, session 33: manager-smith-rate 51.8 / 51.1 (seeds
 # 0 / 1), +2.8 / +3.1 over fifo / fair on the two. manager-smith-rate is the default since session 33
-for _name, _rank in (("manager-rate", "gain"), ("manager-smith-rate", "gain_per_frame")):
-    _order(
-        _name,
-        f"ranked by {'predicted gain x staleness' if _rank == 'gain' else 'that per frame (Smith)'}; a job ranked "
-        "higher pre-empts once its predicted gain per image-epoch beats what the running one still promises",
-        _rank,
-        "gain_rate",
-        2.0,
-        True,
-    )
+_order(
+    "manager-rate",
+    "ranked as manager-gain; a job ranked higher pre-empts once its predicted gain per image-epoch beats "
+    "what the running one still promises, which is sent if it won something",
+    "gain",
+    "gain_rate",
+    2.0,
+    True,
+)
+_order(
+    "manager-smith-rate",
+    "ranked as manager-smith, pre-empting as manager-rate: the default since session 33",
+    "gain_per_frame",
+    "gain_rate",
+    2.0,
+    True,
+)
 # what gain_rate's test comes to without its curve: a job's own held-out curve does not foresee its
 # gain to come (scripts/epoch_yield.py: correlation 0.07-0.11 before epoch 7 over 431 recorded jobs),
 # so the test mostly passes. Any queued job ranked above the running one pre-empts at its next epoch
 # (preempt_ratio 1, priority), with preempt_delivers. Student 23f63b57, seed 0, session 32:
 # manager-eager 58.4 against manager-rate's 59.2 (fifo 57.1)
-for _name, _rank in (("manager-eager", "gain"), ("manager-smith-eager", "gain_per_frame")):
-    _order(
-        _name,
-        f"ranked by {'predicted gain x staleness' if _rank == 'gain' else 'that per frame (Smith)'}; a job ranked "
-        "above the running one pre-empts it at its next epoch (preempt_ratio 1), which is sent if it won something",
-        _rank,
-        "priority",
-        1.0,
-        True,
-    )
+_order(
+    "manager-eager",
+    "ranked as manager-gain; any job ranked above the running one pre-empts it at its next epoch "
+    "(preempt_ratio 1), which is sent if it won something",
+    "gain",
+    "priority",
+    1.0,
+    True,
+)
+_order(
+    "manager-smith-eager",
+    "ranked as manager-smith, pre-empting as manager-eager",
+    "gain_per_frame",
+    "priority",
+    1.0,
+    True,
+)
 # early stopping (training.patience 2): a job stops once its held-out mAP50 has not improved for
 # 2 epochs, handing the rest of its budget to the next job
 _variants("patience", ORDERS, "jobs stop once held-out mAP50 has not improved for 2 epochs", {"patience": 2})
