@@ -352,7 +352,10 @@ class TrainingSetting(Strict):
 class TrainingConfig(Strict):
     """How a worker fine-tunes a student (ultralytics) and when it accepts the result."""
 
-    epochs: int = Field(15, gt=0)
+    # a fine-tune's epochs: what every benchmark in BENCHMARKS.md runs (their jobs' best epoch is
+    # kept, and over 336 of them the best of the first 4 held 0.65 of the gain of all 10:
+    # scripts/epoch_yield.py); a GPU server may afford more (configs/cloud-redis.yaml: 15)
+    epochs: int = Field(10, gt=0)
     imgsz: int = Field(320, ge=32)
     batch: int = Field(16, gt=0)
     # a fine-tune's rate; training from scratch (the bootstrap) takes ultralytics' default, 0.01
