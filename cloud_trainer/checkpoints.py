@@ -63,6 +63,7 @@ class JobPlan:
     best_epoch: int = 0
     best_score: float | None = None
     best_sha256: str = ""
+    preprocess: str = "none"  # how the model being trained sees frames (training.preprocess chose it)
 
 
 @dataclass

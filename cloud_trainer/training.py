@@ -13,7 +13,7 @@ import logging
 import math
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -26,6 +26,7 @@ from cloud_trainer.distill_training import TeacherFeatures, distill_trainer
 from edgesync import ultralytics_env
 from edgesync.config import TrainingConfig
 from edgesync.evaluation import map50
+from edgesync.preprocess import preprocessed
 from edgesync.student import StudentModel
 from edgesync.types import Detection, detections_to_array
 
@@ -206,6 +207,8 @@ def fine_tune(
 
     if not train:
         raise ValueError("fine_tune needs at least one training frame")
+    if student.preprocess != "none":  # it learns from frames as it will see them
+        train, val = as_seen_by(student, train), as_seen_by(student, val)
     data_yaml = write_yolo_dataset(workdir / "dataset", train, val or train[:1], student.class_names)
     total = epochs or cfg.epochs
     yolo = YOLO(student.arch, task="detect", verbose=False)
@@ -298,6 +301,7 @@ def fine_tune(
         conf=student.conf,
         iou=student.iou,
         device=student.device,
+        preprocess=student.preprocess,
     )
     counted = (teacher.images, teacher.seconds) if teacher is not None else (0, 0.0)
     return FineTuneResult(model, epochs_run, len(train), *counted, bn_shift_images=shift.forward_images if shift else 0)
@@ -314,6 +318,12 @@ def nominal_batch(setting: int | str | None, images: int, batch: int) -> int | N
     if setting == "epoch":
         return min(ultralytics_default("nbs"), batch * math.ceil(images / batch))
     return setting
+
+
+def as_seen_by(student: StudentModel, frames: list[LabelledFrame]) -> list[LabelledFrame]:
+    """frames with their images preprocessed as student preprocesses what it sees; labels kept."""
+    images = preprocessed([f.image for f in frames], student.preprocess)
+    return [replace(f, image=image) for f, image in zip(frames, images, strict=True)]
 
 
 def predictions(student: StudentModel, frames: list[LabelledFrame], batch: int = 8) -> list[np.ndarray]:

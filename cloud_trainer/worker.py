@@ -330,6 +330,10 @@ class TrainingWorker:
         start = current if resume is None else self._model_from(resume, base_manifest)
         resumed_from = plan.epochs_done
         before = evaluate(current, held_frames)
+        preprocess_scores: dict[str, float] = {}
+        if resume is None:  # how the model will see frames, before any training in that view
+            start, preprocess_scores = self._preprocessing(start, held_frames, before)
+            plan.preprocess = start.preprocess
         probes: list[SettingProbe] = []
         if resume is None and len(self.cfg.candidates) > 1:  # which setting, before committing the budget
             probes = self._profile(job, start, train_frames, held_frames, before, plan.epochs_total, keeper)
@@ -370,6 +374,10 @@ class TrainingWorker:
             "scene_start": scene,
         }
         job.metrics |= {f"map50_epoch_{i + 1 + resumed_from}": v for i, v in enumerate(curve.points)}
+        if len(preprocess_scores) > 1:  # the starting model scored as each preprocessing would have it
+            job.metrics |= {f"map50_start_{mode}": score for mode, score in preprocess_scores.items()}
+            job.metrics["preprocess_evaluations"] = float(len(preprocess_scores) - 1)
+            job.metrics["preprocess_changed"] = float(start.preprocess != current.preprocess)
         job.metrics |= recalibration
         if result.kept_epoch is not None:  # training.keep: best
             job.metrics["kept_epoch"] = float(result.kept_epoch)
@@ -393,7 +401,11 @@ class TrainingWorker:
         job.achieved_gain = after - before
         accepted = self._accepts(job, current, candidate, held_frames, before, after)
         chosen, score = (candidate, after) if accepted else (None, before)
-        if chosen is candidate and sha256_hex(update.weights) == base_manifest.sha256:
+        if (
+            chosen is candidate
+            and sha256_hex(update.weights) == base_manifest.sha256
+            and candidate.preprocess == base_manifest.preprocess
+        ):
             # the kept weights are the edge's own: with a few dozen frames an epoch is one or two
             # batches, and the first optimizer step comes only after ultralytics' nominal batch, so
             # keep: best keeps epoch 1 when every step made things worse. Not an update
@@ -619,7 +631,27 @@ class TrainingWorker:
 
     @staticmethod
     def _model_from(checkpoint: Checkpoint, base: ModelManifest) -> StudentModel:
-        return StudentModel.from_state(checkpoint.state, list(base.class_names), base.imgsz, base.arch)
+        return StudentModel.from_state(
+            checkpoint.state, list(base.class_names), base.imgsz, base.arch, preprocess=checkpoint.plan.preprocess
+        )
+
+    def _preprocessing(
+        self, start: StudentModel, held: list[LabelledFrame], score: float
+    ) -> tuple[StudentModel, dict[str, float]]:
+        """start seeing frames in whichever way training.preprocess lists (or its own) scores highest
+        on the held-out frames, its own on a tie; and the held-out score of each way tried. score is
+        start's own. A job then trains the model in that view: auto levels can win back much of a
+        dark or hazy scene before any training (edgesync.preprocess), or cost a clean one a little."""
+        scores = {start.preprocess: score}
+        best = start
+        for mode in self.cfg.preprocess:
+            if mode in scores:
+                continue
+            other = start.with_preprocess(mode)
+            scores[mode] = evaluate(other, held)
+            if scores[mode] > scores[best.preprocess]:
+                best = other
+        return best, scores
 
     def _train(
         self,
@@ -758,8 +790,8 @@ class TrainingWorker:
 
     @staticmethod
     def _model(state: dict, like: StudentModel) -> StudentModel:
-        """A model of like's kind with the given weights."""
-        return StudentModel.from_state(state, like.class_names, like.imgsz, like.arch)
+        """A model of like's kind (and preprocessing) with the given weights."""
+        return StudentModel.from_state(state, like.class_names, like.imgsz, like.arch, preprocess=like.preprocess)
 
     def _gain_rate_left(self, curve: LearningCurve, images: int, epochs_left: int) -> float | None:
         """With training.preempt_by "gain_rate", the running job's predicted held-out gain still to

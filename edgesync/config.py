@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from edgesync.credentials import refuse_example_secret
 from edgesync.errors import ConfigError, InvalidInput
+from edgesync.preprocess import Preprocess
 from edgesync.types import check_edge_id
 
 
@@ -510,6 +511,11 @@ class TrainingConfig(Strict):
     # fresh frame and one more held-out scoring. Off by default: on the dev benchmark it was +2.9
     # (seed 0), -2.8 (seed 1) and 0.0 on holdout (BENCHMARKS.md, session 8)
     recalibrate_bn: bool = False
+    # the ways a job's model may see frames (edgesync.preprocess): before training, the starting
+    # model is scored on the held-out frames as each would have it, and the job trains and ships
+    # it in the best (its own on a tie; the model's manifest carries the choice to the edge, and
+    # the model keeps it until a later job scores another higher). ["none"]: models keep their own
+    preprocess: list[Preprocess] = ["none"]
     device: str = "cpu"
     workers: int = Field(0, ge=0)  # dataloader processes
     # seeds training's randomness: ultralytics' shuffling and augmentation, and which older samples

@@ -17,6 +17,7 @@ import torch
 
 from edgesync import ultralytics_env
 from edgesync.errors import AssetError, EdgeSyncError, IntegrityError, InvalidInput
+from edgesync.preprocess import check_preprocess, preprocessed
 from edgesync.types import Detection, ModelManifest
 from edgesync.weights import decode_state_dict, encode_state_dict, sha256_hex
 
@@ -60,11 +61,13 @@ class StudentModel:
         conf: float = 0.25,
         iou: float = 0.5,
         device: str = "cpu",
+        preprocess: str = "none",
     ) -> None:
         ultralytics_env.configure()
         from ultralytics.models.yolo.detect import DetectionPredictor
 
         self.arch = check_arch(arch)
+        self.preprocess = check_preprocess(preprocess)  # done to every frame it sees (edgesync.preprocess)
         self.class_names = list(class_names)
         self.imgsz = imgsz
         self.version = version
@@ -112,8 +115,9 @@ class StudentModel:
             raise IntegrityError(f"{source}: {len(data)} bytes, manifest says {manifest.size_bytes}; truncated?")
         state = decode_state_dict(data, manifest.sha256, source)
         return cls.from_state(
-            state, list(manifest.class_names), manifest.imgsz, manifest.arch, version=manifest.version, **kw
-        )
+            state, list(manifest.class_names), manifest.imgsz, manifest.arch, version=manifest.version,
+            preprocess=manifest.preprocess, **kw,
+        )  # fmt: skip
 
     @classmethod
     def from_pt(cls, path: Path, imgsz: int, version: int = 0, **kw) -> StudentModel:
@@ -134,8 +138,9 @@ class StudentModel:
     # ------------------------------------------------------------ use
 
     def predict(self, frames: list[np.ndarray]) -> list[Prediction]:
-        """Run the detector on BGR frames; boxes are in pixels of each frame."""
-        results = self._predictor(source=frames, stream=False)
+        """Run the detector on BGR frames (preprocessed as the model was trained); boxes are in pixels
+        of each frame."""
+        results = self._predictor(source=preprocessed(frames, self.preprocess), stream=False)
         out = []
         for r in results:
             data = r.boxes.data.cpu().numpy() if r.boxes is not None else np.zeros((0, 6), np.float32)
@@ -164,10 +169,11 @@ class StudentModel:
         """
         model = build_detection_model(self.arch, len(self.class_names))
         model.load_state_dict(self.state_dict(), strict=True)
+        frames = preprocessed(frames, self.preprocess)
         recalibrate_batchnorm(model.float().to(self.device), frames, self.imgsz, self.device, weight, batch)
         return StudentModel(
             model, self.class_names, self.imgsz, self.arch, version=self.version,
-            conf=self.conf, iou=self.iou, device=self.device,
+            conf=self.conf, iou=self.iou, device=self.device, preprocess=self.preprocess,
         )  # fmt: skip
 
     def interpolated(self, other: StudentModel, share: float) -> StudentModel:
@@ -183,6 +189,10 @@ class StudentModel:
             raise InvalidInput(
                 f"cannot interpolate {self.arch} {self.class_names} with {other.arch} {other.class_names}"
             )
+        if other.preprocess != self.preprocess:
+            raise InvalidInput(
+                f"cannot interpolate a model seeing {self.preprocess!r} frames with one seeing {other.preprocess!r}"
+            )
         mine, theirs = self.state_dict(), other.state_dict()
         state = {
             name: torch.lerp(mine[name], tensor, share) if tensor.is_floating_point() else tensor
@@ -190,7 +200,14 @@ class StudentModel:
         }
         return StudentModel.from_state(
             state, self.class_names, self.imgsz, self.arch, version=other.version,
-            conf=self.conf, iou=self.iou, device=self.device,
+            conf=self.conf, iou=self.iou, device=self.device, preprocess=self.preprocess,
+        )  # fmt: skip
+
+    def with_preprocess(self, preprocess: str) -> StudentModel:
+        """This model (the same weights, a copy) seeing frames preprocessed another way."""
+        return StudentModel.from_state(
+            self.state_dict(), self.class_names, self.imgsz, self.arch, version=self.version,
+            conf=self.conf, iou=self.iou, device=self.device, preprocess=preprocess,
         )  # fmt: skip
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -211,6 +228,7 @@ class StudentModel:
             class_names=tuple(self.class_names),
             imgsz=self.imgsz,
             parent=fields.pop("parent", 0),
+            preprocess=fields.pop("preprocess", self.preprocess),
             **fields,
         )
 

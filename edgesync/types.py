@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgesync.errors import InvalidInput
+from edgesync.preprocess import check_preprocess
 
 EDGE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -130,6 +131,11 @@ class ModelManifest:
     payload: PayloadInfo | None = None  # on the wire: how the bytes that follow encode it (None: canonical)
     # hex Ed25519 signature by the cloud over the other fields but payload (edgesync.signing); "" unsigned
     signature: str = ""
+    # what the model does to a frame before it sees it (edgesync.preprocess): it was trained so
+    preprocess: str = "none"
+
+    def __post_init__(self) -> None:
+        check_preprocess(self.preprocess)
 
     def to_json(self) -> dict:
         out = {
@@ -148,6 +154,8 @@ class ModelManifest:
             out["payload"] = self.payload.to_json()
         if self.signature:
             out["signature"] = self.signature
+        if self.preprocess != "none":  # absent for "none": manifests (and signatures) from before it read the same
+            out["preprocess"] = self.preprocess
         return out
 
     @classmethod
@@ -166,6 +174,7 @@ class ModelManifest:
                 trained_until=float(data.get("trained_until", 0.0)),
                 payload=PayloadInfo(**data["payload"]) if data.get("payload") else None,
                 signature=str(data.get("signature", "")),
+                preprocess=str(data.get("preprocess", "none")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # AttributeError: metrics not a mapping
             raise InvalidInput(f"malformed model manifest: {exc}") from exc

@@ -75,6 +75,7 @@ def manifest_to_pb(m: ModelManifest) -> pb.ModelManifest:
         trained_until=m.trained_until,
         payload=payload_to_pb(m.payload) if m.payload is not None else None,
         signature=m.signature,
+        preprocess="" if m.preprocess == "none" else m.preprocess,
     )
 
 
@@ -92,6 +93,7 @@ def manifest_from_pb(m: pb.ModelManifest) -> ModelManifest:
         trained_until=float(m.trained_until),
         payload=payload_from_pb(m.payload) if m.HasField("payload") else None,
         signature=m.signature,
+        preprocess=m.preprocess or "none",
     )
 
 

@@ -4,6 +4,7 @@ camera's drifted frames, with its own links to the shared cloud (edgesync_bench.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,6 +35,11 @@ EDGE_KEEPS = 3  # models the edge keeps (EdgeModelStore's default)
 SCENE_CHANGE_BYTES = 64  # a scene-change report without its signatures (8 bytes per signature value)
 
 
+def model_key(manifest: ModelManifest) -> str:
+    """What a prediction depends on: the weights and how the model preprocesses a frame."""
+    return manifest.sha256 if manifest.preprocess == "none" else f"{manifest.sha256}+{manifest.preprocess}"
+
+
 class Camera:
     """One simulated edge: drift, student, sampler, change points, links, and what it saw."""
 
@@ -42,8 +48,10 @@ class Camera:
         self.sim = sim
         self.setup = cam
         self.edge_id = cam.edge_id
-        sim.registry.register(cam.edge_id, setup.base_weights, setup.base_manifest)
-        names = list(setup.base_manifest.class_names)
+        # the bootstrapped student, seeing frames as the strategy says from the start
+        base_manifest = replace(setup.base_manifest, preprocess=strategy.preprocess)
+        sim.registry.register(cam.edge_id, setup.base_weights, base_manifest)
+        names = list(base_manifest.class_names)
         sim.store.upsert_edge(EdgeInfo(edge_id=cam.edge_id, class_names=names, model_version=1))
         sim.store.set_meta(cam.edge_id, first_seen=0.0, last_model_time=0.0)
         self.trigger: Trigger | None = None
@@ -69,8 +77,8 @@ class Camera:
                 self.scenes = SceneChangeHandler(sim.store, manager, zoo)
         self.uplink = Link(knobs.uplink_kbit_s, knobs.rtt_s)
         self.downlink = Link(knobs.downlink_kbit_s, knobs.rtt_s)
-        self.deployed = StudentModel.from_bytes(setup.base_manifest, setup.base_weights, source="base model")
-        self.deployed_sha = setup.base_manifest.sha256
+        self.deployed = StudentModel.from_bytes(base_manifest, setup.base_weights, source="base model")
+        self.deployed_key = model_key(base_manifest)
         self.edge_models = {1: setup.base_weights}  # what the edge's model store keeps: deltas' bases
         self.result = StrategyRun(strategy.name)
 
@@ -105,10 +113,10 @@ class Camera:
 
     def _predict(self, index: int, image: Callable[[], np.ndarray]) -> Prediction:
         predictions = self.sim.predictions
-        cached = predictions.get(self.deployed_sha, self.edge_id, index)
+        cached = predictions.get(self.deployed_key, self.edge_id, index)
         if cached is None:
             cached = self.deployed.predict([image()])[0]
-            predictions.put(self.deployed_sha, self.edge_id, index, cached)
+            predictions.put(self.deployed_key, self.edge_id, index, cached)
         return cached
 
     def _send(self, selected, t: float) -> None:
@@ -154,7 +162,7 @@ class Camera:
         manifest, weights = decode_update(manifest, payload, self.edge_models.get, source)
         self.edge_models = dict(sorted({**self.edge_models, manifest.version: weights}.items())[-EDGE_KEEPS:])
         self.deployed = StudentModel.from_bytes(manifest, weights, source=source)
-        self.deployed_sha = manifest.sha256
+        self.deployed_key = model_key(manifest)
         if self.sampler is not None:
             self.sampler.model_updated(manifest.metrics.get("scene_start") or None)
         if isinstance(self.changes, DetectorChanges):

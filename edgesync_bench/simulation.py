@@ -45,17 +45,18 @@ log = logging.getLogger(__name__)
 
 
 class PredictionCache:
-    """Student predictions by (model sha256, camera, frame index): strategies running the same model
-    on the same camera's frame share them."""
+    """Student predictions by (model, camera, frame index), the model named by its weights' sha256
+    and its preprocessing (camera.model_key): strategies running the same model on the same
+    camera's frame share them."""
 
     def __init__(self) -> None:
         self._cache: dict[tuple[str, str, int], Prediction] = {}
 
-    def get(self, sha: str, camera: str, index: int) -> Prediction | None:
-        return self._cache.get((sha, camera, index))
+    def get(self, model: str, camera: str, index: int) -> Prediction | None:
+        return self._cache.get((model, camera, index))
 
-    def put(self, sha: str, camera: str, index: int, prediction: Prediction) -> None:
-        self._cache[(sha, camera, index)] = prediction
+    def put(self, model: str, camera: str, index: int, prediction: Prediction) -> None:
+        self._cache[(model, camera, index)] = prediction
 
 
 class CachingTeacher(Teacher):
@@ -420,6 +421,7 @@ class Simulation:
         image_epochs = job.metrics.get("image_epochs", 0.0)
         held_n, evaluations = int(job.metrics.get("heldout_samples", 0)), int(job.metrics.get("heldout_evaluations", 0))
         evaluations += "win_rate" in job.metrics  # the paired bootstrap scored the current model once more
+        evaluations += int(job.metrics.get("preprocess_evaluations", 0))  # the start scored in other views
         duration = costs.training(
             image_epochs,
             held_n,

@@ -133,6 +133,9 @@ class Strategy:
     # training manager's priority (predicted gain x staleness); "fifo" by arrival; "fair" the edge
     # with the least training time so far
     order: str | None = None
+    # how the bootstrapped student sees frames from the start (edgesync.preprocess); jobs may change
+    # it where training.preprocess lets them
+    preprocess: str = "none"
 
 
 EDGESYNC_TRAINING = {"epochs": 10, "max_fresh": 80, "replay_fraction": 0.5, "tolerance": 0.0}
@@ -608,6 +611,22 @@ _variants(
     ("edgesync", *ORDERS),
     "no audit frames: validated on a share of the frames picked on merit",
     audit_share=0.0,
+)
+
+# auto levels (edgesync.preprocess): on the bootstrapped student from the start, never updated (how
+# much a fixed camera-style front end wins without any learning); and a choice each job makes on its
+# held-out frames, between the model's view of frames and auto levels (training.preprocess)
+STRATEGIES["static-levels"] = Strategy(
+    "static-levels",
+    "the bootstrapped student seeing every frame through auto levels, never updated",
+    sampler=None,
+    preprocess="auto-levels",
+)
+_variants(
+    "levels",
+    ("edgesync", *ORDERS),
+    "each job trains its model seeing frames as-is or through auto levels, whichever its held-out frames score higher",
+    {"preprocess": ["none", "auto-levels"]},
 )
 
 

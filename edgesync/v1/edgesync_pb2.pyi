@@ -145,7 +145,7 @@ class HeldModel(_message.Message):
     def __init__(self, version: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class ModelManifest(_message.Message):
-    __slots__ = ("version", "parent", "sha256", "size_bytes", "arch", "class_names", "imgsz", "created", "metrics", "trained_until", "payload", "signature")
+    __slots__ = ("version", "parent", "sha256", "size_bytes", "arch", "class_names", "imgsz", "created", "metrics", "trained_until", "payload", "signature", "preprocess")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +165,7 @@ class ModelManifest(_message.Message):
     TRAINED_UNTIL_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    PREPROCESS_FIELD_NUMBER: _ClassVar[int]
     version: int
     parent: int
     sha256: str
@@ -177,7 +178,8 @@ class ModelManifest(_message.Message):
     trained_until: float
     payload: PayloadInfo
     signature: str
-    def __init__(self, version: _Optional[int] = ..., parent: _Optional[int] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., arch: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., imgsz: _Optional[int] = ..., created: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., trained_until: _Optional[float] = ..., payload: _Optional[_Union[PayloadInfo, _Mapping]] = ..., signature: _Optional[str] = ...) -> None: ...
+    preprocess: str
+    def __init__(self, version: _Optional[int] = ..., parent: _Optional[int] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., arch: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., imgsz: _Optional[int] = ..., created: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., trained_until: _Optional[float] = ..., payload: _Optional[_Union[PayloadInfo, _Mapping]] = ..., signature: _Optional[str] = ..., preprocess: _Optional[str] = ...) -> None: ...
 
 class PayloadInfo(_message.Message):
     __slots__ = ("encoding", "sparse_fraction", "compression", "base_version", "base_sha256", "size_bytes")

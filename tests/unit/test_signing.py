@@ -42,6 +42,7 @@ def test_a_signed_manifest_verifies_and_survives_its_json_round_trip(keys) -> No
         {"metrics": {"map50": 0.99}},  # a better-looking score
         {"version": 6},
         {"class_names": ("car", "person")},
+        {"preprocess": "auto-levels"},  # the same weights seeing other frames
     ],
 )
 def test_any_change_to_a_signed_field_is_refused(keys, tamper: dict) -> None:

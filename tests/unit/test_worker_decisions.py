@@ -481,3 +481,47 @@ def test_an_interpolating_job_registers_the_model_half_way_from_the_current_one(
     as_stored = StudentModel.from_bytes(*registry.load(EDGE, 1))  # the weights the edge runs, as the registry has them
     assert registered.encode()[1] == as_stored.interpolated(tuned, 0.5).encode()[1] != tuned.encode()[1]
     assert job.metrics["map50_after"] == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize(
+    ("scores", "trained_in", "registered"),
+    [
+        ({"none": 0.2, "auto-levels": 0.5}, "auto-levels", "auto-levels"),  # the view alone is the update
+        ({"none": 0.4, "auto-levels": 0.3}, "none", None),  # the same model as before: nothing to send
+    ],
+)
+def test_a_job_trains_its_model_in_the_view_its_held_out_frames_score_higher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scores: dict, trained_in: str, registered: str | None
+) -> None:
+    store, registry = _edge(tmp_path, [_model(1), _model(2)], samples=10)
+    started: list[str] = []
+
+    def fine_tune(start, train, val, cfg, workdir, **kw):
+        started.append(start.preprocess)
+        return FineTuneResult(start, 1, len(train))  # training changes no weight
+
+    monkeypatch.setattr(worker_module, "fine_tune", fine_tune)
+    monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: scores[model.preprocess])
+    cfg = TrainingConfig(min_heldout=2, min_fresh=4, preprocess=["none", "auto-levels"])
+    job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 2))
+    assert started == [trained_in]
+    assert job.metrics["map50_start_none"] == scores["none"]
+    assert job.metrics["map50_start_auto-levels"] == scores["auto-levels"]
+    assert job.metrics["preprocess_evaluations"] == 1.0
+    assert job.metrics["preprocess_changed"] == float(trained_in != "none")
+    if registered is None:
+        assert not job.result_version and "nothing to send" in job.error
+    else:
+        manifest = registry.manifest(EDGE, job.result_version)
+        assert job.result_version == 3 and manifest.preprocess == registered
+        assert manifest.sha256 == registry.manifest(EDGE, 2).sha256  # v2's weights, seeing frames levelled
+
+
+def test_a_job_with_one_view_scores_no_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, registry = _edge(tmp_path, [_model(1), _model(2)], samples=10)
+    monkeypatch.setattr(worker_module, "fine_tune", lambda start, train, *a, **kw: FineTuneResult(start, 1, len(train)))
+    seen: list[str] = []
+    monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: seen.append(model.preprocess) or 0.3)
+    cfg = TrainingConfig(min_heldout=2, min_fresh=4)
+    job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 2))
+    assert set(seen) == {"none"} and "preprocess_evaluations" not in job.metrics

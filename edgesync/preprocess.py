@@ -1,0 +1,61 @@
+"""What a student does to a frame before it sees it: nothing, or stretch each colour channel's levels.
+
+Dusk, night, fog, snow and a colour cast mostly squeeze a frame's intensities into part of the
+range, differently per channel, where the student learnt from full-range daylight frames. A camera
+pipeline's auto levels (the darkest and brightest `clip` share of each channel's pixels mapped to
+0 and 255, linearly in between: white balance and contrast in one step) undoes much of that without
+any training; on a frame that already spans the range it changes little. Whether a model uses it is
+a property of that model (ModelManifest.preprocess): the frames it was fine-tuned on and every frame
+it predicts on get the same treatment, and the cloud chooses it per job by the held-out frames
+(training.preprocess; BENCHMARKS.md, session 34).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import cv2
+import numpy as np
+
+from edgesync.errors import InvalidInput
+
+Preprocess = Literal["none", "auto-levels"]
+PREPROCESSING: tuple[str, ...] = get_args(Preprocess)
+# the share of each channel's pixels clipped at either end: 0.5 %, the clip of classic auto-levels
+# tools (GIMP's white balance stretches after discarding 0.05 % of pixels, Photoshop's Auto
+# Contrast clips 0.1-0.5 %). On dev's conditions 0.5 % scored at least as well as 1 % everywhere
+# (scripts in BENCHMARKS.md, session 34)
+CLIP = 0.005
+
+
+def check_preprocess(mode: str) -> str:
+    if mode not in PREPROCESSING:
+        raise InvalidInput(f"unknown preprocessing {mode!r}; known: {', '.join(PREPROCESSING)}")
+    return mode
+
+
+def auto_levels(frame: np.ndarray, clip: float = CLIP) -> np.ndarray:
+    """frame (H, W, 3 uint8) with each channel's levels stretched so that `clip` of its pixels fall
+    at or below 0 and as many at or above 255. A channel with (almost) one level is left as it is."""
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise InvalidInput(f"auto levels needs an (H, W, 3) uint8 frame, got {frame.shape} {frame.dtype}")
+    levels = np.arange(256, dtype=np.float32)
+    table = np.empty((256, 1, 3), np.uint8)
+    pixels = frame.shape[0] * frame.shape[1]
+    for channel in range(3):
+        counts = cv2.calcHist([frame], [channel], None, [256], [0, 256]).ravel()
+        cumulative = np.cumsum(counts) / pixels
+        low = int(np.searchsorted(cumulative, clip, side="right"))
+        high = int(np.searchsorted(cumulative, 1.0 - clip, side="left"))
+        if high - low < 2:  # a flat channel: stretching it would only amplify noise
+            table[:, 0, channel] = np.arange(256, dtype=np.uint8)
+            continue
+        table[:, 0, channel] = np.clip((levels - low) * (255.0 / (high - low)), 0, 255).round().astype(np.uint8)
+    return cv2.LUT(frame, table)
+
+
+def preprocessed(frames: list[np.ndarray], mode: str) -> list[np.ndarray]:
+    """frames as a model with this preprocessing sees them."""
+    if check_preprocess(mode) == "none":
+        return frames
+    return [auto_levels(f) for f in frames]
