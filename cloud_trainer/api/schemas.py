@@ -127,6 +127,7 @@ class ModelOut(BaseModel):
     map50: float | None = Field(None, description="held-out mAP50 when it was registered")
     parent_map50: float | None = None
     trained_until: float
+    preprocess: str = Field("none", description="what the model does to a frame first: none or auto-levels")
     running: bool = Field(description="the edge reports running this version")
 
 

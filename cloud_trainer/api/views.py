@@ -208,6 +208,7 @@ class FleetView:
                         map50=manifest.metrics.get("map50"),
                         parent_map50=manifest.metrics.get("parent_map50"),
                         trained_until=manifest.trained_until,
+                        preprocess=manifest.preprocess,
                         running=manifest.version == info.model_version,
                     )
                 )

@@ -24,10 +24,10 @@ TOKEN = "t0ken-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def manifest(parent: int, **metrics: float) -> ModelManifest:
+def manifest(parent: int, preprocess: str = "none", **metrics: float) -> ModelManifest:
     return ModelManifest(
         version=0, parent=parent, sha256="", size_bytes=0, arch="yolov8n", class_names=("person",), imgsz=320,
-        metrics=dict(metrics), trained_until=time.time() - 20,
+        metrics=dict(metrics), trained_until=time.time() - 20, preprocess=preprocess,
     )  # fmt: skip
 
 
@@ -40,7 +40,7 @@ def fleet(tmp_path: Path):
     for edge_id in ("cam-a", "cam-b"):
         store.upsert_edge(EdgeInfo(edge_id, ["person"], registered=now, last_heartbeat=now, model_version=1))
         registry.register(edge_id, b"weights-1" + edge_id.encode(), manifest(0))
-    registry.register("cam-a", b"weights-2", manifest(1, map50=0.6, parent_map50=0.4))
+    registry.register("cam-a", b"weights-2", manifest(1, "auto-levels", map50=0.6, parent_map50=0.4))
     store.update_edge("cam-b", last_heartbeat=now - 3600)  # offline
     image = np.full((48, 64, 3), 120, np.uint8)
     jpeg = cv2.imencode(".jpg", image)[1].tobytes()
@@ -118,9 +118,9 @@ def test_jobs_and_models_with_lineage(fleet) -> None:
     assert client.get("/api/v1/jobs?status=lost", headers=AUTH).status_code == 400
     assert client.get("/api/v1/jobs/job-1", headers=AUTH).json()["reason"] == "test"
     models = client.get("/api/v1/models?edge_id=cam-a", headers=AUTH).json()["items"]
-    assert [(m["version"], m["parent"], m["origin"], m["running"]) for m in models] == [
-        (2, 1, "trained", False),
-        (1, 0, "base", True),
+    assert [(m["version"], m["parent"], m["origin"], m["preprocess"], m["running"]) for m in models] == [
+        (2, 1, "trained", "auto-levels", False),
+        (1, 0, "base", "none", True),
     ]
 
 

@@ -212,6 +212,7 @@ function renderLineage(models, edge) {
   box.replaceChildren(...models.map((m) => el("div", { class: `model${m.running ? " running" : ""}`, "data-version": m.version },
     el("span", { class: "v" }, `v${m.version}`),
     el("span", { class: "tag" }, m.origin + (m.copy_of ? ` of v${m.copy_of}` : "")),
+    m.preprocess && m.preprocess !== "none" ? el("span", { class: "tag" }, m.preprocess) : null,
     el("span", { class: "muted" }, m.parent ? `from v${m.parent}` : "first model"),
     el("span", {}, m.map50 !== null && m.map50 !== undefined ? `mAP50 ${pct(m.parent_map50)} → ${pct(m.map50)}` : ""),
     m.running ? el("span", { class: "pill online" }, "running") : null)));
