@@ -514,8 +514,11 @@ class TrainingConfig(Strict):
     # the ways a job's model may see frames (edgesync.preprocess): before training, the starting
     # model is scored on the held-out frames as each would have it, and the job trains and ships
     # it in the best (its own on a tie; the model's manifest carries the choice to the edge, and
-    # the model keeps it until a later job scores another higher). ["none"]: models keep their own
-    preprocess: list[Preprocess] = ["none"]
+    # the model keeps it until a later job scores another higher). ["none"]: models keep their own.
+    # With auto levels to choose, dev scored 59.7 / 62.0 / 59.6 against 48.1 / 51.0 / 45.9 without
+    # (seeds 0-2, Intel student 9a056888): night 38 against 10, fog 46 against 37; the bootstrapped
+    # student through auto levels and never trained scored 50.2 (BENCHMARKS.md, session 34)
+    preprocess: list[Preprocess] = ["none", "auto-levels"]
     device: str = "cpu"
     workers: int = Field(0, ge=0)  # dataloader processes
     # seeds training's randomness: ultralytics' shuffling and augmentation, and which older samples

@@ -155,6 +155,7 @@ STRATEGIES: dict[str, Strategy] = {
             "fallback_to_first": False,
             "keep": "last",  # as published: no held-out model selection
             "recalibrate_bn": False,
+            "preprocess": ["none"],  # frames as they come
         },
         trigger=lambda *a: PeriodicTrigger(*a, period_s=60.0),
     ),
@@ -172,6 +173,7 @@ STRATEGIES: dict[str, Strategy] = {
             "fallback_to_first": False,
             "keep": "last",  # as published: no held-out model selection
             "recalibrate_bn": False,
+            "preprocess": ["none"],  # frames as they come
         },
         trigger=lambda *a: CountTrigger(*a, every=15),
     ),
@@ -613,20 +615,22 @@ _variants(
     audit_share=0.0,
 )
 
-# auto levels (edgesync.preprocess): on the bootstrapped student from the start, never updated (how
-# much a fixed camera-style front end wins without any learning); and a choice each job makes on its
-# held-out frames, between the model's view of frames and auto levels (training.preprocess)
+# auto levels (edgesync.preprocess) on the bootstrapped student from the start, never updated: how
+# much a fixed camera-style front end wins without any learning
 STRATEGIES["static-levels"] = Strategy(
     "static-levels",
     "the bootstrapped student seeing every frame through auto levels, never updated",
     sampler=None,
     preprocess="auto-levels",
 )
+# models that see frames as they come (training.preprocess ["none"]), the default before session 34,
+# when each job began to choose between that and auto levels by its held-out frames (the runs of
+# that session name the choice edgesync-levels, fifo-levels, ...)
 _variants(
-    "levels",
+    "nolevels",
     ("edgesync", *ORDERS),
-    "each job trains its model seeing frames as-is or through auto levels, whichever its held-out frames score higher",
-    {"preprocess": ["none", "auto-levels"]},
+    "models see frames as they come, never through auto levels (the default before session 34)",
+    {"preprocess": ["none"]},
 )
 
 

@@ -43,3 +43,14 @@ def test_the_default_manager_is_manager_smith_rate(tmp_path: Path) -> None:
 )
 def test_the_named_orders_keep_their_meaning_whatever_the_defaults(name: str, order: tuple, tmp_path: Path) -> None:
     assert _order(name, tmp_path) == order
+
+
+def test_the_baselines_see_frames_as_they_come_and_the_system_may_choose_auto_levels() -> None:
+    def views(name: str) -> list[str]:
+        return TrainingConfig().model_copy(update=STRATEGIES[name].training).preprocess
+
+    assert views("uniform") == views("shoggoth") == ["none"]  # as published
+    for name in ("edgesync", "manager", "fifo", "fair"):
+        assert views(name) == ["none", "auto-levels"], name
+        assert views(f"{name}-nolevels") == ["none"], name  # the default before session 34
+    assert STRATEGIES["static-levels"].preprocess == "auto-levels" and STRATEGIES["static"].preprocess == "none"
