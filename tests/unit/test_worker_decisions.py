@@ -522,6 +522,6 @@ def test_a_job_with_one_view_scores_no_other(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(worker_module, "fine_tune", lambda start, train, *a, **kw: FineTuneResult(start, 1, len(train)))
     seen: list[str] = []
     monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: seen.append(model.preprocess) or 0.3)
-    cfg = TrainingConfig(min_heldout=2, min_fresh=4)
+    cfg = TrainingConfig(min_heldout=2, min_fresh=4, preprocess=["none"])
     job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 2))
     assert set(seen) == {"none"} and "preprocess_evaluations" not in job.metrics
