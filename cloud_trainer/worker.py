@@ -349,7 +349,7 @@ class TrainingWorker:
         trained = evaluate(result.model, held_frames)
         kept, kept_score, recalibration = result.model, trained, {}
         if cfg.interpolate < 1:  # WiSE-FT: part of the way from the current model (the candidate's validation)
-            kept = current.interpolated(kept, cfg.interpolate)
+            kept = current.with_preprocess(kept.preprocess).interpolated(kept, cfg.interpolate)  # in the job's view
             kept_score = evaluate(kept, held_frames)
         if cfg.recalibrate_bn and fresh_frames:
             kept, kept_score, recalibration = self._recalibrate(job, kept, kept_score, fresh_frames, held_frames)

@@ -517,6 +517,18 @@ def test_a_job_trains_its_model_in_the_view_its_held_out_frames_score_higher(
         assert manifest.sha256 == registry.manifest(EDGE, 2).sha256  # v2's weights, seeing frames levelled
 
 
+def test_a_job_that_changes_view_interpolates_from_the_current_weights_in_that_view(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, registry = _edge(tmp_path, [_model(1), _model(2)], samples=10)
+    monkeypatch.setattr(worker_module, "fine_tune", lambda start, train, *a, **kw: FineTuneResult(start, 1, len(train)))
+    scores = {"none": 0.2, "auto-levels": 0.5}
+    monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: scores[model.preprocess])
+    cfg = TrainingConfig(min_heldout=2, min_fresh=4, preprocess=["none", "auto-levels"], interpolate=0.5)
+    job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 2))
+    assert job.status == "done" and registry.manifest(EDGE, job.result_version).preprocess == "auto-levels"
+
+
 def test_a_job_with_one_view_scores_no_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store, registry = _edge(tmp_path, [_model(1), _model(2)], samples=10)
     monkeypatch.setattr(worker_module, "fine_tune", lambda start, train, *a, **kw: FineTuneResult(start, 1, len(train)))
