@@ -342,7 +342,8 @@ def bench(
     strategies: Annotated[
         str,
         typer.Option(
-            help="Comma-separated, from static, uniform, shoggoth, edgesync (change points and zoo), cpd (edgesync "
+            help="Comma-separated, from static, static-levels (the same student seeing frames through auto "
+            "levels), uniform, shoggoth, edgesync (change points and zoo), cpd (edgesync "
             "without the zoo), edgesync-nocpd, edgesync-oracle (true scene changes), edgesync-noburst (no upload "
             "burst after a change), edgesync-gentle, edgesync-short, edgesync-profiled and edgesync-epochs "
             "(fine-tune recipes; the job profiler choosing them), edgesync-fixed (held-out frames fixed for "
@@ -356,7 +357,9 @@ def bench(
             "-backtrack for step control (training.backtrack), -stem to freeze the stem (training.freeze 2), "
             "-stalebn to leave batch-norm statistics to trail the optimizer steps (training.bn_follows_steps "
             "false), -lr01-nb64 for the fine-tunes' steps before session 28 (lr0 0.01, a step every 64 images), "
-            "or -cv to judge each job's kept epoch by its cross-validated held-out score (training.judge). Append"
+            "-cv to judge each job's kept epoch by its cross-validated held-out score (training.judge), or "
+            "-nolevels for models that never see frames through auto levels (training.preprocess none only, the "
+            "default before session 34). Append"
             " +ENCODING (full, fp16-delta, int8-delta), then optionally @FRACTION (sparse) and :raw "
             "(uncompressed), to send that strategy's updates another way, e.g. edgesync+int8-delta@0.1 (default: "
             "the config's downlink section, fp16-delta with zstd)."
