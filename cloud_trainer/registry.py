@@ -193,12 +193,13 @@ class ModelRegistry:
             self._changed.notify_all()
         return stored
 
-    def reissue(self, edge_id: str, version: int, **metrics: float) -> ModelManifest:
+    def reissue(self, edge_id: str, version: int, preprocess: str | None = None, **metrics: float) -> ModelManifest:
         """Register version's weights again as the edge's newest version, so the edge receives it.
 
         The zoo sends a stored specialist this way, an operator rolls back or pins; metrics are
         added to the copy's (e.g. zoo_of, reissue_of). The copy's parent is the version it
         replaces, and its weights are identical, so a delta against the edge's copy is tiny.
+        preprocess: how the copy sees frames (edgesync.preprocess); None, as the version does.
         """
         manifest, data = self.load(edge_id, version)
         copy = ModelManifest.from_json(
@@ -207,6 +208,7 @@ class ModelRegistry:
                 "parent": self.latest_version(edge_id),
                 "created": time.time(),
                 "metrics": {**manifest.metrics, **metrics},
+                "preprocess": preprocess or manifest.preprocess,
             }
         )
         return self.register(edge_id, data, copy)

@@ -108,9 +108,13 @@ class ModelZoo:
             return self._send(change, version, scene_start=change.time)
         general = self._generalist(change.edge_id)
         if general is not None and self._is_specialist(change.edge_id, ran):
-            # a specialist is for its own scene; in an unknown one a general model is the safer bet
+            # a specialist is for its own scene; in an unknown one a general model is the safer bet,
+            # seeing frames as the specialist did: this camera's jobs chose that view on their
+            # held-out frames, and the first model as it came saw holdout's colour cast at 0.15
+            # where auto levels gave 0.73-0.83 (BENCHMARKS.md, session 34)
             log.info("zoo: %s left the scene of its specialist v%d for an unknown one", change.edge_id, ran)
-            return self._send(change, general, scene_start=0.0)
+            view = self.registry.manifest(change.edge_id, ran).preprocess
+            return self._send(change, general, scene_start=0.0, preprocess=view)
         return None
 
     def _sent_for(self, change: SceneChange) -> int | None:
@@ -134,17 +138,20 @@ class ModelZoo:
         """
         return 1 if self.registry.latest_version(edge_id) >= 1 else None
 
-    def _send(self, change: SceneChange, version: int, scene_start: float) -> ModelManifest | None:
-        """Register version's weights again as the edge's newest version; None if the edge's
-        newest version already has those weights (a fine-tune that kept its starting point, or
-        an earlier copy): there is nothing to send."""
-        newest = self.registry.latest_version(change.edge_id)
-        if (
-            self.registry.manifest(change.edge_id, newest).sha256
-            == self.registry.manifest(change.edge_id, version).sha256
-        ):
-            log.info("zoo: %s already holds v%d's weights as v%d", change.edge_id, version, newest)
+    def _send(
+        self, change: SceneChange, version: int, scene_start: float, preprocess: str | None = None
+    ) -> ModelManifest | None:
+        """Register version's weights again as the edge's newest version, seeing frames as
+        `preprocess` says (None: as version does); None if the edge's newest version already is
+        that model (a fine-tune that kept its starting point, or an earlier copy): there is
+        nothing to send."""
+        newest = self.registry.manifest(change.edge_id, self.registry.latest_version(change.edge_id))
+        wanted = self.registry.manifest(change.edge_id, version)
+        if newest.sha256 == wanted.sha256 and newest.preprocess == (preprocess or wanted.preprocess):
+            log.info("zoo: %s already holds v%d's weights as v%d", change.edge_id, version, newest.version)
             return None
-        stored = self.registry.reissue(change.edge_id, version, scene_start=scene_start, zoo_of=float(version))
+        stored = self.registry.reissue(
+            change.edge_id, version, preprocess=preprocess, scene_start=scene_start, zoo_of=float(version)
+        )
         log.info("zoo: %s gets v%d's weights as v%d", change.edge_id, version, stored.version)
         return stored

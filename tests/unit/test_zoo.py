@@ -18,10 +18,11 @@ NIGHT = (0.0, 1.0, 0.0)
 FOG = (0.0, 0.0, 1.0)
 
 
-def register(registry: ModelRegistry, payload: bytes, scene_start: float = 0.0) -> int:
+def register(registry: ModelRegistry, payload: bytes, scene_start: float = 0.0, preprocess: str = "none") -> int:
     manifest = ModelManifest(
-        0, 0, sha256_hex(payload), len(payload), "yolov8n.yaml", ("person",), 64, metrics={"scene_start": scene_start}
-    )
+        0, 0, sha256_hex(payload), len(payload), "yolov8n.yaml", ("person",), 64,
+        metrics={"scene_start": scene_start}, preprocess=preprocess,
+    )  # fmt: skip
     return registry.register("cam", payload, manifest).version
 
 
@@ -55,6 +56,18 @@ def test_an_unknown_scene_gets_the_general_first_model_instead_of_a_specialist(z
     assert sent is not None and zoo.registry.load("cam", sent.version)[1] == b"day model"
     assert sent.metrics["scene_start"] == 0.0  # not trained for fog: the edge keeps sampling it hard
     assert zoo.on_scene_change(change(300.0, 200.0, FOG, (0.0, 0.5, 0.5), ran=sent.version)) is None
+
+
+def test_the_general_model_goes_out_seeing_frames_as_the_specialist_it_replaces_did(zoo: ModelZoo) -> None:
+    register(zoo.registry, b"day model")  # v1 sees frames as they come
+    night = register(zoo.registry, b"night model", scene_start=100.0, preprocess="auto-levels")
+    sent = zoo.on_scene_change(change(200.0, 100.0, NIGHT, FOG, ran=night))
+    assert sent is not None and zoo.registry.load("cam", sent.version)[1] == b"day model"
+    assert sent.preprocess == "auto-levels" and zoo.registry.manifest("cam", 1).preprocess == "none"
+    # a specialist of a returning scene goes out as it was chosen
+    assert zoo.on_scene_change(change(300.0, 200.0, FOG, (0.05, 0.95, 0.0), ran=sent.version)).preprocess == (
+        "auto-levels"
+    )
 
 
 def test_a_model_that_arrived_for_another_scene_is_not_remembered_for_this_one(zoo: ModelZoo) -> None:
