@@ -17,8 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from edgesync.credentials import refuse_example_secret
 from edgesync.errors import ConfigError, InvalidInput
-from edgesync.preprocess import Preprocess
-from edgesync.types import check_edge_id
+from edgesync.types import Preprocess, check_edge_id
 
 
 class Strict(BaseModel):

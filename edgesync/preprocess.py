@@ -12,27 +12,18 @@ it predicts on get the same treatment, and the cloud chooses it per job by the h
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 import cv2
 import numpy as np
 
 from edgesync.errors import InvalidInput
+from edgesync.types import check_preprocess
 
-Preprocess = Literal["none", "auto-levels"]
-PREPROCESSING: tuple[str, ...] = get_args(Preprocess)
 # the share of each channel's pixels clipped at either end: 0.5 %, the clip of classic auto-levels
 # tools (GIMP's white balance stretches after discarding 0.05 % of pixels, Photoshop's Auto
 # Contrast clips 0.1-0.5 %). On the bench student, untrained, 0.5 % scored above 1 % under eight of
 # nine drift conditions (colour cast 76.0 against 76.5; a one-off comparison, BENCHMARKS.md, session 34)
 CLIP = 0.005
 SAMPLE_STEP = 4
-
-
-def check_preprocess(mode: str) -> str:
-    if mode not in PREPROCESSING:
-        raise InvalidInput(f"unknown preprocessing {mode!r}; known: {', '.join(PREPROCESSING)}")
-    return mode
 
 
 def auto_levels(frame: np.ndarray, clip: float = CLIP) -> np.ndarray:

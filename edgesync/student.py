@@ -17,8 +17,8 @@ import torch
 
 from edgesync import ultralytics_env
 from edgesync.errors import AssetError, EdgeSyncError, IntegrityError, InvalidInput
-from edgesync.preprocess import check_preprocess, preprocessed
-from edgesync.types import Detection, ModelManifest
+from edgesync.preprocess import preprocessed
+from edgesync.types import Detection, ModelManifest, check_preprocess
 from edgesync.weights import decode_state_dict, encode_state_dict, sha256_hex
 
 DEFAULT_ARCH = "yolov8n.yaml"

@@ -8,13 +8,16 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 
 from edgesync.errors import InvalidInput
-from edgesync.preprocess import check_preprocess
 
 EDGE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# what a model may do to a frame before it sees it (the work itself: edgesync.preprocess)
+Preprocess = Literal["none", "auto-levels"]
+PREPROCESSING: tuple[str, ...] = get_args(Preprocess)
 
 
 def check_edge_id(edge_id: str) -> str:
@@ -22,6 +25,12 @@ def check_edge_id(edge_id: str) -> str:
     if not EDGE_ID_PATTERN.fullmatch(edge_id or "") or edge_id in {".", ".."}:
         raise InvalidInput(f"invalid edge id {edge_id!r}: use 1-64 of A-Z a-z 0-9 _ . -")
     return edge_id
+
+
+def check_preprocess(mode: str) -> str:
+    if mode not in PREPROCESSING:
+        raise InvalidInput(f"unknown preprocessing {mode!r}; known: {', '.join(PREPROCESSING)}")
+    return mode
 
 
 @dataclass(frozen=True)
