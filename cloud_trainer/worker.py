@@ -415,9 +415,16 @@ class TrainingWorker:
             chosen = None
         if self.cfg.fallback_to_first and base_manifest.version > 1:
             # RECL-style reuse, smallest form: the scene may have returned to what the first model knew
+            # seen as it was first sent and, when it scores higher, in another view of
+            # training.preprocess: a scene that auto levels win back may be one the first model
+            # knew once levelled, and then no fine-tune of a later model should go below it
             first = self._load_model(job.edge_id, 1)
-            first_score = evaluate(first, held_frames)
+            first, first_scores = self._preprocessing(first, held_frames, evaluate(first, held_frames))
+            first_score = first_scores[first.preprocess]
             job.metrics["map50_first"] = first_score
+            job.metrics["first_evaluations"] = float(len(first_scores))
+            if len(first_scores) > 1:
+                job.metrics |= {f"map50_first_{mode}": s for mode, s in first_scores.items()}
             if first_score > max(before, score):
                 chosen, score = first, first_score
         chosen_for = scene  # the scene (edge clock) it was chosen for
@@ -641,7 +648,8 @@ class TrainingWorker:
         """start seeing frames in whichever way training.preprocess lists (or its own) scores highest
         on the held-out frames, its own on a tie; and the held-out score of each way tried. score is
         start's own. A job then trains the model in that view: auto levels can win back much of a
-        dark or hazy scene before any training (edgesync.preprocess), or cost a clean one a little."""
+        dark or hazy scene before any training (edgesync.preprocess), or cost a clean one a little.
+        The first model, weighed against the candidate (training.fallback_to_first), is chosen so too."""
         scores = {start.preprocess: score}
         best = start
         for mode in self.cfg.preprocess:

@@ -422,6 +422,7 @@ class Simulation:
         held_n, evaluations = int(job.metrics.get("heldout_samples", 0)), int(job.metrics.get("heldout_evaluations", 0))
         evaluations += "win_rate" in job.metrics  # the paired bootstrap scored the current model once more
         evaluations += int(job.metrics.get("preprocess_evaluations", 0))  # the start scored in other views
+        evaluations += int(job.metrics.get("first_evaluations", 0))  # the first model, in each view
         duration = costs.training(
             image_epochs,
             held_n,

@@ -537,3 +537,33 @@ def test_a_job_with_one_view_scores_no_other(tmp_path: Path, monkeypatch: pytest
     cfg = TrainingConfig(min_heldout=2, min_fresh=4, preprocess=["none"])
     job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 2))
     assert set(seen) == {"none"} and "preprocess_evaluations" not in job.metrics
+
+
+@pytest.mark.parametrize(
+    ("first_scores", "registered"),
+    [
+        ({"none": 0.3, "auto-levels": 0.8}, ("first", "auto-levels")),  # the first model levelled beats both
+        ({"none": 0.8, "auto-levels": 0.8}, ("first", "none")),  # a tie: as it was first sent
+        ({"none": 0.3, "auto-levels": 0.55}, ("candidate", "none")),  # levelled, still below the candidate
+    ],
+)
+def test_the_first_model_is_weighed_in_each_view(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first_scores: dict, registered: tuple[str, str]
+) -> None:
+    """Held-out frames that auto levels win back may be frames the first model knew once levelled:
+    the fallback to it scores it in each view of training.preprocess, not only as it was first sent."""
+    first, current, candidate = _model(1), _model(2), _model(3)
+    store, registry = _edge(tmp_path, [first, current], samples=10)
+    names = {m.encode()[1]: name for m, name in ((first, "first"), (current, "current"), (candidate, "candidate"))}
+    scores = {("first", p): s for p, s in first_scores.items()}
+    scores |= {("current", "none"): 0.5, ("current", "auto-levels"): 0.4, ("candidate", "none"): 0.6}
+    monkeypatch.setattr(worker_module, "fine_tune", lambda *a, **kw: FineTuneResult(candidate, 1, 8))
+    monkeypatch.setattr(worker_module, "evaluate", lambda m, frames: scores[(names[m.encode()[1]], m.preprocess)])
+    cfg = TrainingConfig(min_heldout=2, min_fresh=4, preprocess=["none", "auto-levels"])
+    job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 2))
+    manifest, data = registry.load(EDGE, job.result_version)
+    assert job.result_version == 3
+    assert (names[StudentModel.from_bytes(manifest, data).encode()[1]], manifest.preprocess) == registered
+    assert job.metrics["map50_first"] == max(first_scores.values())
+    assert job.metrics["map50_first_auto-levels"] == first_scores["auto-levels"]
+    assert job.metrics["first_evaluations"] == 2.0
