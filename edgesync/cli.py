@@ -493,16 +493,30 @@ def bench_edge(
     ] = None,
     imgsz: Annotated[int, typer.Option(help="Inference size of a fresh or .pt student.", min=32)] = 320,
     repeats: Annotated[int, typer.Option(help="Interleaved repeats of each pass; medians are reported.", min=1)] = 2,
+    preprocess: Annotated[
+        str | None,
+        typer.Option(
+            help="How the agent's model sees frames: none or auto-levels (default: as the student's manifest says). "
+            "The bare loop predicts on frames as they come, so the agent pays for it."
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Write edge.json here.")] = None,
     verbose: Verbose = False,
 ) -> None:
-    """Time the edge agent's frame loop (decode, detect, sample, queue) against a bare predict loop,
-    and its per-frame latency while models are swapped in."""
+    """Time the edge agent's frame loop (decode, preprocess, detect, sample, queue) against a bare
+    predict loop, and its per-frame latency while models are swapped in."""
     _logging(verbose)
     from edgesync_bench.edge_loop import run_edge_bench, summary_table
 
     result = run_edge_bench(
-        video=video, frames=frames, swaps=swaps, student=student, imgsz=imgsz, repeats=repeats, out=out
+        video=video,
+        frames=frames,
+        swaps=swaps,
+        student=student,
+        imgsz=imgsz,
+        repeats=repeats,
+        out=out,
+        preprocess=preprocess,
     )
     console.print(summary_table(result))
     if out is not None:

@@ -47,7 +47,7 @@ from edgesync.assets import resolve_video
 from edgesync.config import EdgeConfig, QueueConfig, RetryConfig, SamplerConfig
 from edgesync.errors import AssetError, InvalidInput, SourceError
 from edgesync.student import StudentModel, load_safetensors_model
-from edgesync.types import ModelManifest
+from edgesync.types import ModelManifest, check_preprocess
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,8 @@ def machine_info() -> dict:
 
 
 def _bare_pass(video: str, model: StudentModel, frames: int) -> _Pass:
-    """cv2 decode + StudentModel.predict over the first frames of video."""
+    """cv2 decode + StudentModel.predict over the first frames of video (a model that sees frames
+    as they come: ultralytics' predict and nothing else)."""
     capture = open_capture(video)
     latencies: list[float] = []
     try:
@@ -268,13 +269,16 @@ def run_edge_bench(
     repeats: int = 2,
     sampler: SamplerConfig | None = None,
     out: Path | None = None,
+    preprocess: str | None = None,
 ) -> dict:
     """Time the agent's frame loop against a bare predict loop, and latency with and without swaps.
 
     Each repeat runs bare, agent and swap passes in turn over the same first `frames` frames;
     fps are medians over repeats, latency percentiles pool every pass of a kind. imgsz applies
-    to a fresh or .pt student (a .safetensors one keeps its manifest's). With out, writes
-    out/edge.json. Returns the same dict.
+    to a fresh or .pt student (a .safetensors one keeps its manifest's). preprocess is how the
+    agent's model sees frames (edgesync.preprocess; None: as the student's manifest says, none for
+    a fresh or .pt one); the bare loop always predicts on frames as they come, so the agent's side
+    pays for any preprocessing. With out, writes out/edge.json. Returns the same dict.
     """
     if frames < 1 or repeats < 1 or swaps < 0:
         raise InvalidInput(f"frames ({frames}) and repeats ({repeats}) must be positive, swaps ({swaps}) >= 0")
@@ -283,17 +287,21 @@ def run_edge_bench(
     path = resolve_video(video)
     sampler_cfg = sampler or SamplerConfig()
     model = load_student(student, imgsz)
+    if preprocess is not None:
+        model = model.with_preprocess(check_preprocess(preprocess))
+    bare_model = model if model.preprocess == "none" else model.with_preprocess("none")
     data, _ = model.encode()
     manifests = [model.manifest(data, version=model.version + k + 1) for k in range(swaps)]
-    model.warmup()
-    _bare_pass(path, model, min(frames, WARMUP_FRAMES))  # decoder and predictor warm, file cached
+    for warm in {id(m): m for m in (model, bare_model)}.values():
+        warm.warmup()
+        _bare_pass(path, warm, min(frames, WARMUP_FRAMES))  # decoder and predictor warm, file cached
 
     bare: list[_Pass] = []
     agent: list[_Pass] = []
     swapped: list[_Pass] = []
     with tempfile.TemporaryDirectory(prefix="edgesync-bench-edge-") as tmp:
         for r in range(repeats):
-            bare.append(_bare_pass(path, model, frames))
+            bare.append(_bare_pass(path, bare_model, frames))
             agent.append(_agent_pass(path, model, frames, Path(tmp) / f"agent-{r}", sampler_cfg))
             swapped.append(
                 _agent_pass(path, model, frames, Path(tmp) / f"swap-{r}", sampler_cfg, updates=(data, manifests))
@@ -318,6 +326,7 @@ def run_edge_bench(
         "repeats": repeats,
         "imgsz": model.imgsz,
         "arch": model.arch,
+        "preprocess": model.preprocess,  # the agent's; the bare loop's is none
         "student": str(student) if student is not None else "fresh (random weights)",
         "sampler": sampler_cfg.type,
         "bare_fps": round(bare_fps, 2),
@@ -354,7 +363,8 @@ def summary_table(result: dict) -> Table:
     m = result["machine"]
     table = Table(
         title=f"edge frame loop: {result['frames']} frames at {result['imgsz']} px, "
-        f"{m['cpu_count']} CPUs, {m['torch_threads']} torch threads",
+        f"{m['cpu_count']} CPUs, {m['torch_threads']} torch threads"
+        + (f"; the agent's model sees frames {result['preprocess']}" if result["preprocess"] != "none" else ""),
         title_justify="left",
     )
     for name in ("", "fps", "p50 ms", "p99 ms", "max ms"):

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from edgesync.cli import app
 from edgesync.errors import InvalidInput
 from edgesync.student import StudentModel
+from edgesync_bench import edge_loop
 from edgesync_bench.edge_loop import run_edge_bench
 
 pytestmark = pytest.mark.integration
@@ -63,6 +64,38 @@ def test_a_safetensors_student_keeps_its_own_size_and_version(tmp_path: Path) ->
     )
     assert result["imgsz"] == 96
     assert result["swaps"] == 1
+
+
+def test_a_student_that_levels_frames_does_so_in_the_agent_loop_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bare loop is ultralytics' predict on frames as they come; the agent's model levels each
+    frame as its manifest says, so the ratio pays for it."""
+    seen: list[tuple[str, str]] = []
+    for name in ("_bare_pass", "_agent_pass"):
+        real = getattr(edge_loop, name)
+        monkeypatch.setattr(
+            edge_loop,
+            name,
+            lambda video, model, *a, _real=real, _name=name, **kw: (
+                seen.append((_name, model.preprocess)) or _real(video, model, *a, **kw)
+            ),
+        )
+    student = StudentModel.fresh(["person", "car"], IMGSZ).with_preprocess("auto-levels")
+    data, _ = student.encode()
+    (tmp_path / "weights.safetensors").write_bytes(data)
+    (tmp_path / "manifest.json").write_text(json.dumps(student.manifest(data).to_json()))
+    result = edge_loop.run_edge_bench(
+        "vtest.avi", frames=10, swaps=1, student=tmp_path / "weights.safetensors", repeats=1
+    )
+    assert result["preprocess"] == "auto-levels" and result["swaps"] == 1
+    timed = seen[-3:]  # after the warm-up passes: bare, agent, agent with swaps
+    assert timed == [("_bare_pass", "none"), ("_agent_pass", "auto-levels"), ("_agent_pass", "auto-levels")]
+
+
+def test_an_unknown_preprocessing_is_refused_by_name() -> None:
+    with pytest.raises(InvalidInput, match="sharpen"):
+        run_edge_bench("vtest.avi", frames=5, imgsz=IMGSZ, preprocess="sharpen")
 
 
 def test_nonpositive_frames_are_refused_by_name() -> None:
