@@ -28,7 +28,7 @@ import numpy as np
 from edgesync.config import SamplerConfig
 from edgesync.errors import ConfigError, InvalidInput
 from edgesync.types import Detection, Sample
-from edgesync.uploads import Encoded, UploadBudget, check_frame, encode_jpeg, window_budget
+from edgesync.uploads import Encoded, UploadBudget, check_frame, downscaled, encode_jpeg, window_budget
 
 log = logging.getLogger(__name__)
 
@@ -308,6 +308,10 @@ class Sampler(ABC):
     def _encode(self, frame: np.ndarray) -> Encoded:
         return encode_jpeg(frame, self.cfg.jpeg_quality, self.cfg.max_side)
 
+    def _encode_held(self, held: _Held) -> Encoded:
+        encoded = self._encode(held.frame)
+        return encoded._replace(scale=encoded.scale * held.scale)  # of the frame as it was offered
+
     def _release(
         self, info: FrameInfo, score: float, enc: Encoded, now_s: float, audit: bool = False
     ) -> Selected | None:
@@ -342,19 +346,14 @@ class Sampler(ABC):
 
 
 @dataclass
-class _Candidate:
-    info: FrameInfo
-    score: float
-    encoded: Encoded
-
-
-@dataclass
 class _Held:
-    """A frame kept unencoded until the window closes (a fallback or an audit frame)."""
+    """A frame kept unencoded until the window closes (a slot's best, the fallback or an audit
+    frame): a copy, or a copy already shrunk to max_side by `scale`."""
 
     info: FrameInfo
     frame: np.ndarray = field(repr=False)
     score: float = 0.0
+    scale: float = 1.0
 
 
 class EdgeSyncSampler(Sampler):
@@ -362,8 +361,8 @@ class EdgeSyncSampler(Sampler):
     no two closer than min_gap_s = window_s / (2k).
 
     Value = inference_score x timeliness at release time. The window is cut into 2k slots of
-    min_gap_s; each slot keeps only its best frame, and only a frame that becomes its slot's
-    best is JPEG-encoded (so at most 2k candidates are held). When the window closes, the
+    min_gap_s; each slot keeps only its best frame (shrunk to max_side: at most 2k such frames
+    are held), and only a frame that is released is JPEG-encoded. When the window closes, the
     subset of at most k candidates with the largest total value and pairwise spacing of at
     least min_gap_s is chosen exactly (a small dynamic programme), then released best first
     while the budget allows, in capture order. One slot per gap (not k candidates in all) is
@@ -390,7 +389,7 @@ class EdgeSyncSampler(Sampler):
         self.min_gap_s = cfg.window_s / (2 * self.k)
         self._origin: float | None = None
         self._window: int | None = None
-        self._slots: dict[float, _Candidate] = {}  # slot start time -> best frame in that slot
+        self._slots: dict[float, _Held] = {}  # slot start time -> best frame in that slot
         self._fallback: _Held | None = None
         self._last_selected_t: float | None = None
         self._audit: list[tuple[float, _Held]] = []  # the window's lowest audit draws, ascending
@@ -431,7 +430,8 @@ class EdgeSyncSampler(Sampler):
         slot = start + min(2 * self.k - 1, max(0, math.floor((info.t_s - start) / self.min_gap_s))) * self.min_gap_s
         held = self._slots.get(slot)
         if held is None or self._priority(info.t_s, score, end) > self._priority(held.info.t_s, held.score, end):
-            self._slots[slot] = _Candidate(info, score, self._encode(frame))
+            shrunk, scale = downscaled(frame, self.cfg.max_side)
+            self._slots[slot] = _Held(info, shrunk if shrunk is not frame else frame.copy(), score, scale)
         return released
 
     def _offer_audit(self, info: FrameInfo, frame: np.ndarray, score: float) -> None:
@@ -460,7 +460,7 @@ class EdgeSyncSampler(Sampler):
         self._window = None  # the next frame opens a fresh window on the same grid
         return released
 
-    def _choose(self, cands: list[_Candidate], now_s: float, k: int) -> list[_Candidate]:
+    def _choose(self, cands: list[_Held], now_s: float, k: int) -> list[_Held]:
         """The at most k candidates (capture order) of largest total priority, min_gap_s apart."""
         n = len(cands)
         values = [self._priority(c.info.t_s, c.score, now_s) for c in cands]
@@ -492,7 +492,7 @@ class EdgeSyncSampler(Sampler):
         out: list[Selected] = []
         audit = self._audit_picks()
         for held in audit:  # their share of the budget comes first, or they would not be random
-            selected = self._release(held.info, held.score, self._encode(held.frame), now_s, audit=True)
+            selected = self._release(held.info, held.score, self._encode_held(held), now_s, audit=True)
             if selected is not None:
                 out.append(selected)
         audited = {held.info.frame_index for held in audit}
@@ -501,12 +501,12 @@ class EdgeSyncSampler(Sampler):
             chosen = self._choose(cands, now_s, self.k - len(audit))
             chosen.sort(key=lambda c: (-self._priority(c.info.t_s, c.score, now_s), -c.info.t_s))
             for cand in chosen:
-                selected = self._release(cand.info, cand.score, cand.encoded, now_s)
+                selected = self._release(cand.info, cand.score, self._encode_held(cand), now_s)
                 if selected is not None:
                     out.append(selected)
         elif self._fallback is not None and not audit:  # audit frames keep the same trickle going
             fb = self._fallback
-            selected = self._release(fb.info, 0.0, self._encode(fb.frame), now_s)
+            selected = self._release(fb.info, 0.0, self._encode_held(fb), now_s)
             if selected is not None:
                 out.append(selected)
         self._slots = {}

@@ -23,18 +23,25 @@ class Encoded(NamedTuple):
     scale: float
 
 
-def encode_jpeg(frame: np.ndarray, quality: int, max_side: int) -> Encoded:
-    """JPEG of frame, downscaled (never upscaled) so its longest side is at most max_side."""
+def downscaled(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """frame shrunk (never enlarged) so its longest side is at most max_side, and the scale (new
+    width / old width); frame itself when it already fits."""
     height, width = frame.shape[:2]
     scale = min(1.0, max_side / max(height, width))
     if scale < 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    return frame, frame.shape[1] / width
+
+
+def encode_jpeg(frame: np.ndarray, quality: int, max_side: int) -> Encoded:
+    """JPEG of frame, downscaled (never upscaled) so its longest side is at most max_side."""
+    frame, scale = downscaled(frame, max_side)
     ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise InvalidInput(f"could not JPEG-encode a frame of shape {frame.shape}")
     out_h, out_w = frame.shape[:2]
-    return Encoded(buf.tobytes(), out_w, out_h, out_w / width)
+    return Encoded(buf.tobytes(), out_w, out_h, scale)
 
 
 def check_frame(frame: np.ndarray) -> None:

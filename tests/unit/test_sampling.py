@@ -380,6 +380,31 @@ def test_frames_are_downscaled_to_max_side_and_boxes_rescale() -> None:
     assert sel.scaled_detections() == [Detection(50, 50, 150, 100, 0, 0.9)]
 
 
+def test_the_edgesync_sampler_holds_frames_shrunk_and_rescales_their_boxes() -> None:
+    sampler = EdgeSyncSampler(cfg(max_side=640, max_bytes_per_s=1e7))
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    cv2.rectangle(frame, (100, 100), (300, 200), (255, 255, 255), -1)
+    fi = FrameInfo(0.0, 0, np.asarray(BORDERLINE), detections=(Detection(100, 100, 300, 200, 0, 0.45),))
+    assert sampler.offer(fi, frame) == []
+    assert all(held.frame.shape == (360, 640, 3) for held in sampler._slots.values())
+    (sel,) = sampler.flush(1.0)
+    assert (sel.width, sel.height, sel.scale) == (640, 360, 0.5)
+    assert sel.scaled_detections() == [Detection(50, 50, 150, 100, 0, 0.45)]
+
+
+def test_only_frames_the_budget_is_asked_for_are_encoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A JPEG encoding costs a quarter of a small student's prediction: the sampler encodes a frame
+    when it releases it, not each time a frame becomes its slot's best."""
+    import edgesync.sampling as sampling_module
+
+    encoded: list[int] = []
+    real = sampling_module.encode_jpeg
+    monkeypatch.setattr(sampling_module, "encode_jpeg", lambda frame, *a: encoded.append(1) or real(frame, *a))
+    sampler = EdgeSyncSampler(cfg(audit_share=0.1))
+    selected = run(sampler, random_stream(60))
+    assert selected and len(encoded) == sampler.stats.selected + sampler.stats.skipped_budget < 60 * FPS / 4
+
+
 def test_build_sampler_picks_the_configured_type() -> None:
     assert isinstance(build_sampler(cfg(type="edgesync")), EdgeSyncSampler)
     assert isinstance(build_sampler(cfg(type="uniform")), UniformSampler)
