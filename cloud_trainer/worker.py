@@ -331,8 +331,9 @@ class TrainingWorker:
         resumed_from = plan.epochs_done
         before = evaluate(current, held_frames)
         preprocess_scores: dict[str, float] = {}
+        view_bootstraps = 0
         if resume is None:  # how the model will see frames, before any training in that view
-            start, preprocess_scores = self._preprocessing(start, held_frames, before)
+            start, preprocess_scores, view_bootstraps = self._preprocessing(job, start, held_frames, before)
             plan.preprocess = start.preprocess
         probes: list[SettingProbe] = []
         if resume is None and len(self.cfg.candidates) > 1:  # which setting, before committing the budget
@@ -376,7 +377,8 @@ class TrainingWorker:
         job.metrics |= {f"map50_epoch_{i + 1 + resumed_from}": v for i, v in enumerate(curve.points)}
         if len(preprocess_scores) > 1:  # the starting model scored as each preprocessing would have it
             job.metrics |= {f"map50_start_{mode}": score for mode, score in preprocess_scores.items()}
-            job.metrics["preprocess_evaluations"] = float(len(preprocess_scores) - 1)
+            # each view but the model's own, and both views of each paired bootstrap once more
+            job.metrics["preprocess_evaluations"] = float(len(preprocess_scores) - 1 + 2 * view_bootstraps)
             job.metrics["preprocess_changed"] = float(start.preprocess != current.preprocess)
         job.metrics |= recalibration
         if result.kept_epoch is not None:  # training.keep: best
@@ -419,10 +421,10 @@ class TrainingWorker:
             # training.preprocess: a scene that auto levels win back may be one the first model
             # knew once levelled, and then no fine-tune of a later model should go below it
             first = self._load_model(job.edge_id, 1)
-            first, first_scores = self._preprocessing(first, held_frames, evaluate(first, held_frames))
+            first, first_scores, bootstraps = self._preprocessing(job, first, held_frames, evaluate(first, held_frames))
             first_score = first_scores[first.preprocess]
             job.metrics["map50_first"] = first_score
-            job.metrics["first_evaluations"] = float(len(first_scores))
+            job.metrics["first_evaluations"] = float(len(first_scores) + 2 * bootstraps)
             if len(first_scores) > 1:
                 job.metrics |= {f"map50_first_{mode}": s for mode, s in first_scores.items()}
             if first_score > max(before, score):
@@ -472,13 +474,7 @@ class TrainingWorker:
             return False
         if not self.cfg.accept_confidence:
             return True
-        win_rate = paired_bootstrap_win_rate(
-            self._matches(candidate, held),
-            self._matches(current, held),
-            len(candidate.class_names),
-            self.cfg.bootstrap_resamples,
-            np.random.default_rng(zlib.crc32(self._seed_key(job).encode())),
-        )
+        win_rate = self._win_rate(job, candidate, current, held)
         job.metrics["win_rate"] = win_rate
         if win_rate >= self.cfg.accept_confidence:
             return True
@@ -643,23 +639,40 @@ class TrainingWorker:
         )
 
     def _preprocessing(
-        self, start: StudentModel, held: list[LabelledFrame], score: float
-    ) -> tuple[StudentModel, dict[str, float]]:
-        """start seeing frames in whichever way training.preprocess lists (or its own) scores highest
-        on the held-out frames, its own on a tie; and the held-out score of each way tried. score is
-        start's own. A job then trains the model in that view: auto levels can win back much of a
-        dark or hazy scene before any training (edgesync.preprocess), or cost a clean one a little.
-        The first model, weighed against the candidate (training.fallback_to_first), is chosen so too."""
-        scores = {start.preprocess: score}
-        best = start
-        for mode in self.cfg.preprocess:
-            if mode in scores:
+        self, job: TrainingJob, start: StudentModel, held: list[LabelledFrame], score: float
+    ) -> tuple[StudentModel, dict[str, float], int]:
+        """start seeing frames in the view training.preprocess prefers (its first; start's own,
+        if unlisted, comes last), unless a later view scores higher on the held-out frames on at
+        least training.view_confidence of their paired bootstrap resamples; the held-out score of
+        each view, and how many bootstraps that took. score is start's own.
+
+        A job then trains the model in that view: auto levels win back much of a dark, hazy or
+        colour-cast scene before any training (edgesync.preprocess) and cost a clean one little,
+        and a model seeing frames levelled keeps that when the light changes next. A lead of a
+        thousandth on five held-out frames of a clean scene is no reason to give that up. The
+        first model, weighed against the candidate (training.fallback_to_first), is chosen so too.
+        """
+        views = {view: start if view == start.preprocess else start.with_preprocess(view)
+                 for view in dict.fromkeys([*self.cfg.preprocess, start.preprocess])}  # fmt: skip
+        scores = {view: score if model is start else evaluate(model, held) for view, model in views.items()}
+        chosen, bootstraps = next(iter(views)), 0
+        for view in list(views)[1:]:
+            if scores[view] <= scores[chosen]:
                 continue
-            other = start.with_preprocess(mode)
-            scores[mode] = evaluate(other, held)
-            if scores[mode] > scores[best.preprocess]:
-                best = other
-        return best, scores
+            bootstraps += 1
+            if self._win_rate(job, views[view], views[chosen], held) >= self.cfg.view_confidence:
+                chosen = view
+        return views[chosen], scores, bootstraps
+
+    def _win_rate(self, job: TrainingJob, model: StudentModel, other: StudentModel, held: list[LabelledFrame]) -> float:
+        """Share of paired bootstrap resamples of the held-out frames on which model outscores other."""
+        return paired_bootstrap_win_rate(
+            self._matches(model, held),
+            self._matches(other, held),
+            len(model.class_names),
+            self.cfg.bootstrap_resamples,
+            np.random.default_rng(zlib.crc32(self._seed_key(job).encode())),
+        )
 
     def _train(
         self,

@@ -512,14 +512,20 @@ class TrainingConfig(Strict):
     # fresh frame and one more held-out scoring. Off by default: on the dev benchmark it was +2.9
     # (seed 0), -2.8 (seed 1) and 0.0 on holdout (BENCHMARKS.md, session 8)
     recalibrate_bn: bool = False
-    # the ways a job's model may see frames (edgesync.preprocess): before training, the starting
-    # model is scored on the held-out frames as each would have it, and the job trains and ships
-    # it in the best (its own on a tie; the model's manifest carries the choice to the edge, and
-    # the model keeps it until a later job scores another higher). ["none"]: models keep their own.
-    # With auto levels to choose, dev scored 59.7 / 62.0 / 59.6 against 48.1 / 51.0 / 45.9 without
-    # (seeds 0-2, Intel student 9a056888): night 38 against 10, fog 46 against 37; the bootstrapped
-    # student through auto levels and never trained scored 50.2 (BENCHMARKS.md, session 34)
-    preprocess: list[Preprocess] = ["none", "auto-levels"]
+    # the ways a job's model may see frames (edgesync.preprocess), in order of preference: before
+    # training, the starting model is scored on the held-out frames in each, and the job trains
+    # and ships it in the first, unless a later one scores higher on at least view_confidence of
+    # paired bootstrap resamples of those frames (the model's manifest carries the choice to the
+    # edge). Auto levels first: it undoes a change of light or colour before any training and
+    # costs a clean scene little, so a model keeps it through the next change unless its frames
+    # clearly say otherwise. With "own on a tie" instead, a clean scene's job left auto levels on a
+    # lead of 0.0001 on 7 frames and holdout's colour cast met a model seeing frames as they come
+    # (BENCHMARKS.md, session 35). ["none"]: models keep their own. With auto levels to choose,
+    # dev scored 59.7 / 62.0 / 59.6 against 48.1 / 51.0 / 45.9 without (seeds 0-2, Intel student
+    # 9a056888; BENCHMARKS.md, session 34)
+    preprocess: list[Preprocess] = ["auto-levels", "none"]
+    # the paired bootstrap confidence a later view of `preprocess` needs to replace an earlier one
+    view_confidence: float = Field(0.9, ge=0.5, lt=1)
     device: str = "cpu"
     workers: int = Field(0, ge=0)  # dataloader processes
     # seeds training's randomness: ultralytics' shuffling and augmentation, and which older samples

@@ -118,7 +118,7 @@ def test_a_fine_tune_that_kept_the_edges_own_weights_is_not_an_update(
         worker_module, "fine_tune", lambda model, train, val, cfg, workdir, **kw: FineTuneResult(model, 1, len(train))
     )
     monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: 0.5)
-    cfg = TrainingConfig(min_heldout=2, min_fresh=4, tolerance=1.0, fallback_to_first=False)
+    cfg = TrainingConfig(min_heldout=2, min_fresh=4, tolerance=1.0, fallback_to_first=False, preprocess=["none"])
     job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 1))
     assert job.status == "done" and job.result_version == 0 and registry.latest_version(EDGE) == 1
     assert job.error == "the kept weights are v1's own (no optimizer step helped): nothing to send"
@@ -484,37 +484,66 @@ def test_an_interpolating_job_registers_the_model_half_way_from_the_current_one(
 
 
 @pytest.mark.parametrize(
-    ("scores", "trained_in", "registered"),
+    ("scores", "win_rate", "trained_in", "registered"),
     [
-        ({"none": 0.2, "auto-levels": 0.5}, "auto-levels", "auto-levels"),  # the view alone is the update
-        ({"none": 0.4, "auto-levels": 0.3}, "none", None),  # the same model as before: nothing to send
+        ({"none": 0.2, "auto-levels": 0.5}, None, "auto-levels", "auto-levels"),  # the view alone is the update
+        ({"none": 0.3, "auto-levels": 0.3}, None, "auto-levels", "auto-levels"),  # a tie: the preferred view
+        # a lead the frames do not back: trained levelled, then judged against v2 as it is (and worse)
+        ({"none": 0.4, "auto-levels": 0.3}, 0.6, "auto-levels", None),
+        ({"none": 0.4, "auto-levels": 0.3}, 0.95, "none", None),  # a clear lead: v2 as it is, nothing to send
     ],
 )
-def test_a_job_trains_its_model_in_the_view_its_held_out_frames_score_higher(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scores: dict, trained_in: str, registered: str | None
+def test_a_job_trains_its_model_in_the_preferred_view_unless_another_clearly_scores_higher(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    scores: dict,
+    win_rate: float | None,
+    trained_in: str,
+    registered: str | None,
 ) -> None:
     store, registry = _edge(tmp_path, [_model(1), _model(2)], samples=10)
     started: list[str] = []
+    bootstraps: list[tuple[str, str]] = []
 
     def fine_tune(start, train, val, cfg, workdir, **kw):
         started.append(start.preprocess)
         return FineTuneResult(start, 1, len(train))  # training changes no weight
 
+    def paired(worker, job, model, other, held):
+        bootstraps.append((model.preprocess, other.preprocess))
+        return win_rate
+
     monkeypatch.setattr(worker_module, "fine_tune", fine_tune)
     monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: scores[model.preprocess])
-    cfg = TrainingConfig(min_heldout=2, min_fresh=4, preprocess=["none", "auto-levels"])
+    monkeypatch.setattr(TrainingWorker, "_win_rate", paired)
+    cfg = TrainingConfig(min_heldout=2, min_fresh=4, fallback_to_first=False)  # prefers auto levels
     job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 2))
     assert started == [trained_in]
+    assert bootstraps == ([("none", "auto-levels")] if win_rate is not None else [])
     assert job.metrics["map50_start_none"] == scores["none"]
     assert job.metrics["map50_start_auto-levels"] == scores["auto-levels"]
-    assert job.metrics["preprocess_evaluations"] == 1.0
+    assert job.metrics["preprocess_evaluations"] == 1.0 + 2 * len(bootstraps)
     assert job.metrics["preprocess_changed"] == float(trained_in != "none")
     if registered is None:
-        assert not job.result_version and "nothing to send" in job.error
+        assert not job.result_version
+        assert ("nothing to send" in job.error) == (trained_in == "none")
     else:
         manifest = registry.manifest(EDGE, job.result_version)
         assert job.result_version == 3 and manifest.preprocess == registered
         assert manifest.sha256 == registry.manifest(EDGE, 2).sha256  # v2's weights, seeing frames levelled
+
+
+def test_the_order_of_training_preprocess_is_the_preference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listing frames as they come first makes auto levels the view that needs the clear lead."""
+    store, registry = _edge(tmp_path, [_model(1), _model(2)], samples=10)
+    monkeypatch.setattr(worker_module, "fine_tune", lambda start, train, *a, **kw: FineTuneResult(start, 1, len(train)))
+    monkeypatch.setattr(
+        worker_module, "evaluate", lambda model, frames: {"none": 0.2, "auto-levels": 0.5}[model.preprocess]
+    )
+    monkeypatch.setattr(TrainingWorker, "_win_rate", lambda *a: 0.7)
+    cfg = TrainingConfig(min_heldout=2, min_fresh=4, preprocess=["none", "auto-levels"], fallback_to_first=False)
+    job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 2))
+    assert job.metrics["preprocess_changed"] == 0.0 and "nothing to send" in job.error
 
 
 def test_a_job_that_changes_view_interpolates_from_the_current_weights_in_that_view(
@@ -524,7 +553,7 @@ def test_a_job_that_changes_view_interpolates_from_the_current_weights_in_that_v
     monkeypatch.setattr(worker_module, "fine_tune", lambda start, train, *a, **kw: FineTuneResult(start, 1, len(train)))
     scores = {"none": 0.2, "auto-levels": 0.5}
     monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: scores[model.preprocess])
-    cfg = TrainingConfig(min_heldout=2, min_fresh=4, preprocess=["none", "auto-levels"], interpolate=0.5)
+    cfg = TrainingConfig(min_heldout=2, min_fresh=4, interpolate=0.5)
     job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 2))
     assert job.status == "done" and registry.manifest(EDGE, job.result_version).preprocess == "auto-levels"
 
@@ -543,15 +572,17 @@ def test_a_job_with_one_view_scores_no_other(tmp_path: Path, monkeypatch: pytest
     ("first_scores", "registered"),
     [
         ({"none": 0.3, "auto-levels": 0.8}, ("first", "auto-levels")),  # the first model levelled beats both
-        ({"none": 0.8, "auto-levels": 0.8}, ("first", "none")),  # a tie: as it was first sent
+        ({"none": 0.8, "auto-levels": 0.8}, ("first", "auto-levels")),  # a tie: the preferred view
         ({"none": 0.3, "auto-levels": 0.55}, ("candidate", "none")),  # levelled, still below the candidate
+        ({"none": 0.9, "auto-levels": 0.7}, ("first", "auto-levels")),  # as first sent: not clearly better
     ],
 )
 def test_the_first_model_is_weighed_in_each_view(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first_scores: dict, registered: tuple[str, str]
 ) -> None:
     """Held-out frames that auto levels win back may be frames the first model knew once levelled:
-    the fallback to it scores it in each view of training.preprocess, not only as it was first sent."""
+    the fallback to it scores it in each view of training.preprocess, not only as it was first sent,
+    and picks the view as a job does."""
     first, current, candidate = _model(1), _model(2), _model(3)
     store, registry = _edge(tmp_path, [first, current], samples=10)
     names = {m.encode()[1]: name for m, name in ((first, "first"), (current, "current"), (candidate, "candidate"))}
@@ -559,11 +590,14 @@ def test_the_first_model_is_weighed_in_each_view(
     scores |= {("current", "none"): 0.5, ("current", "auto-levels"): 0.4, ("candidate", "none"): 0.6}
     monkeypatch.setattr(worker_module, "fine_tune", lambda *a, **kw: FineTuneResult(candidate, 1, 8))
     monkeypatch.setattr(worker_module, "evaluate", lambda m, frames: scores[(names[m.encode()[1]], m.preprocess)])
-    cfg = TrainingConfig(min_heldout=2, min_fresh=4, preprocess=["none", "auto-levels"])
+    monkeypatch.setattr(TrainingWorker, "_win_rate", lambda *a: 0.5)  # no view is clearly better than another
+    cfg = TrainingConfig(min_heldout=2, min_fresh=4)  # prefers auto levels
     job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 2))
     manifest, data = registry.load(EDGE, job.result_version)
     assert job.result_version == 3
     assert (names[StudentModel.from_bytes(manifest, data).encode()[1]], manifest.preprocess) == registered
-    assert job.metrics["map50_first"] == max(first_scores.values())
+    assert (
+        job.metrics["map50_first"] == first_scores["auto-levels"]
+    )  # the view chosen for it: none is not clearly better
     assert job.metrics["map50_first_auto-levels"] == first_scores["auto-levels"]
-    assert job.metrics["first_evaluations"] == 2.0
+    assert job.metrics["first_evaluations"] == 2.0 + 2 * (first_scores["none"] > first_scores["auto-levels"])
