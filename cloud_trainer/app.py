@@ -51,7 +51,7 @@ class CloudTrainer:
             for i in range(cfg.workers)
         ]
         self.ingest = Ingest(self.store, cfg.limits)
-        zoo = ModelZoo(self.registry) if cfg.manager.zoo else None
+        zoo = ModelZoo(self.registry, view=cfg.training.preprocess[0]) if cfg.manager.zoo else None
         self.scenes = SceneChangeHandler(self.store, self.manager, zoo)
         self.service = EdgeSyncService(
             self.store,

@@ -29,7 +29,7 @@ import numpy as np
 
 from cloud_trainer.registry import ModelRegistry, write_atomic
 from edgesync.errors import InvalidInput
-from edgesync.types import ModelManifest, SceneChange, check_edge_id
+from edgesync.types import ModelManifest, SceneChange, check_edge_id, check_preprocess
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,12 @@ MAX_SPECIALISTS = 16  # per edge; the oldest are forgotten first
 class ModelZoo:
     """Per-edge specialists with scene signatures, kept beside the registry (zoo/<edge>.json)."""
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, view: str | None = None) -> None:
+        """view: how the general model sees frames when it goes out for an unknown scene (the
+        first of training.preprocess, the view preferred when nothing says otherwise); None: as
+        the specialist it replaces did."""
         self.registry = registry
+        self.view = None if view is None else check_preprocess(view)
         self.root = registry.root / "zoo"
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -109,11 +113,12 @@ class ModelZoo:
         general = self._generalist(change.edge_id)
         if general is not None and self._is_specialist(change.edge_id, ran):
             # a specialist is for its own scene; in an unknown one a general model is the safer bet,
-            # seeing frames as the specialist did: this camera's jobs chose that view on their
-            # held-out frames, and the first model as it came saw holdout's colour cast at 0.15
-            # where auto levels gave 0.73-0.83 (BENCHMARKS.md, session 34)
+            # seeing frames the preferred way: the first model as it came saw holdout's colour cast
+            # at 0.15 where auto levels gave 0.73-0.83 (BENCHMARKS.md, session 34), and the view a
+            # specialist's frames chose says nothing of the next scene's (night and rain chose frames
+            # as they come; the blur after it did not; session 35)
             log.info("zoo: %s left the scene of its specialist v%d for an unknown one", change.edge_id, ran)
-            view = self.registry.manifest(change.edge_id, ran).preprocess
+            view = self.view or self.registry.manifest(change.edge_id, ran).preprocess
             return self._send(change, general, scene_start=0.0, preprocess=view)
         return None
 

@@ -73,7 +73,7 @@ class Camera:
                 raise ValueError(f"strategy {strategy.name}: unknown scene-change source {strategy.changes!r}")
             manager = getattr(self.trigger, "manager", None)
             if manager is not None:
-                zoo = ModelZoo(sim.registry) if manager.cfg.zoo else None
+                zoo = ModelZoo(sim.registry, view=sim.training.preprocess[0]) if manager.cfg.zoo else None
                 self.scenes = SceneChangeHandler(sim.store, manager, zoo)
         self.uplink = Link(knobs.uplink_kbit_s, knobs.rtt_s)
         self.downlink = Link(knobs.downlink_kbit_s, knobs.rtt_s)

@@ -70,6 +70,22 @@ def test_the_general_model_goes_out_seeing_frames_as_the_specialist_it_replaces_
     )
 
 
+def test_the_general_model_goes_out_in_the_preferred_view_when_one_is_given(tmp_path: Path) -> None:
+    """The view a specialist's frames chose says nothing of the next scene's: with training.preprocess'
+    first view given, the general model goes out seeing frames that way whatever the specialist did."""
+    zoo = ModelZoo(ModelRegistry(tmp_path / "registry"), view="auto-levels")
+    register(zoo.registry, b"day model")
+    night = register(zoo.registry, b"night model", scene_start=100.0)  # its frames chose frames as they come
+    sent = zoo.on_scene_change(change(200.0, 100.0, NIGHT, FOG, ran=night))
+    assert sent is not None and zoo.registry.load("cam", sent.version)[1] == b"day model"
+    assert sent.preprocess == "auto-levels"
+
+
+def test_an_unknown_view_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="sharpen"):
+        ModelZoo(ModelRegistry(tmp_path / "registry"), view="sharpen")
+
+
 def test_a_model_that_arrived_for_another_scene_is_not_remembered_for_this_one(zoo: ModelZoo) -> None:
     register(zoo.registry, b"day model")
     zoo.on_scene_change(change(100.0, 0.0, DAY, NIGHT, ran=1))
