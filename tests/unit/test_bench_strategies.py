@@ -51,6 +51,6 @@ def test_the_baselines_see_frames_as_they_come_and_the_system_may_choose_auto_le
 
     assert views("uniform") == views("shoggoth") == ["none"]  # as published
     for name in ("edgesync", "manager", "fifo", "fair"):
-        assert views(name) == ["none", "auto-levels"], name
+        assert views(name) == ["auto-levels", "none"], name  # auto levels preferred
         assert views(f"{name}-nolevels") == ["none"], name  # the default before session 34
     assert STRATEGIES["static-levels"].preprocess == "auto-levels" and STRATEGIES["static"].preprocess == "none"
