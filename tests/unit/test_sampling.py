@@ -27,7 +27,7 @@ from edgesync.sampling import (
     uncertainty_score,
 )
 from edgesync.types import Detection
-from edgesync.uploads import UploadBudget, window_budget
+from edgesync.uploads import UploadBudget, encode_jpeg, window_budget
 
 FPS = 10.0
 CONFIDENT = [0.9, 0.85, 0.95]  # three sure boxes, nothing borderline
@@ -380,16 +380,21 @@ def test_frames_are_downscaled_to_max_side_and_boxes_rescale() -> None:
     assert sel.scaled_detections() == [Detection(50, 50, 150, 100, 0, 0.9)]
 
 
-def test_the_edgesync_sampler_holds_frames_shrunk_and_rescales_their_boxes() -> None:
+@pytest.mark.parametrize(("size", "held_shape"), [((576, 768), (576, 768, 3)), ((1080, 1920), (360, 640, 3))])
+def test_the_edgesync_sampler_holds_large_frames_shrunk_and_rescales_their_boxes(size, held_shape) -> None:
+    """A frame waiting for its window to close is a copy as it came, or shrunk to max_side when it is
+    more than twice that on its longest side (held memory stays bounded); the upload is the same."""
     sampler = EdgeSyncSampler(cfg(max_side=640, max_bytes_per_s=1e7))
-    frame = np.zeros((720, 1280, 3), np.uint8)
-    cv2.rectangle(frame, (100, 100), (300, 200), (255, 255, 255), -1)
-    fi = FrameInfo(0.0, 0, np.asarray(BORDERLINE), detections=(Detection(100, 100, 300, 200, 0, 0.45),))
+    frame = np.zeros((*size, 3), np.uint8)
+    cv2.rectangle(frame, (90, 90), (300, 210), (255, 255, 255), -1)
+    fi = FrameInfo(0.0, 0, np.asarray(BORDERLINE), detections=(Detection(90, 90, 300, 210, 0, 0.45),))
     assert sampler.offer(fi, frame) == []
-    assert all(held.frame.shape == (360, 640, 3) for held in sampler._slots.values())
+    assert [held.frame.shape for held in sampler._slots.values()] == [held_shape]
     (sel,) = sampler.flush(1.0)
-    assert (sel.width, sel.height, sel.scale) == (640, 360, 0.5)
-    assert sel.scaled_detections() == [Detection(50, 50, 150, 100, 0, 0.45)]
+    scale = 640 / size[1]
+    assert (sel.width, sel.height, sel.scale) == (640, round(size[0] * scale), scale)
+    assert sel.scaled_detections() == [Detection(90 * scale, 90 * scale, 300 * scale, 210 * scale, 0, 0.45)]
+    assert sel.jpeg == encode_jpeg(frame, sampler.cfg.jpeg_quality, 640).jpeg
 
 
 def test_only_frames_the_budget_is_asked_for_are_encoded(monkeypatch: pytest.MonkeyPatch) -> None:
