@@ -417,9 +417,9 @@ class TrainingWorker:
             chosen = None
         if self.cfg.fallback_to_first and base_manifest.version > 1:
             # RECL-style reuse, smallest form: the scene may have returned to what the first model knew
-            # seen as it was first sent and, when it scores higher, in another view of
-            # training.preprocess: a scene that auto levels win back may be one the first model
-            # knew once levelled, and then no fine-tune of a later model should go below it
+            # in the view training.preprocess picks for it, as for a job's starting model: a scene
+            # that auto levels win back may be one the first model knew once levelled, and then no
+            # fine-tune of a later model should go below it
             first = self._load_model(job.edge_id, 1)
             first, first_scores, bootstraps = self._preprocessing(job, first, held_frames, evaluate(first, held_frames))
             first_score = first_scores[first.preprocess]
@@ -649,7 +649,7 @@ class TrainingWorker:
         A job then trains the model in that view: auto levels win back much of a dark, hazy or
         colour-cast scene before any training (edgesync.preprocess) and cost a clean one little,
         and a model seeing frames levelled keeps that when the light changes next. A lead of a
-        thousandth on five held-out frames of a clean scene is no reason to give that up. The
+        ten-thousandth on seven held-out frames of a clean scene is no reason to give that up. The
         first model, weighed against the candidate (training.fallback_to_first), is chosen so too.
         """
         views = {view: start if view == start.preprocess else start.with_preprocess(view)

@@ -444,8 +444,8 @@ class TrainingConfig(Strict):
     # 22), so it is off. 0: the score alone decides ("not worse", within tolerance)
     accept_confidence: float = Field(0.0, ge=0, lt=1)
     bootstrap_resamples: int = Field(1000, gt=0)
-    # redeploy the edge's first model when it beats both on held-out frames, seen in whichever
-    # view of `preprocess` scores it highest (as first sent on a tie)
+    # redeploy the edge's first model when it beats both on held-out frames, seeing frames in the
+    # view `preprocess` picks for it as for a job's starting model
     fallback_to_first: bool = True
     # with preempt_by "priority", a queued job of another edge ranked at least this many times higher
     # than the running one pre-empts it at the next epoch boundary (with "gain_rate" the rate test

@@ -435,7 +435,7 @@ class EdgeSyncSampler(Sampler):
         if self._last_selected_t is not None and info.t_s - self._last_selected_t < self.min_gap_s:
             return released  # too close to a frame already uploaded
         if score <= 0.0:
-            self._fallback = self._hold(info, frame, 0.0)
+            self._fallback = _Held(info, frame.copy())  # one frame: held as it came, whatever its size
             return released
         start = self._window_start(index)
         end = start + self.cfg.window_s
