@@ -39,6 +39,21 @@ def test_auto_levels_stretches_each_channel_of_a_dark_frame_to_the_full_range() 
     assert np.all(np.diff(out[..., 0].ravel()[np.argsort(flat, kind="stable")].astype(int)) >= 0)
 
 
+def test_auto_levels_counts_every_fourth_pixel_of_every_fourth_row() -> None:
+    # a frame whose sampled pixels are all dark and whose other pixels are all bright: the stretch
+    # follows the sampled ones only (a cheap count, not the whole frame's), on any frame size
+    for height, width in ((48, 64), (47, 66)):
+        frame = np.full((height, width, 3), 200, np.uint8)
+        sampled = frame[::4, ::4]
+        sampled[:] = (np.arange(sampled.shape[0] * sampled.shape[1]) % 40).reshape(sampled.shape[:2])[..., None]
+        out = auto_levels(frame)
+        assert out.shape == frame.shape
+        assert np.all(out[1::4, 1::4] == 255), (height, width)  # above the sampled range: saturated
+    assert auto_levels(np.zeros((3, 5, 3), np.uint8)).shape == (3, 5, 3)  # too small to sample: counted whole
+    view = _scene(5, 45)[:, ::2]  # not contiguous
+    assert np.array_equal(auto_levels(view), auto_levels(np.ascontiguousarray(view)))
+
+
 def test_auto_levels_leaves_a_full_range_frame_and_a_flat_one_as_they_are() -> None:
     full = _scene(0, 255)
     full[:8], full[-8:] = 0, 255  # more than the clipped share of pixels at either end
