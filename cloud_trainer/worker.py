@@ -55,7 +55,7 @@ from edgesync.evaluation import (
 )
 from edgesync.student import StudentModel
 from edgesync.teachers import Teacher, build_teacher
-from edgesync.types import ModelManifest, StoredSample, TrainingJob
+from edgesync.types import ModelManifest, StoredSample, TrainingJob, model_key
 from edgesync.weights import sha256_hex
 
 log = logging.getLogger(__name__)
@@ -403,11 +403,8 @@ class TrainingWorker:
         job.achieved_gain = after - before
         accepted = self._accepts(job, current, candidate, held_frames, before, after)
         chosen, score = (candidate, after) if accepted else (None, before)
-        if (
-            chosen is candidate
-            and sha256_hex(update.weights) == base_manifest.sha256
-            and candidate.preprocess == base_manifest.preprocess
-        ):
+        sent_as = model_key(sha256_hex(update.weights), candidate.preprocess)
+        if chosen is candidate and sent_as == base_manifest.model_key:
             # the kept weights are the edge's own: with a few dozen frames an epoch is one or two
             # batches, and the first optimizer step comes only after ultralytics' nominal batch, so
             # keep: best keeps epoch 1 when every step made things worse. Not an update

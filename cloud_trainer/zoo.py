@@ -29,7 +29,7 @@ import numpy as np
 
 from cloud_trainer.registry import ModelRegistry, write_atomic
 from edgesync.errors import InvalidInput
-from edgesync.types import ModelManifest, SceneChange, check_edge_id, check_preprocess
+from edgesync.types import ModelManifest, SceneChange, check_edge_id, check_preprocess, model_key
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class ModelZoo:
         nothing to send."""
         newest = self.registry.manifest(change.edge_id, self.registry.latest_version(change.edge_id))
         wanted = self.registry.manifest(change.edge_id, version)
-        if newest.sha256 == wanted.sha256 and newest.preprocess == (preprocess or wanted.preprocess):
+        if newest.model_key == model_key(wanted.sha256, preprocess or wanted.preprocess):
             log.info("zoo: %s already holds v%d's weights as v%d", change.edge_id, version, newest.version)
             return None
         stored = self.registry.reissue(

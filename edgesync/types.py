@@ -123,6 +123,12 @@ class PayloadInfo:
         return text + (f" ({self.compression})" if self.compression else "")
 
 
+def model_key(sha256: str, preprocess: str) -> str:
+    """One key per model as an edge runs it: weights (their sha256) and preprocessing. Two versions
+    with the same key predict alike, so sending one where the other runs sends nothing new."""
+    return sha256 if preprocess == "none" else f"{sha256}+{check_preprocess(preprocess)}"
+
+
 @dataclass(frozen=True)
 class ModelManifest:
     """Everything an edge needs to trust and load a model version."""
@@ -145,6 +151,11 @@ class ModelManifest:
 
     def __post_init__(self) -> None:
         check_preprocess(self.preprocess)
+
+    @property
+    def model_key(self) -> str:
+        """What the model's predictions depend on: its weights and its preprocessing (model_key)."""
+        return model_key(self.sha256, self.preprocess)
 
     def to_json(self) -> dict:
         out = {

@@ -35,11 +35,6 @@ EDGE_KEEPS = 3  # models the edge keeps (EdgeModelStore's default)
 SCENE_CHANGE_BYTES = 64  # a scene-change report without its signatures (8 bytes per signature value)
 
 
-def model_key(manifest: ModelManifest) -> str:
-    """What a prediction depends on: the weights and how the model preprocesses a frame."""
-    return manifest.sha256 if manifest.preprocess == "none" else f"{manifest.sha256}+{manifest.preprocess}"
-
-
 class Camera:
     """One simulated edge: drift, student, sampler, change points, links, and what it saw."""
 
@@ -78,7 +73,7 @@ class Camera:
         self.uplink = Link(knobs.uplink_kbit_s, knobs.rtt_s)
         self.downlink = Link(knobs.downlink_kbit_s, knobs.rtt_s)
         self.deployed = StudentModel.from_bytes(base_manifest, setup.base_weights, source="base model")
-        self.deployed_key = model_key(base_manifest)
+        self.deployed_key = base_manifest.model_key
         self.edge_models = {1: setup.base_weights}  # what the edge's model store keeps: deltas' bases
         self.result = StrategyRun(strategy.name)
 
@@ -162,7 +157,7 @@ class Camera:
         manifest, weights = decode_update(manifest, payload, self.edge_models.get, source)
         self.edge_models = dict(sorted({**self.edge_models, manifest.version: weights}.items())[-EDGE_KEEPS:])
         self.deployed = StudentModel.from_bytes(manifest, weights, source=source)
-        self.deployed_key = model_key(manifest)
+        self.deployed_key = manifest.model_key
         if self.sampler is not None:
             self.sampler.model_updated(manifest.metrics.get("scene_start") or None)
         if isinstance(self.changes, DetectorChanges):

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 class PredictionCache:
     """Student predictions by (model, camera, frame index), the model named by its weights' sha256
-    and its preprocessing (camera.model_key): strategies running the same model on the same
+    and its preprocessing (ModelManifest.model_key): strategies running the same model on the same
     camera's frame share them."""
 
     def __init__(self) -> None:

@@ -14,7 +14,7 @@ from edgesync.config import TrainingConfig
 from edgesync.errors import InvalidInput
 from edgesync.preprocess import auto_levels, preprocessed
 from edgesync.student import StudentModel
-from edgesync.types import Detection, ModelManifest
+from edgesync.types import Detection, ModelManifest, model_key
 from edgesync.wire import manifest_from_pb, manifest_to_pb
 
 CLASSES = ["person", "car"]
@@ -80,6 +80,16 @@ def test_the_manifest_carries_the_preprocessing_through_json_and_the_wire() -> N
     assert manifest_from_pb(manifest_to_pb(plain)).preprocess == "none"
     with pytest.raises(InvalidInput, match="unknown preprocessing 'sharpen'"):
         ModelManifest.from_json({**plain.to_json(), "preprocess": "sharpen"})
+
+
+def test_one_model_key_names_the_weights_and_the_preprocessing() -> None:
+    plain = ModelManifest(3, 2, "ab" * 32, 10, "yolov8n.yaml", ("person", "car"), 320)
+    reissued = replace(plain, version=4, parent=3, metrics={"map50": 0.5})
+    assert reissued.model_key == plain.model_key == model_key("ab" * 32, "none")  # predicts alike
+    assert replace(plain, preprocess="auto-levels").model_key != plain.model_key
+    assert replace(plain, sha256="cd" * 32).model_key != plain.model_key
+    with pytest.raises(InvalidInput, match="unknown preprocessing 'sharpen'"):
+        model_key("ab" * 32, "sharpen")
 
 
 def test_a_model_sees_frames_as_its_manifest_says() -> None:
