@@ -33,9 +33,10 @@ def auto_levels(frame: np.ndarray, clip: float = CLIP) -> np.ndarray:
     The levels are counted on every SAMPLE_STEP-th pixel of every SAMPLE_STEP-th row (28 thousand
     of a 768 x 576 frame; a last partial block of rows or columns is left out), copied out by a
     nearest-neighbour resize first: cv2.calcHist over the strided view took 0.44 ms of the 0.67 ms
-    the whole took on vtest.avi's frames, over the copy 0.05 ms and the copy 0.03 ms. The stretch
-    is one affine pass (cv2.transform, 0.18 ms). In all 0.28 ms, where session 34 measured the
-    0.67 ms version at 0.045-0.05 of the bench student's prediction time (BENCHMARKS.md)."""
+    the whole took on vtest.avi's frames, over the copy 0.05 ms and the copy 0.03 ms; the stretch
+    is one affine pass (cv2.transform, 0.18 ms). Between predictions, as on the edge (caches
+    cold), 0.49 ms against the strided count's 0.70: 0.015 of the bench student's prediction
+    time, where it was 0.021 (scripts/levels_cost.py; BENCHMARKS.md, session 36)."""
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         raise InvalidInput(f"auto levels needs an (H, W, 3) uint8 frame, got {frame.shape} {frame.dtype}")
     rows, cols = frame.shape[0] // SAMPLE_STEP, frame.shape[1] // SAMPLE_STEP
