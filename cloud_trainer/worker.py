@@ -403,8 +403,9 @@ class TrainingWorker:
         job.achieved_gain = after - before
         accepted = self._accepts(job, current, candidate, held_frames, before, after)
         chosen, score = (candidate, after) if accepted else (None, before)
-        sent_as = model_key(sha256_hex(update.weights), candidate.preprocess)
-        if chosen is candidate and sent_as == base_manifest.model_key:
+        if chosen is candidate and base_manifest.model_key == model_key(
+            sha256_hex(update.weights), candidate.preprocess
+        ):
             # the kept weights are the edge's own: with a few dozen frames an epoch is one or two
             # batches, and the first optimizer step comes only after ultralytics' nominal batch, so
             # keep: best keeps epoch 1 when every step made things worse. Not an update
