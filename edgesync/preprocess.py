@@ -44,6 +44,12 @@ def auto_levels(frame: np.ndarray, clip: float = CLIP) -> np.ndarray:
     if rows and cols:  # nearest neighbour at an exact integer scale: the top-left pixel of each block
         block = frame[: rows * SAMPLE_STEP, : cols * SAMPLE_STEP]
         sample = cv2.resize(block, (cols, rows), interpolation=cv2.INTER_NEAREST)
+    return cv2.transform(frame, levels_affine(sample, clip))
+
+
+def levels_affine(sample: np.ndarray, clip: float = CLIP) -> np.ndarray:
+    """The (3, 4) cv2.transform matrix that stretches each channel so that `clip` of sample's
+    pixels fall at or below 0 and as many at or above 255 (identity for a flat channel)."""
     affine = np.zeros((3, 4), np.float32)  # out[c] = affine[c, c] * in[c] + affine[c, 3], saturated
     for channel in range(3):
         counts = cv2.calcHist([sample], [channel], None, [256], [0, 256]).ravel()
@@ -55,7 +61,7 @@ def auto_levels(frame: np.ndarray, clip: float = CLIP) -> np.ndarray:
             continue
         affine[channel, channel] = 255.0 / (high - low)
         affine[channel, 3] = -low * 255.0 / (high - low)
-    return cv2.transform(frame, affine)
+    return affine
 
 
 def preprocessed(frames: list[np.ndarray], mode: str) -> list[np.ndarray]:

@@ -21,25 +21,13 @@ import numpy as np
 from edgesync.assets import vtest_path
 from edgesync.drift import load_schedule
 from edgesync.ground_truth import read_video
-from edgesync.preprocess import CLIP, SAMPLE_STEP, auto_levels
+from edgesync.preprocess import CLIP, SAMPLE_STEP, auto_levels, levels_affine
 from edgesync_bench.runner import default_bench_student
 
 
 def strided_auto_levels(frame: np.ndarray, clip: float = CLIP) -> np.ndarray:
     """Session 35's auto levels: the same stretch, its histograms counted over a strided view."""
-    sample = frame[::SAMPLE_STEP, ::SAMPLE_STEP]
-    affine = np.zeros((3, 4), np.float32)
-    for channel in range(3):
-        counts = cv2.calcHist([sample], [channel], None, [256], [0, 256]).ravel()
-        cumulative = np.cumsum(counts) / counts.sum()
-        low = int(np.searchsorted(cumulative, clip, side="right"))
-        high = int(np.searchsorted(cumulative, 1.0 - clip, side="left"))
-        if high - low < 2:
-            affine[channel, channel] = 1.0
-            continue
-        affine[channel, channel] = 255.0 / (high - low)
-        affine[channel, 3] = -low * 255.0 / (high - low)
-    return cv2.transform(frame, affine)
+    return cv2.transform(frame, levels_affine(frame[::SAMPLE_STEP, ::SAMPLE_STEP], clip))
 
 
 def main() -> None:
