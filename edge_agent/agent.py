@@ -124,8 +124,14 @@ class EdgeAgent:
         return self.model_store.load_newest(self.verifier, **self.model_kwargs)
 
     def _adopt_first_model(self, model: StudentModel, manifest: ModelManifest, size: int) -> None:
-        self.detector = HotSwapDetector(model)
+        self.adopt(model)
         self._first_model.set()
+
+    def adopt(self, model: StudentModel) -> None:
+        """Serve model from now on, with the spares later updates are loaded into (before any frame)."""
+        detector = HotSwapDetector(model)
+        detector.stock_spares(self.cfg.student.spares)
+        self.detector = detector
 
     # ------------------------------------------------------------ background threads
 
@@ -208,7 +214,7 @@ class EdgeAgent:
         initial = self.load_initial_model()
         if initial is not None:
             initial.warmup()
-            self.detector = HotSwapDetector(initial)
+            self.adopt(initial)
         self._spawn("link", self._link)
         if self.detector is None:
             log.info("no local model: waiting up to %.0f s for the cloud to send one", model_wait_s)

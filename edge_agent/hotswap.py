@@ -29,17 +29,40 @@ class SwapEvent:
 class HotSwapDetector:
     """Serves predictions from the current model; swap_if_ready() installs a staged one.
 
-    The listener thread builds and warms the new model, then stages it with offer(); the frame
+    The listener thread loads and warms the new model, then stages it with offer(); the frame
     loop calls swap_if_ready() between two frames, which is a reference assignment, so no frame
     waits for loading. The previous model is kept for rollback.
+
+    Models no frame will use again (the one two swaps back, a rolled-back one, a staged one
+    overtaken by a newer) become spares: the listener loads the next update's weights into one
+    (StudentModel.from_bytes) instead of building a model beside the frame loop. stock_spares()
+    builds them at start, before any is retired: two, since the current and the previous model
+    are both kept until the second swap retires the first.
     """
 
     def __init__(self, model: StudentModel) -> None:
         self.current = model
         self.previous: StudentModel | None = None
         self._staged: tuple[StudentModel, float, int, float] | None = None
+        self._spares: list[StudentModel] = []
         self._lock = threading.Lock()
         self.refused: set[int] = set()  # versions rolled back: never swapped in again
+
+    def stock_spares(self, count: int) -> None:
+        """Build and warm copies of the current model until count spares are kept (slow: call at start)."""
+        while len(self._spares) < count:
+            spare = self.current.copy()
+            spare.warmup()
+            self._retire(spare)
+
+    def take_spare(self) -> StudentModel | None:
+        """A model no frame uses any more, now the caller's to load weights into; None if there is none."""
+        with self._lock:
+            return self._spares.pop() if self._spares else None
+
+    def _retire(self, model: StudentModel) -> None:
+        with self._lock:
+            self._spares.append(model)
 
     @property
     def version(self) -> int:
@@ -53,7 +76,9 @@ class HotSwapDetector:
     ) -> None:
         """Stage a ready (loaded, warmed) model; the frame loop swaps it in at the next frame boundary."""
         with self._lock:
-            self._staged = (model, trained_until, size_bytes, scene_start)
+            overtaken, self._staged = self._staged, (model, trained_until, size_bytes, scene_start)
+        if overtaken is not None:
+            self._retire(overtaken[0])
 
     def swap_if_ready(self) -> SwapEvent | None:
         """Install the staged model if there is one (call between frames)."""
@@ -64,13 +89,14 @@ class HotSwapDetector:
         if staged is None:
             return None
         model, since, size, scene_start = staged
-        if model.version in self.refused:
-            log.info("ignoring staged v%d: it was rolled back", model.version)
+        if model.version in self.refused or model.version <= self.current.version:
+            why = "it was rolled back" if model.version in self.refused else f"already running v{self.current.version}"
+            log.info("ignoring staged v%d: %s", model.version, why)
+            self._retire(model)
             return None
-        if model.version <= self.current.version:
-            log.info("ignoring staged v%d: already running v%d", model.version, self.current.version)
-            return None
-        self.previous, self.current = self.current, model
+        retired, self.previous, self.current = self.previous, self.current, model
+        if retired is not None:
+            self._retire(retired)
         now = time.time()
         event = SwapEvent(model.version, self.previous.version, now, now - since if since else 0.0, size, scene_start)
         log.info("swapped in model v%d (was v%d)", model.version, self.previous.version)
@@ -81,5 +107,6 @@ class HotSwapDetector:
         if self.previous is not None:
             self.refused.add(self.current.version)
             log.warning("rolling back from v%d to v%d", self.current.version, self.previous.version)
-            self.current, self.previous = self.previous, None
+            refused, self.current, self.previous = self.current, self.previous, None
+            self._retire(refused)
         return self.current.version

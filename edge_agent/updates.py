@@ -74,7 +74,11 @@ def yield_to_frame_loop() -> None:
 
 
 class UpdateListener:
-    """Subscribes to this edge's models; each verified model is saved, warmed and staged."""
+    """Subscribes to this edge's models; each verified model is saved, warmed and staged.
+
+    A model is loaded into one of the detector's spares when it has one (HotSwapDetector), else
+    built afresh and warmed.
+    """
 
     def __init__(
         self,
@@ -119,7 +123,9 @@ class UpdateListener:
             if self.verifier is not None:  # before anything is decoded, saved or loaded
                 self.verifier.verify(manifest, source)
             manifest, weights = decode_update(manifest, data, self.model_store.weights, source)
-            model = StudentModel.from_bytes(manifest, weights, source=source, **self.model_kwargs)
+            detector = self.detector_ref()
+            spare = detector.take_spare() if detector is not None else None
+            model = StudentModel.from_bytes(manifest, weights, source=source, spare=spare, **self.model_kwargs)
         except EdgeSyncError as exc:
             self.rejected += 1
             self.last_error = str(exc)
@@ -131,8 +137,8 @@ class UpdateListener:
             return None
         self._avoid_bases.clear()
         self.model_store.save(manifest, weights)
-        model.warmup()
-        detector = self.detector_ref()
+        if model is not spare:  # a spare has predicted before: its first frame is not slow
+            model.warmup()
         if detector is None and self.on_first_model is not None:
             self.on_first_model(model, manifest, len(data))
         elif detector is not None:

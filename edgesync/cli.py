@@ -500,6 +500,14 @@ def bench_edge(
             "The bare loop predicts on frames as they come, so the agent pays for it."
         ),
     ] = None,
+    spares: Annotated[
+        int | None,
+        typer.Option(
+            help="Spare models the agent keeps for updates to be loaded into (default: student.spares' default); "
+            "0 builds each update afresh beside the frame loop.",
+            min=0,
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Write edge.json here.")] = None,
     verbose: Verbose = False,
 ) -> None:
@@ -517,6 +525,7 @@ def bench_edge(
         repeats=repeats,
         out=out,
         preprocess=preprocess,
+        spares=spares,
     )
     console.print(summary_table(result))
     if out is not None:

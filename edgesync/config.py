@@ -87,6 +87,10 @@ class StudentConfig(Strict):
     conf: float = Field(0.25, ge=0, le=1)
     iou: float = Field(0.5, gt=0, le=1)
     device: str = "cpu"
+    # models built at start for updates to be loaded into, so that loading one never builds a
+    # model beside the frame loop (edge_agent.hotswap); each costs the student's memory twice
+    # (trained and fused copies). 2 covers every update; 0 builds each update afresh.
+    spares: int = Field(2, ge=0, le=4)
 
 
 class SamplerConfig(Strict):

@@ -109,11 +109,22 @@ class StudentModel:
         return cls(model.float(), class_names, imgsz, arch, version=version, **kw)
 
     @classmethod
-    def from_bytes(cls, manifest: ModelManifest, data: bytes, source: str = "model", **kw) -> StudentModel:
-        """Verify data against the manifest's sha256, then build the model it describes."""
+    def from_bytes(
+        cls, manifest: ModelManifest, data: bytes, source: str = "model", spare: StudentModel | None = None, **kw
+    ) -> StudentModel:
+        """Verify data against the manifest's sha256, then build the model it describes.
+
+        With a spare (a model nothing uses any more) that fits the manifest and kw, the weights
+        are loaded into the spare's modules instead and the spare is returned: building a
+        student is ultralytics' YAML parse, two stride passes and a deep copy to fuse (0.3-0.5 s
+        of mostly Python, BENCHMARKS.md session 36), loading into a built one a few tensor
+        copies. A spare that does not fit is left alone.
+        """
         if len(data) != manifest.size_bytes:
             raise IntegrityError(f"{source}: {len(data)} bytes, manifest says {manifest.size_bytes}; truncated?")
         state = decode_state_dict(data, manifest.sha256, source)
+        if spare is not None and spare.fits(manifest, **kw) and spare.load_weights(state, manifest, source):
+            return spare
         return cls.from_state(
             state, list(manifest.class_names), manifest.imgsz, manifest.arch, version=manifest.version,
             preprocess=manifest.preprocess, **kw,
@@ -134,6 +145,35 @@ class StudentModel:
         if not ARCH_PATTERN.fullmatch(arch):
             arch = DEFAULT_ARCH
         return cls(model.float(), [names[i] for i in sorted(names)], imgsz, arch, version=version, **kw)
+
+    def fits(self, manifest: ModelManifest, conf: float = 0.25, iou: float = 0.5, device: str = "cpu") -> bool:
+        """Whether the model a manifest describes (served with these settings) has this one's modules."""
+        return (manifest.arch, list(manifest.class_names), manifest.imgsz, conf, iou, device) == (
+            self.arch, self.class_names, self.imgsz, self.conf, self.iou, self.device,
+        )  # fmt: skip
+
+    def load_weights(self, state: dict[str, torch.Tensor], manifest: ModelManifest, source: str = "model") -> bool:
+        """Become the manifest's model by loading state into this model's modules, in place.
+
+        Only for a model nothing predicts with any more. Both copies are filled: the model the
+        cloud trains and ships, and the predictor's copy with each convolution and its batch
+        norm folded into one (what ultralytics' fuse() computes, here without rebuilding it).
+        False, with this model left unusable, when the predictor's copy has a layer fuse() would
+        rebuild otherwise (an architecture other than plain Conv-BN blocks): build afresh then.
+        """
+        try:
+            self.model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            fit = f"{self.arch} with {len(self.class_names)} classes"
+            raise InvalidInput(f"{source}: weights do not fit {fit}: {exc}") from None
+        serving = self._predictor.model.model
+        fused = fused_state(self.model, serving.state_dict().keys())
+        if fused is None:
+            return False
+        serving.load_state_dict(fused, strict=True)  # copies into the existing tensors, memory layout kept
+        self.version = manifest.version
+        self.preprocess = check_preprocess(manifest.preprocess)
+        return True
 
     # ------------------------------------------------------------ use
 
@@ -203,6 +243,10 @@ class StudentModel:
             conf=self.conf, iou=self.iou, device=self.device, preprocess=self.preprocess,
         )  # fmt: skip
 
+    def copy(self) -> StudentModel:
+        """Another model with these weights and settings, sharing no tensors with this one."""
+        return self.with_preprocess(self.preprocess)
+
     def with_preprocess(self, preprocess: str) -> StudentModel:
         """This model (the same weights, a copy) seeing frames preprocessed another way."""
         return StudentModel.from_state(
@@ -235,6 +279,38 @@ class StudentModel:
     def warmup(self) -> None:
         """One prediction on a blank frame so the first real frame is not slow."""
         self.predict([np.zeros((self.imgsz, self.imgsz, 3), np.uint8)])
+
+
+def fused_state(model: torch.nn.Module, keys) -> dict[str, torch.Tensor] | None:
+    """The tensors named keys of model fused as ultralytics' fuse() does, computed from the unfused
+    model without changing it. None if model has a layer fuse() rebuilds other than by folding a
+    batch norm into its convolution, or a key is neither a folded convolution's nor model's own."""
+    ultralytics_env.configure()
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+    from ultralytics.nn.modules import Conv, Detect, DWConv
+
+    own = model.state_dict()
+    fused: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for name, m in model.named_modules():
+            fusable = any(hasattr(m, attr) for attr in ("fuse", "fuse_convs", "forward_fuse"))
+            if not fusable or m is model or type(m) is Detect:  # Detect's fuse() only drops a branch: keys say
+                continue
+            if type(m) not in (Conv, DWConv):  # fuse() would rebuild it another way (RepConv, Conv2, ...)
+                return None
+            if isinstance(getattr(m, "bn", None), torch.nn.BatchNorm2d):
+                bn = m.bn
+                weight, bias = fuse_conv_bn_weights(
+                    m.conv.weight, m.conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+                )
+                fused[f"{name}.conv.weight"], fused[f"{name}.conv.bias"] = weight, bias
+    out = {}
+    for key in keys:
+        tensor = fused.get(key, own.get(key))
+        if tensor is None:
+            return None
+        out[key] = tensor
+    return out
 
 
 def batchnorm_layers(model: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:

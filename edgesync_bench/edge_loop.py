@@ -9,9 +9,10 @@ machine noise hits them alike (medians are reported):
   used because it needs a cloud to register with; its uploader, heartbeats and listener
   threads are idle while the cloud is away, so the loop is what they would leave on the CPU;
 - swap: the agent pass while a background thread receives model updates every N frames
-  through the real UpdateListener.handle (verify with StudentModel.from_bytes, save to the
-  edge's model store, warm up, offer), so swaps and the loading that precedes them compete
-  with the loop as they do on a device.
+  through the real UpdateListener.handle (verify and load with StudentModel.from_bytes into
+  one of the spares the agent stocks at start, or build and warm one when it has none, save to
+  the edge's model store, offer), so swaps and the loading that precedes them compete with
+  the loop as they do on a device.
 
 Per-frame latency is the loop body after the frame is decoded (swap check, detect, sample,
 queue, sink): steady from the agent passes, "swap" from the swap passes.
@@ -44,7 +45,7 @@ from edge_agent.sink import JsonlSink
 from edge_agent.source import VideoSource, open_capture
 from edge_agent.updates import UpdateListener, yield_to_frame_loop
 from edgesync.assets import resolve_video
-from edgesync.config import EdgeConfig, QueueConfig, RetryConfig, SamplerConfig
+from edgesync.config import EdgeConfig, QueueConfig, RetryConfig, SamplerConfig, StudentConfig
 from edgesync.errors import AssetError, InvalidInput, SourceError
 from edgesync.student import StudentModel, load_safetensors_model
 from edgesync.types import ModelManifest, check_preprocess
@@ -190,6 +191,7 @@ def _agent_pass(
     frames: int,
     workdir: Path,
     sampler_cfg: SamplerConfig,
+    student_cfg: StudentConfig,
     updates: tuple[bytes, list[ModelManifest]] | None = None,
 ) -> _Pass:
     """EdgeAgent.step over the first frames of video.
@@ -205,12 +207,16 @@ def _agent_pass(
     cfg = EdgeConfig(
         edge_id=EDGE_ID,
         sampler=sampler_cfg,
+        student=student_cfg,
         queue=QueueConfig(spill_dir=workdir / "spool"),
         model_dir=workdir / "models",
         sink=None,
     )
     agent = EdgeAgent(cfg)  # never run(): no cloud, so only its frame step is used
-    agent.detector = detector = HotSwapDetector(model)
+    current = model.copy()  # updates may be loaded into it once it is retired: model stays as it is
+    current.warmup()
+    agent.adopt(current)  # as run() does: serve it, with the spares updates are loaded into
+    detector = agent.detector
     source = VideoSource(
         video, realtime=False, loop=updates is not None, max_frames=None if updates is not None else frames
     )
@@ -270,6 +276,7 @@ def run_edge_bench(
     sampler: SamplerConfig | None = None,
     out: Path | None = None,
     preprocess: str | None = None,
+    spares: int | None = None,
 ) -> dict:
     """Time the agent's frame loop against a bare predict loop, and latency with and without swaps.
 
@@ -278,7 +285,8 @@ def run_edge_bench(
     to a fresh or .pt student (a .safetensors one keeps its manifest's). preprocess is how the
     agent's model sees frames (edgesync.preprocess; None: as the student's manifest says, none for
     a fresh or .pt one); the bare loop always predicts on frames as they come, so the agent's side
-    pays for any preprocessing. With out, writes out/edge.json. Returns the same dict.
+    pays for any preprocessing. spares is the agent's student.spares (None: its default). With
+    out, writes out/edge.json. Returns the same dict.
     """
     if frames < 1 or repeats < 1 or swaps < 0:
         raise InvalidInput(f"frames ({frames}) and repeats ({repeats}) must be positive, swaps ({swaps}) >= 0")
@@ -286,6 +294,7 @@ def run_edge_bench(
     machine = machine_info()
     path = resolve_video(video)
     sampler_cfg = sampler or SamplerConfig()
+    student_cfg = StudentConfig() if spares is None else StudentConfig(spares=spares)
     model = load_student(student, imgsz)
     if preprocess is not None:
         model = model.with_preprocess(check_preprocess(preprocess))
@@ -302,9 +311,11 @@ def run_edge_bench(
     with tempfile.TemporaryDirectory(prefix="edgesync-bench-edge-") as tmp:
         for r in range(repeats):
             bare.append(_bare_pass(path, bare_model, frames))
-            agent.append(_agent_pass(path, model, frames, Path(tmp) / f"agent-{r}", sampler_cfg))
+            agent.append(_agent_pass(path, model, frames, Path(tmp) / f"agent-{r}", sampler_cfg, student_cfg))
             swapped.append(
-                _agent_pass(path, model, frames, Path(tmp) / f"swap-{r}", sampler_cfg, updates=(data, manifests))
+                _agent_pass(
+                    path, model, frames, Path(tmp) / f"swap-{r}", sampler_cfg, student_cfg, updates=(data, manifests)
+                )
             )
             log.info(
                 "repeat %d/%d: bare %.1f fps, agent %.1f fps, with swaps %.1f fps (%d swaps)",
@@ -329,6 +340,7 @@ def run_edge_bench(
         "preprocess": model.preprocess,  # the agent's; the bare loop's is none
         "student": str(student) if student is not None else "fresh (random weights)",
         "sampler": sampler_cfg.type,
+        "spares": student_cfg.spares,
         "bare_fps": round(bare_fps, 2),
         "agent_fps": round(agent_fps, 2),
         "ratio": round(agent_fps / bare_fps, 3) if bare_fps > 0 else 0.0,
@@ -380,7 +392,7 @@ def summary_table(result: dict) -> Table:
         f"{result['max_ms_steady']:.1f}",
     )
     table.add_row(
-        f"agent, {result['swaps']}/{result['swaps_requested']} swaps",
+        f"agent, {result['swaps']}/{result['swaps_requested']} swaps, {result['spares']} spares",
         f"{result['swap_fps']:.1f}",
         f"{result['p50_ms_swap']:.1f}",
         f"{result['p99_ms_swap']:.1f}",

@@ -54,6 +54,24 @@ def test_every_requested_model_update_is_swapped_in(result: dict) -> None:
     assert all(n >= FRAMES for n in result["swap_pass_frames"])
 
 
+@pytest.mark.parametrize("spares", [None, 0], ids=["default-spares", "no-spares"])
+def test_updates_are_loaded_into_the_agents_spares_unless_it_keeps_none(
+    monkeypatch: pytest.MonkeyPatch, spares: int | None
+) -> None:
+    loaded: list[int] = []
+    load_weights = StudentModel.load_weights
+
+    def spy(self: StudentModel, *args, **kwargs) -> bool:
+        loaded.append(args[1].version)
+        return load_weights(self, *args, **kwargs)
+
+    monkeypatch.setattr(StudentModel, "load_weights", spy)
+    result = run_edge_bench("vtest.avi", frames=20, swaps=2, imgsz=IMGSZ, repeats=1, spares=spares)
+    assert result["swaps"] == 2
+    assert result["spares"] == (2 if spares is None else 0)
+    assert loaded == ([2, 3] if spares is None else [])
+
+
 def test_a_safetensors_student_keeps_its_own_size_and_version(tmp_path: Path) -> None:
     student = StudentModel.fresh(["person", "car"], 96)
     data, _ = student.encode()

@@ -22,7 +22,7 @@ from edge_agent.updates import LOADER_NICE, UpdateListener, assemble, yield_to_f
 from edgesync import wire
 from edgesync.config import RetryConfig
 from edgesync.errors import IntegrityError
-from edgesync.student import Prediction, StudentModel
+from edgesync.student import Prediction, StudentModel, fused_state
 from edgesync.types import ModelManifest
 from edgesync.v1 import edgesync_pb2 as pb
 from edgesync.v1 import edgesync_pb2_grpc as pb_grpc
@@ -159,6 +159,88 @@ def test_predict_uses_the_current_model_on_a_frame(student: StudentModel) -> Non
     assert all(0 <= d.class_id < len(CLASSES) for d in prediction.detections)
 
 
+def test_models_no_frame_uses_again_become_spares(student: StudentModel) -> None:
+    v1, v2, v3, v4 = (versioned(student, v) for v in (1, 2, 3, 4))
+    detector = HotSwapDetector(v1)
+    assert detector.take_spare() is None
+    for model in (v2, v3):
+        detector.offer(model)
+        detector.swap_if_ready()
+    assert detector.current is v3 and detector.previous is v2
+    assert detector.take_spare() is v1  # two swaps back: no frame, no rollback reaches it
+    assert detector.take_spare() is None  # a spare is handed out once
+    detector.rollback()
+    assert detector.take_spare() is v3  # rolled back: never served again
+    overtaken, stale = versioned(student, 5), versioned(student, 1)
+    detector.offer(overtaken)
+    detector.offer(v4)
+    assert detector.take_spare() is overtaken
+    detector.swap_if_ready()
+    detector.offer(stale)
+    assert detector.swap_if_ready() is None and detector.take_spare() is stale
+
+
+def test_stocked_spares_are_copies_of_the_current_model(student: StudentModel) -> None:
+    detector = HotSwapDetector(student)
+    detector.stock_spares(2)
+    spares = [detector.take_spare(), detector.take_spare()]
+    assert detector.take_spare() is None
+    assert all(s is not None and s is not student and s.model is not student.model for s in spares)
+    for spare in spares:
+        assert spare is not None and spare.version == student.version
+        mine, theirs = student.state_dict(), spare.state_dict()
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+        assert all(mine[k].data_ptr() != theirs[k].data_ptr() for k in mine)
+
+
+def serving_output(model: StudentModel, x: torch.Tensor) -> torch.Tensor:
+    """The predictor's raw network output (the fused copy predict() runs) for a batch x."""
+    with torch.no_grad():
+        out = model._predictor.model(x)
+    return out[0] if isinstance(out, (list, tuple)) else out
+
+
+def test_an_update_loaded_into_a_spare_predicts_as_one_built_afresh() -> None:
+    torch.manual_seed(1)
+    trained = StudentModel.fresh(CLASSES, 64, version=1)
+    with torch.no_grad():  # batch norms that fold into something other than identity
+        for m in trained.model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.2), m.running_var.uniform_(0.5, 2.0)
+                m.weight.normal_(1, 0.2), m.bias.normal_(0, 0.2)
+    data, _ = trained.encode()
+    manifest = trained.manifest(data, version=9, preprocess="auto-levels")
+    spare = StudentModel.fresh(CLASSES, 64, version=3)
+    loaded = StudentModel.from_bytes(manifest, data, spare=spare)
+    built = StudentModel.from_bytes(manifest, data)
+    assert loaded is spare and (loaded.version, loaded.preprocess) == (9, "auto-levels")
+    assert loaded.encode()[1] == manifest.sha256  # the trained copy: what the edge would ship back
+    x = torch.rand(2, 3, 64, 64)
+    torch.testing.assert_close(serving_output(loaded, x), serving_output(built, x), rtol=1e-5, atol=1e-4)
+    frame = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    assert loaded.predict([frame])[0].detections == built.predict([frame])[0].detections
+
+
+def test_a_spare_that_does_not_fit_the_update_is_left_alone(update: tuple[ModelManifest, bytes]) -> None:
+    manifest, data = update
+    spare = StudentModel.fresh(["person", "car", "bus"], 64, version=3)
+    model = StudentModel.from_bytes(manifest, data, spare=spare)
+    assert model is not spare and model.version == 5 and spare.version == 3
+    other_settings = StudentModel.fresh(CLASSES, 64, version=3, conf=0.4)
+    assert StudentModel.from_bytes(manifest, data, spare=other_settings) is not other_settings
+
+
+def test_a_model_fuse_would_rebuild_otherwise_is_built_afresh() -> None:
+    """yolov10n's RepVGGDW blocks fuse by merging branches, not by folding a batch norm."""
+    torch.manual_seed(2)
+    v10 = StudentModel.fresh(CLASSES, 64, arch="yolov10n.yaml", version=1)
+    data, _ = v10.encode()
+    spare = StudentModel.fresh(CLASSES, 64, arch="yolov10n.yaml", version=2)
+    assert fused_state(spare.model, spare._predictor.model.model.state_dict().keys()) is None
+    model = StudentModel.from_bytes(v10.manifest(data, version=4), data, spare=spare)
+    assert model is not spare and model.version == 4
+
+
 # ---------------------------------------------------------------- assemble
 
 
@@ -265,6 +347,19 @@ def test_good_update_is_saved_and_staged_for_the_next_frame(
     assert event is not None and event.version == 5 and event.bytes == len(data)
     assert event.update_delay_s >= 30.0
     assert detector.current is model
+
+
+def test_an_update_is_loaded_into_the_detectors_spare(
+    tmp_path: Path, stub: pb_grpc.EdgeSyncStub, student: StudentModel, update: tuple[ModelManifest, bytes]
+) -> None:
+    manifest, data = update
+    detector = HotSwapDetector(student.copy())
+    detector.stock_spares(1)
+    (spare,) = detector._spares
+    updates = listener(stub, detector, EdgeModelStore(tmp_path / "models"))
+    model = updates.handle(manifest, data)
+    assert model is spare and model.version == 5 and detector.take_spare() is None
+    assert detector.swap_if_ready() is not None and detector.current is spare
 
 
 def test_first_model_goes_to_the_callback_when_no_detector_runs_yet(
