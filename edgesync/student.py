@@ -24,6 +24,8 @@ from edgesync.weights import decode_state_dict, encode_state_dict, sha256_hex
 DEFAULT_ARCH = "yolov8n.yaml"
 ARCH_PATTERN = re.compile(r"^yolo[a-z0-9.-]*\.yaml$")
 SCORE_FLOOR = 0.05  # boxes down to this confidence feed the sampler's uncertainty score
+# serving settings when none are given (StudentModel and StudentModel.fits)
+CONF, IOU, DEVICE = 0.25, 0.5, "cpu"
 
 
 @dataclass
@@ -58,9 +60,9 @@ class StudentModel:
         imgsz: int,
         arch: str,
         version: int = 0,
-        conf: float = 0.25,
-        iou: float = 0.5,
-        device: str = "cpu",
+        conf: float = CONF,
+        iou: float = IOU,
+        device: str = DEVICE,
         preprocess: str = "none",
     ) -> None:
         ultralytics_env.configure()
@@ -146,7 +148,7 @@ class StudentModel:
             arch = DEFAULT_ARCH
         return cls(model.float(), [names[i] for i in sorted(names)], imgsz, arch, version=version, **kw)
 
-    def fits(self, manifest: ModelManifest, conf: float = 0.25, iou: float = 0.5, device: str = "cpu") -> bool:
+    def fits(self, manifest: ModelManifest, conf: float = CONF, iou: float = IOU, device: str = DEVICE) -> bool:
         """Whether the model a manifest describes (served with these settings) has this one's modules."""
         return (manifest.arch, list(manifest.class_names), manifest.imgsz, conf, iou, device) == (
             self.arch, self.class_names, self.imgsz, self.conf, self.iou, self.device,
