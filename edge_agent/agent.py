@@ -27,11 +27,12 @@ from edge_agent.swap_guard import SwapGuard
 from edge_agent.updates import UpdateListener
 from edge_agent.uploader import Uploader
 from edgesync.assets import resolve_video
-from edgesync.changepoint import ChangePoint, SceneWatcher
+from edgesync.changepoint import Cadence, ChangePoint, SceneWatcher, image_statistics
 from edgesync.config import EdgeConfig
 from edgesync.credentials import EdgeCredentials
 from edgesync.drift import load_schedule
 from edgesync.errors import AssetError
+from edgesync.preprocess import preprocessed
 from edgesync.retry import Backoff
 from edgesync.sampling import FrameInfo, Selected, build_sampler
 from edgesync.signing import ManifestVerifier
@@ -81,6 +82,8 @@ class EdgeAgent:
         self.spool = SampleSpool.from_config(cfg.queue)
         self.sampler = build_sampler(cfg.sampler)
         self.scenes = SceneWatcher(cfg.changepoint) if cfg.changepoint.enabled else None
+        # picks, on the source's reader thread, the frames the watcher will look at (prepare)
+        self._scenes_ahead = Cadence(cfg.changepoint.sample_hz) if self.scenes is not None else None
         self.model_store = EdgeModelStore(Path(cfg.model_dir) / cfg.edge_id)
         key = cfg.security.verify_key
         self.verifier = ManifestVerifier(key) if key is not None else None  # a bad key fails here, at start
@@ -208,6 +211,8 @@ class EdgeAgent:
             loop=source_cfg.loop,
             max_frames=source_cfg.max_frames,
             fps=source_cfg.fps,
+            read_ahead=source_cfg.read_ahead,
+            prepare=self.prepare,
         )
         if self.cfg.metrics_listen:
             self.metrics.serve(self.cfg.metrics_listen)
@@ -240,6 +245,18 @@ class EdgeAgent:
             self.stop()
         return self.stats
 
+    def prepare(self, frame: Frame) -> None:
+        """The frame's work that needs no prediction, done ahead of the loop on the source's reader
+        thread (VideoSource's prepare hook): the frame as the current model sees it (auto levels),
+        and the change-point image statistics if the watcher will look at it. step() does what is
+        missing itself: a model swapped in meanwhile with another preprocessing levels its frames."""
+        detector = self.detector
+        mode = detector.current.preprocess if detector is not None else "none"
+        if mode != "none":
+            frame.views[mode] = preprocessed([frame.image], mode)[0]
+        if self._scenes_ahead is not None and self._scenes_ahead.take(frame.t_s):
+            frame.statistics = image_statistics(frame.image)
+
     def step(self, frame: Frame, sink: JsonlSink) -> SwapEvent | None:
         """One turn of the frame loop: swap in a staged model, detect, sample, queue, record.
 
@@ -258,13 +275,13 @@ class EdgeAgent:
             if self.scenes is not None:
                 self.scenes.model_swapped()
         start = time.perf_counter()
-        prediction = self.detector.predict(frame.image)
+        prediction = self.detector.predict(frame.image, frame.views)
         latency_ms = (time.perf_counter() - start) * 1000
         self.metrics.inference.observe(latency_ms / 1000)
         version = self.detector.version
         self._stream_origin = frame.capture_time - frame.t_s
         if self.scenes is not None:
-            point = self.scenes.watch(frame.t_s, frame.image, prediction.scores)
+            point = self.scenes.watch(frame.t_s, frame.image, prediction.scores, frame.statistics)
             if point is not None:
                 self._scene_changed(point, version, sink)
         info = FrameInfo(frame.t_s, frame.index, prediction.scores, tuple(prediction.detections))

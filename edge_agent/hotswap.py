@@ -68,8 +68,12 @@ class HotSwapDetector:
     def version(self) -> int:
         return self.current.version
 
-    def predict(self, image: np.ndarray) -> Prediction:
-        return self.current.predict([image])[0]
+    def predict(self, image: np.ndarray, views: dict[str, np.ndarray] | None = None) -> Prediction:
+        """The current model's prediction on image. views: the image already preprocessed, by
+        preprocessing mode; the current model's is used when there (else it preprocesses itself)."""
+        model = self.current
+        view = views.get(model.preprocess) if views and model.preprocess != "none" else None
+        return model.predict([image], seen=None if view is None else [view])[0]
 
     def offer(
         self, model: StudentModel, trained_until: float = 0.0, size_bytes: int = 0, scene_start: float = 0.0

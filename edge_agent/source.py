@@ -2,19 +2,23 @@
 
 A file can be paced at its frame rate like a live camera and replayed in a loop; an optional
 drift schedule is applied to every frame (for demos and benchmarks), and each frame carries
-its position in the file so evaluation can compare with the clean original.
+its position in the file so evaluation can compare with the clean original. Frames are decoded
+a few ahead on a reader thread (ReadAhead), so decoding overlaps the frame loop's detection.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from edgesync.config import SourceConfig
 from edgesync.drift import DriftApplier, DriftSchedule
 from edgesync.errors import SourceError
 
@@ -22,6 +26,8 @@ log = logging.getLogger(__name__)
 
 LIVE_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://")
 RECONNECT_ATTEMPTS = 5
+READ_AHEAD = SourceConfig().read_ahead  # frames decoded ahead of the frame loop on a reader thread
+_END = object()  # the reader's last item: the source has no more frames
 
 
 @dataclass
@@ -34,6 +40,10 @@ class Frame:
     capture_time: float  # wall clock, seconds since the Unix epoch
     image: np.ndarray  # BGR, drift applied
     condition: str  # drift segment name, "live" without a schedule
+    # work done on the frame ahead of the loop on the reader thread (VideoSource's prepare hook):
+    # image as models with a preprocessing see it, by mode; the change-point image statistics
+    views: dict[str, np.ndarray] = field(default_factory=dict)
+    statistics: np.ndarray | None = None
 
 
 def is_live(uri: str) -> bool:
@@ -60,7 +70,11 @@ class VideoSource:
         loop: bool | None = None,
         max_frames: int | None = None,
         fps: float | None = None,
+        read_ahead: int = READ_AHEAD,
+        prepare: Callable[[Frame], None] | None = None,
     ) -> None:
+        if read_ahead < 0:
+            raise ValueError(f"read_ahead must be 0 or more frames, got {read_ahead}")
         self.uri = uri
         self.live = is_live(uri)
         self.schedule = schedule
@@ -73,6 +87,9 @@ class VideoSource:
         self.fps = fps or (container_fps if 1.0 <= container_fps <= 240.0 else 25.0)
         self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self._next_pos = 0  # file position of the next frame read
+        self.read_ahead = read_ahead  # 0: decode in the caller's loop
+        self.prepare = prepare  # run on each frame on the reader thread (not without one)
+        self._reader = ReadAhead()
 
     def _read(self) -> tuple[bool, np.ndarray | None]:
         ok, image = self._capture.read()
@@ -82,7 +99,8 @@ class VideoSource:
         if self.live:
             for attempt in range(1, RECONNECT_ATTEMPTS + 1):
                 log.warning("lost %s; reconnecting (%d/%d)", self.uri, attempt, RECONNECT_ATTEMPTS)
-                time.sleep(min(2.0**attempt, 10.0))
+                if self._reader.wait(min(2.0**attempt, 10.0)):  # closed meanwhile
+                    return False, None
                 self._capture.release()
                 try:
                     self._capture = open_capture(self.uri)
@@ -103,8 +121,19 @@ class VideoSource:
         return ok, image
 
     def __iter__(self) -> Iterator[Frame]:
-        start = time.time()
         start_mono = time.monotonic()
+        frames = self._frames(time.time(), start_mono)
+        if self.read_ahead:
+            frames = self._reader.frames(frames, self.read_ahead, self.prepare)
+        for frame in frames:
+            if self.realtime:
+                delay = start_mono + frame.t_s - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            yield frame
+
+    def _frames(self, start: float, start_mono: float) -> Generator[Frame, None, None]:
+        """Decode, time-stamp and drift each frame (on the reader thread when reading ahead)."""
         index = 0
         while self.max_frames is None or index < self.max_frames:
             ok, image = self._read()
@@ -118,10 +147,6 @@ class VideoSource:
                 t_s = index / self.fps
                 if self.schedule is not None and t_s >= self.schedule.duration_s:
                     return
-                if self.realtime:
-                    delay = start_mono + t_s - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
             video_index = self._next_pos - 1
             condition = "live"
             if self.drift is not None:
@@ -132,4 +157,72 @@ class VideoSource:
             index += 1
 
     def close(self) -> None:
+        self._reader.stop()  # never release the capture under a read
         self._capture.release()
+
+
+class ReadAhead:
+    """Runs a source's frame iterator on a background thread, up to `depth` frames ahead.
+
+    OpenCV releases the GIL while it decodes, so the next frame is decoded (and prepared, see
+    EdgeAgent.prepare) while the frame loop detects on this one: a frame costs the loop the longer
+    of the two, not their sum (ultralytics reads live streams on a thread the same way). Frames
+    come in order; an error on the reader thread is raised in the caller's loop, after the frames
+    read before it. stop() ends the thread, so the capture is never released under a read.
+    """
+
+    def __init__(self) -> None:
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def frames(
+        self, produce: Generator[Frame, None, None], depth: int, prepare: Callable[[Frame], None] | None = None
+    ) -> Iterator[Frame]:
+        """produce's frames, read on a thread up to depth ahead of the caller, each passed to
+        prepare there first (work on the frame that the loop would otherwise do itself)."""
+        self.stop()  # one reader per source: iterating it again starts afresh
+        self._stopping.clear()
+        slots: queue.Queue = queue.Queue(maxsize=depth)
+
+        def put(item: object) -> bool:
+            while not self._stopping.is_set():
+                try:
+                    slots.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def read() -> None:
+            try:
+                for frame in produce:
+                    if prepare is not None:
+                        prepare(frame)
+                    if not put(frame):
+                        return
+                put(_END)
+            except BaseException as exc:  # the caller's loop raises it
+                put(exc)
+            finally:
+                produce.close()
+
+        self._thread = threading.Thread(target=read, name="video-reader", daemon=True)
+        self._thread.start()
+        try:
+            while (item := slots.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.stop()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to seconds on the reader thread; True when the reader was stopped meanwhile."""
+        return self._stopping.wait(seconds)
+
+    def stop(self) -> None:
+        """End the reader thread (it finishes the read in progress)."""
+        self._stopping.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()

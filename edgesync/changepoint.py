@@ -81,10 +81,12 @@ def confidence_statistics(scores: np.ndarray) -> np.ndarray:
     return np.array([math.log1p(scores.size), float(scores.mean())])
 
 
-def frame_embedding(frame: np.ndarray, scores: np.ndarray) -> np.ndarray:
+def frame_embedding(frame: np.ndarray, scores: np.ndarray, statistics: np.ndarray | None = None) -> np.ndarray:
     """Image statistics followed by the confidence statistics (the first IMAGE_DIMS values are
-    independent of the model, so they can sign a scene for the model zoo)."""
-    return np.concatenate([image_statistics(frame), confidence_statistics(scores)])
+    independent of the model, so they can sign a scene for the model zoo). statistics: the
+    frame's image_statistics, if already computed."""
+    image = image_statistics(frame) if statistics is None else statistics
+    return np.concatenate([image, confidence_statistics(scores)])
 
 
 def chi2_quantile(p_exceed: float, dof: int) -> float:
@@ -241,24 +243,46 @@ class ChangePointDetector:
         self._reanchor = None
 
 
+class Cadence:
+    """At most hz frames a second of stream time: the first frame, then the first at or after each
+    due time. Two cadences shown the same frame times pick the same frames."""
+
+    def __init__(self, hz: float) -> None:
+        self.period_s = 1.0 / hz
+        self._next_s: float | None = None
+
+    def due(self, t_s: float) -> bool:
+        """Whether the frame at t_s would be taken."""
+        return self._next_s is None or t_s >= self._next_s
+
+    def take(self, t_s: float) -> bool:
+        """Whether the frame at t_s is taken; if so, the next is due a period later."""
+        if not self.due(t_s):
+            return False
+        self._next_s = t_s + self.period_s if self._next_s is None else max(self._next_s + self.period_s, t_s)
+        return True
+
+
 class SceneWatcher:
     """What the edge runs per frame: the embedding and the detector, at most sample_hz times a
     second of stream time (the time constants are seconds; every frame would cost the loop ~5%)."""
 
     def __init__(self, cfg: ChangePointConfig) -> None:
         self.detector = ChangePointDetector(cfg)
-        self.period_s = 1.0 / cfg.sample_hz
-        self._next_s: float | None = None
+        self.cadence = Cadence(cfg.sample_hz)
 
     def due(self, t_s: float) -> bool:
         """Whether the frame at t_s will be looked at (callers can skip preparing it otherwise)."""
-        return self._next_s is None or t_s >= self._next_s
+        return self.cadence.due(t_s)
 
-    def watch(self, t_s: float, frame: np.ndarray, scores: np.ndarray) -> ChangePoint | None:
-        if not self.due(t_s):
+    def watch(
+        self, t_s: float, frame: np.ndarray, scores: np.ndarray, statistics: np.ndarray | None = None
+    ) -> ChangePoint | None:
+        """Look at the frame at t_s if it is due. statistics: its image_statistics, if already
+        computed (the edge computes them ahead of its loop)."""
+        if not self.cadence.take(t_s):
             return None
-        self._next_s = t_s + self.period_s if self._next_s is None else max(self._next_s + self.period_s, t_s)
-        return self.detector.update(t_s, frame_embedding(frame, scores))
+        return self.detector.update(t_s, frame_embedding(frame, scores, statistics))
 
     def model_swapped(self) -> None:
         """A new model changes the confidence statistics, not the scene."""

@@ -508,6 +508,14 @@ def bench_edge(
             min=0,
         ),
     ] = None,
+    read_ahead: Annotated[
+        int | None,
+        typer.Option(
+            help="Frames the agent's source decodes ahead on a reader thread (default: source.read_ahead's default); "
+            "0 decodes in the loop, as the bare loop does.",
+            min=0,
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Write edge.json here.")] = None,
     verbose: Verbose = False,
 ) -> None:
@@ -526,6 +534,7 @@ def bench_edge(
         out=out,
         preprocess=preprocess,
         spares=spares,
+        read_ahead=read_ahead,
     )
     console.print(summary_table(result))
     if out is not None:

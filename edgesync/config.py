@@ -78,6 +78,9 @@ class SourceConfig(Strict):
     loop: bool | None = None  # replay a file; default: the drift schedule's `loop`, else False
     max_frames: int | None = Field(None, gt=0)
     fps: float | None = Field(None, gt=0)  # override the container's fps
+    # frames decoded ahead of the frame loop on a reader thread, so decoding overlaps detection
+    # (edge_agent.source.ReadAhead); 0 decodes in the loop, between detections
+    read_ahead: int = Field(2, ge=0, le=16)
 
 
 class StudentConfig(Strict):

@@ -179,10 +179,10 @@ class StudentModel:
 
     # ------------------------------------------------------------ use
 
-    def predict(self, frames: list[np.ndarray]) -> list[Prediction]:
+    def predict(self, frames: list[np.ndarray], seen: list[np.ndarray] | None = None) -> list[Prediction]:
         """Run the detector on BGR frames (preprocessed as the model was trained); boxes are in pixels
-        of each frame."""
-        results = self._predictor(source=preprocessed(frames, self.preprocess), stream=False)
+        of each frame. seen: the frames already preprocessed, if the caller has them."""
+        results = self._predictor(source=preprocessed(frames, self.preprocess) if seen is None else seen, stream=False)
         out = []
         for r in results:
             data = r.boxes.data.cpu().numpy() if r.boxes is not None else np.zeros((0, 6), np.float32)

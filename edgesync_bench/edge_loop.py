@@ -5,7 +5,8 @@ machine noise hits them alike (medians are reported):
 
 - bare: cv2 decode + StudentModel.predict, nothing else;
 - agent: the agent's own frame step (EdgeAgent.step: swap check, detect, sample, queue to
-  the disk-journalled spool, sink) over VideoSource with realtime off. EdgeAgent.run is not
+  the disk-journalled spool, sink) over VideoSource with realtime off, which decodes
+  source.read_ahead frames ahead on its reader thread as the agent's does. EdgeAgent.run is not
   used because it needs a cloud to register with; its uploader, heartbeats and listener
   threads are idle while the cloud is away, so the loop is what they would leave on the CPU;
 - swap: the agent pass while a background thread receives model updates every N frames
@@ -45,7 +46,7 @@ from edge_agent.sink import JsonlSink
 from edge_agent.source import VideoSource, open_capture
 from edge_agent.updates import UpdateListener, yield_to_frame_loop
 from edgesync.assets import resolve_video
-from edgesync.config import EdgeConfig, QueueConfig, RetryConfig, SamplerConfig, StudentConfig
+from edgesync.config import EdgeConfig, QueueConfig, RetryConfig, SamplerConfig, SourceConfig, StudentConfig
 from edgesync.errors import AssetError, InvalidInput, SourceError
 from edgesync.student import StudentModel, load_safetensors_model
 from edgesync.types import ModelManifest, check_preprocess
@@ -192,6 +193,7 @@ def _agent_pass(
     workdir: Path,
     sampler_cfg: SamplerConfig,
     student_cfg: StudentConfig,
+    source_cfg: SourceConfig,
     updates: tuple[bytes, list[ModelManifest]] | None = None,
 ) -> _Pass:
     """EdgeAgent.step over the first frames of video.
@@ -218,7 +220,12 @@ def _agent_pass(
     agent.adopt(current)  # as run() does: serve it, with the spares updates are loaded into
     detector = agent.detector
     source = VideoSource(
-        video, realtime=False, loop=updates is not None, max_frames=None if updates is not None else frames
+        video,
+        realtime=False,
+        loop=updates is not None,
+        max_frames=None if updates is not None else frames,
+        read_ahead=source_cfg.read_ahead,
+        prepare=agent.prepare,
     )
     sink = JsonlSink(workdir / "frames.jsonl")
     feeder = None
@@ -277,6 +284,7 @@ def run_edge_bench(
     out: Path | None = None,
     preprocess: str | None = None,
     spares: int | None = None,
+    read_ahead: int | None = None,
 ) -> dict:
     """Time the agent's frame loop against a bare predict loop, and latency with and without swaps.
 
@@ -285,8 +293,8 @@ def run_edge_bench(
     to a fresh or .pt student (a .safetensors one keeps its manifest's). preprocess is how the
     agent's model sees frames (edgesync.preprocess; None: as the student's manifest says, none for
     a fresh or .pt one); the bare loop always predicts on frames as they come, so the agent's side
-    pays for any preprocessing. spares is the agent's student.spares (None: its default). With
-    out, writes out/edge.json. Returns the same dict.
+    pays for any preprocessing. spares is the agent's student.spares, read_ahead its
+    source.read_ahead (None: their defaults). With out, writes out/edge.json. Returns the same dict.
     """
     if frames < 1 or repeats < 1 or swaps < 0:
         raise InvalidInput(f"frames ({frames}) and repeats ({repeats}) must be positive, swaps ({swaps}) >= 0")
@@ -295,6 +303,7 @@ def run_edge_bench(
     path = resolve_video(video)
     sampler_cfg = sampler or SamplerConfig()
     student_cfg = StudentConfig() if spares is None else StudentConfig(spares=spares)
+    source_cfg = SourceConfig() if read_ahead is None else SourceConfig(read_ahead=read_ahead)
     model = load_student(student, imgsz)
     if preprocess is not None:
         model = model.with_preprocess(check_preprocess(preprocess))
@@ -311,10 +320,19 @@ def run_edge_bench(
     with tempfile.TemporaryDirectory(prefix="edgesync-bench-edge-") as tmp:
         for r in range(repeats):
             bare.append(_bare_pass(path, bare_model, frames))
-            agent.append(_agent_pass(path, model, frames, Path(tmp) / f"agent-{r}", sampler_cfg, student_cfg))
+            agent.append(
+                _agent_pass(path, model, frames, Path(tmp) / f"agent-{r}", sampler_cfg, student_cfg, source_cfg)
+            )
             swapped.append(
                 _agent_pass(
-                    path, model, frames, Path(tmp) / f"swap-{r}", sampler_cfg, student_cfg, updates=(data, manifests)
+                    path,
+                    model,
+                    frames,
+                    Path(tmp) / f"swap-{r}",
+                    sampler_cfg,
+                    student_cfg,
+                    source_cfg,
+                    updates=(data, manifests),
                 )
             )
             log.info(
@@ -341,6 +359,7 @@ def run_edge_bench(
         "student": str(student) if student is not None else "fresh (random weights)",
         "sampler": sampler_cfg.type,
         "spares": student_cfg.spares,
+        "read_ahead": source_cfg.read_ahead,
         "bare_fps": round(bare_fps, 2),
         "agent_fps": round(agent_fps, 2),
         "ratio": round(agent_fps / bare_fps, 3) if bare_fps > 0 else 0.0,

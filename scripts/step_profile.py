@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from edgesync.assets import vtest_path
-from edgesync.config import SamplerConfig, StudentConfig
+from edgesync.config import SamplerConfig, SourceConfig, StudentConfig
 from edgesync.drift import load_schedule
 from edgesync_bench import edge_loop
 from edgesync_bench.runner import default_bench_student
@@ -46,7 +46,9 @@ def main() -> None:
     profile = cProfile.Profile()
     with tempfile.TemporaryDirectory() as tmp:
         profile.enable()
-        run = edge_loop._agent_pass(video, model, args.frames, Path(tmp) / "agent", SamplerConfig(), StudentConfig())
+        run = edge_loop._agent_pass(
+            video, model, args.frames, Path(tmp) / "agent", SamplerConfig(), StudentConfig(), SourceConfig()
+        )
         profile.disable()
     stats = pstats.Stats(profile).stats  # (file, line, function) -> (calls, primitive, own, cumulative, callers)
     print(f"{run.frames} frames, {run.fps:.1f} fps under cProfile")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,3 +82,54 @@ def test_sources_that_cannot_be_opened_name_themselves(tmp_path: Path) -> None:
         list(VideoSource(str(garbage)))
     with pytest.raises(SourceError, match="99"):
         VideoSource("99")  # no such camera
+
+
+def _readers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "video-reader" and t.is_alive()]
+
+
+def test_reading_ahead_yields_the_frames_the_loop_would_decode(clip: Path, tmp_path: Path) -> None:
+    schedule_path = tmp_path / "s.yaml"
+    schedule_path.write_text(
+        "loop: true\nsegments:\n  - {until_s: 2, condition: clean}\n  - {until_s: 4, condition: fog}\n"
+    )
+    schedule = load_schedule(schedule_path)
+    inline = list(VideoSource(str(clip), schedule, realtime=False, read_ahead=0))
+    ahead = list(VideoSource(str(clip), schedule, realtime=False, read_ahead=2))
+    assert len(ahead) == len(inline) == 40
+    for a, b in zip(ahead, inline, strict=True):
+        assert (a.index, a.video_index, a.t_s, a.condition) == (b.index, b.video_index, b.t_s, b.condition)
+        assert (a.image == b.image).all()
+    assert not _readers()
+
+
+def test_a_reader_error_is_raised_in_the_loop(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.avi"
+    garbage.write_bytes(b"not a video" * 100)
+    for read_ahead in (0, 2):
+        with pytest.raises(SourceError, match="garbage.avi"):
+            list(VideoSource(str(garbage), read_ahead=read_ahead))
+    assert not _readers()
+    with pytest.raises(ValueError, match="read_ahead"):
+        VideoSource(str(garbage), read_ahead=-1)
+
+
+def test_closing_a_source_mid_stream_ends_its_reader(clip: Path) -> None:
+    source = VideoSource(str(clip), realtime=False, loop=True, read_ahead=3)
+    frames = iter(source)
+    first = [next(frames) for _ in range(3)]
+    assert [f.index for f in first] == [0, 1, 2] and len(_readers()) == 1
+    started = time.monotonic()
+    source.close()  # the reader is blocked on a full queue: it stops there
+    assert time.monotonic() - started < 2.0
+    assert not _readers()
+    again = VideoSource(str(clip), realtime=False, max_frames=5)
+    assert [f.index for f in again] == [0, 1, 2, 3, 4]  # a fresh source reads from the start
+    again.close()
+
+
+def test_reading_ahead_keeps_file_pacing(clip: Path) -> None:
+    started = time.monotonic()
+    frames = list(VideoSource(str(clip), realtime=True, max_frames=10, fps=20.0))
+    assert len(frames) == 10
+    assert time.monotonic() - started >= 9 / 20.0 - 0.01  # the 10th frame is due 0.45 s in
