@@ -92,6 +92,10 @@ class LearningCurve:
             return None
         return max(0.0, predicted - (max(self.points) - self.before))
 
+    def rising(self) -> bool:
+        """Whether the latest epoch scored above the start and every earlier epoch."""
+        return bool(self.points) and self.points[-1] > max([self.before, *self.points[:-1]])
+
     def stop_reason(self) -> str | None:
         """Why training should stop now, or None to go on."""
         if not self.patience or len(self.points) < PROBE_EPOCHS:

@@ -757,7 +757,8 @@ class TrainingWorker:
                     if scene_left:  # the rest would train for a scene that is gone: stop, judged as it is
                         raise SceneLeft(scene, changed, for_job=other)
                     won = best.get("score", -1.0) if cfg.keep == "best" else plan.score
-                    if cfg.preempt_delivers and won is not None and won > curve.before:
+                    ripe = cfg.preempt_delivers_rising or not curve.rising()
+                    if cfg.preempt_delivers and ripe and won is not None and won > curve.before:
                         raise Delivered(other, plan.epochs_done, won, curve.before)
                     why = "" if rate is None else f"its predicted gain per image-epoch beats this job's {rate:.3g}"
                     raise Preempted(job, other, plan.epochs_done, why)

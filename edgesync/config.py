@@ -480,6 +480,10 @@ class TrainingConfig(Strict):
     # in the queue to resume: its edge gets what the job has won now, and no claim's epochs are
     # lost to a scene that ends while the job waits. A job with nothing won yet pauses as before
     preempt_delivers: bool = True
+    # with preempt_delivers, a pre-empted job whose latest epoch still raised its held-out score is
+    # sent too; False pauses it to resume instead (the model a job cut short while its curve climbs
+    # is what its edge's next scene's job starts from)
+    preempt_delivers_rising: bool = True
     # the profiler (cloud_trainer.profiler) scores held-out frames after every epoch and predicts
     # the job's gain; with patience > 0 it also stops a job once held-out mAP50 has not improved
     # for that many epochs (0: run every epoch)

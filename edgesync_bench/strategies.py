@@ -474,6 +474,15 @@ _order(
     1.0,
     True,
 )
+# a pre-empted job whose latest epoch still raised its held-out score pauses to resume instead of
+# being sent (training.preempt_delivers_rising off): the model a job cut short while it climbs is
+# what its edge's next scene's job starts from (cam-2's fog, session 37)
+_variants(
+    "ripe",
+    ("manager",),
+    "a pre-empted job is sent only once its held-out curve stopped rising, else it pauses to resume",
+    {"preempt_delivers_rising": False},
+)
 # early stopping (training.patience 2): a job stops once its held-out mAP50 has not improved for
 # 2 epochs, handing the rest of its budget to the next job
 _variants("patience", ORDERS, "jobs stop once held-out mAP50 has not improved for 2 epochs", {"patience": 2})

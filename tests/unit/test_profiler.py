@@ -179,3 +179,10 @@ def test_profiling_runs_one_probe_per_recipe_on_one_subsample_without_distillati
     again: list[tuple] = []
     profile_candidates(cfg, list(range(20)), 0.3, 8, lambda c, f, e: again.append(f) or [0.4, 0.4], key="job-1")
     assert again[0] == runs[0][1], "a repeated or resumed job probes the same frames"
+
+
+def test_a_curve_rises_while_its_latest_epoch_beats_the_start_and_every_earlier_epoch() -> None:
+    assert not curve(0.5, []).rising()
+    assert curve(0.5, [0.6]).rising() and curve(0.5, [0.55, 0.6]).rising()
+    assert not curve(0.5, [0.4]).rising()  # below the start
+    assert not curve(0.5, [0.7, 0.6]).rising() and not curve(0.5, [0.7, 0.7]).rising()

@@ -247,6 +247,23 @@ def test_with_preempt_delivers_a_pre_empted_job_that_has_won_is_sent_and_one_tha
     assert worker.process(setup.claim()).job_id == "job-2"
 
 
+def test_without_preempt_delivers_rising_a_pre_empted_job_still_climbing_pauses(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its one epoch raised held-out mAP50 from 0.5 to 0.7: sent with the default, paused to resume
+    from its checkpoint with training.preempt_delivers_rising off."""
+    other = setup.second_edge()
+    worker = setup.worker()
+    worker.cfg = worker.cfg.model_copy(update={"preempt_delivers": True, "preempt_delivers_rising": False})
+    scores = iter([0.5])
+    monkeypatch.setattr(worker_module, "evaluate", lambda model, frames: next(scores, 0.7))
+    _drift_in_first_epoch(setup, other)
+    first = worker.process(setup.claim())
+    assert first.status == "queued" and "pre-empted after epoch 1 by job job-2" in first.error
+    assert setup.checkpoints.load("job-1").plan.epochs_done == 1
+    assert worker.process(setup.claim()).job_id == "job-2"
+
+
 @pytest.mark.parametrize("climbing", [True, False])
 def test_by_gain_rate_a_job_past_its_plateau_yields_and_a_climbing_one_does_not(
     setup: Setup, monkeypatch: pytest.MonkeyPatch, climbing: bool
