@@ -172,7 +172,7 @@ class ReadAhead:
     """
 
     def __init__(self) -> None:
-        self._stopping = threading.Event()
+        self._stopping = threading.Event()  # the current reader's (or, without one, the source's)
         self._thread: threading.Thread | None = None
 
     def frames(
@@ -180,12 +180,12 @@ class ReadAhead:
     ) -> Iterator[Frame]:
         """produce's frames, read on a thread up to depth ahead of the caller, each passed to
         prepare there first (work on the frame that the loop would otherwise do itself)."""
-        self.stop()  # one reader per source: iterating it again starts afresh
-        self._stopping.clear()
+        self.stop()  # one reader per source: iterating it again ends the earlier reader first
+        stopping = self._stopping = threading.Event()
         slots: queue.Queue = queue.Queue(maxsize=depth)
 
         def put(item: object) -> bool:
-            while not self._stopping.is_set():
+            while not stopping.is_set():
                 try:
                     slots.put(item, timeout=0.1)
                     return True
@@ -206,23 +206,26 @@ class ReadAhead:
             finally:
                 produce.close()
 
-        self._thread = threading.Thread(target=read, name="video-reader", daemon=True)
-        self._thread.start()
+        thread = self._thread = threading.Thread(target=read, name="video-reader", daemon=True)
+        thread.start()
         try:
             while (item := slots.get()) is not _END:
                 if isinstance(item, BaseException):
                     raise item
                 yield item
         finally:
-            self.stop()
+            _end(stopping, thread)  # this reader only: a later iteration has its own
 
     def wait(self, seconds: float) -> bool:
-        """Sleep up to seconds on the reader thread; True when the reader was stopped meanwhile."""
+        """Sleep up to seconds (a reconnect's back-off); True when the source was stopped meanwhile."""
         return self._stopping.wait(seconds)
 
     def stop(self) -> None:
         """End the reader thread (it finishes the read in progress)."""
-        self._stopping.set()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+        _end(self._stopping, self._thread)
+
+
+def _end(stopping: threading.Event, thread: threading.Thread | None) -> None:
+    stopping.set()
+    if thread is not None and thread is not threading.current_thread():
+        thread.join()

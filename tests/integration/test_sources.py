@@ -133,3 +133,16 @@ def test_reading_ahead_keeps_file_pacing(clip: Path) -> None:
     frames = list(VideoSource(str(clip), realtime=True, max_frames=10, fps=20.0))
     assert len(frames) == 10
     assert time.monotonic() - started >= 9 / 20.0 - 0.01  # the 10th frame is due 0.45 s in
+
+
+def test_iterating_a_source_again_ends_the_earlier_reader_and_only_that_one(clip: Path) -> None:
+    source = VideoSource(str(clip), realtime=False, loop=True)
+    first = iter(source)
+    next(first)
+    second = iter(source)
+    assert [next(second).index for _ in range(3)] == [0, 1, 2]  # the earlier reader ended first
+    assert len(_readers()) == 1
+    first.close()  # the first loop's clean-up leaves the second's reader alone
+    assert next(second).index == 3 and len(_readers()) == 1
+    source.close()
+    assert not _readers()
