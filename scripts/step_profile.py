@@ -4,7 +4,9 @@ Runs `bench edge`'s agent pass (EdgeAgent.step over vtest.avi's first frames, no
 bench's student seeing frames through auto levels, under cProfile, and prints per frame what
 each part of the step took: prediction (auto levels included), the change-point statistics,
 the sampler, the sink. cProfile slows Python more than C, so the shares, not the absolute
-times, are what to read (BENCHMARKS.md, session 37).
+times, are what to read (BENCHMARKS.md, session 37). cProfile sees the loop's thread only: with
+--read-ahead above 0 (the agent's default since session 38) the levels and the image statistics
+are prepared on the source's reader thread and leave the step; the default 0 profiles them in it.
 
     PYTHONPATH=. .venv/bin/python scripts/step_profile.py --frames 300
 """
@@ -37,6 +39,9 @@ PARTS = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=300, help="first frames of vtest.avi to use")
+    parser.add_argument(
+        "--read-ahead", type=int, default=0, help="source.read_ahead: frames prepared ahead on a reader thread"
+    )
     args = parser.parse_args()
     video = str(vtest_path())
     student, _, _ = default_bench_student(video, load_schedule("configs/drift/dev.yaml"))
@@ -47,7 +52,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         profile.enable()
         run = edge_loop._agent_pass(
-            video, model, args.frames, Path(tmp) / "agent", SamplerConfig(), StudentConfig(), SourceConfig()
+            video,
+            model,
+            args.frames,
+            Path(tmp) / "agent",
+            SamplerConfig(),
+            StudentConfig(),
+            SourceConfig(read_ahead=args.read_ahead),
         )
         profile.disable()
     stats = pstats.Stats(profile).stats  # (file, line, function) -> (calls, primitive, own, cumulative, callers)
