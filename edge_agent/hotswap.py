@@ -60,6 +60,10 @@ class HotSwapDetector:
         with self._lock:
             return self._spares.pop() if self._spares else None
 
+    def keep_spare(self, model: StudentModel) -> None:
+        """Take back a spare that take_spare handed out and the caller did not use."""
+        self._retire(model)
+
     def _retire(self, model: StudentModel) -> None:
         with self._lock:
             self._spares.append(model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import sys
@@ -360,6 +361,25 @@ def test_an_update_is_loaded_into_the_detectors_spare(
     model = updates.handle(manifest, data)
     assert model is spare and model.version == 5 and detector.take_spare() is None
     assert detector.swap_if_ready() is not None and detector.current is spare
+
+
+def test_a_spare_an_update_did_not_use_stays_a_spare(
+    tmp_path: Path, stub: pb_grpc.EdgeSyncStub, student: StudentModel, update: tuple[ModelManifest, bytes]
+) -> None:
+    """A refused update leaves the spares as they were; one for other classes is built afresh and
+    the spare it could not use stays one (before, it was dropped until the next swap retired a model)."""
+    manifest, data = update
+    detector = HotSwapDetector(student.copy())
+    detector.stock_spares(1)
+    (spare,) = detector._spares
+    updates = listener(stub, detector, EdgeModelStore(tmp_path / "models"))
+    damaged = dataclasses.replace(manifest, sha256="f" * 64)
+    assert updates.handle(damaged, data) is None
+    assert detector._spares == [spare]
+    other = StudentModel.fresh(["person", "car", "bike"], 64)
+    other_data, _ = other.encode()
+    built = updates.handle(other.manifest(other_data, version=6), other_data)
+    assert built is not None and built is not spare and detector._spares == [spare]
 
 
 def test_first_model_goes_to_the_callback_when_no_detector_runs_yet(
