@@ -76,7 +76,7 @@ class HotSwapDetector:
         """The current model's prediction on image. views: the image already preprocessed, by
         preprocessing mode; the current model's is used when there (else it preprocesses itself)."""
         model = self.current
-        view = views.get(model.preprocess) if views and model.preprocess != "none" else None
+        view = views.get(model.preprocess) if views else None
         return model.predict([image], seen=None if view is None else [view])[0]
 
     def offer(
