@@ -93,6 +93,19 @@ class Preempted(Exception):
         self.by = by
 
 
+class Refreshing(Preempted):
+    """A job yields the worker at an epoch boundary to resume on the frames its scene gained since
+    it selected its own (training.refresh)."""
+
+    def __init__(self, job: TrainingJob, epochs_done: int, had: int, now: int) -> None:
+        Exception.__init__(
+            self,
+            f"job {job.job_id} yields after epoch {epochs_done}: its scene has {now} labelled frames, it "
+            f"trains and is judged on {had}; it resumes from its checkpoint on all of them",
+        )
+        self.by = job
+
+
 class Delivered(StopEarly):
     """A pre-empted job whose best epoch so far beats the edge's model stops to be judged and sent
     (training.preempt_delivers) rather than wait in the queue to resume."""
@@ -307,8 +320,11 @@ class TrainingWorker:
         base_version = self.registry.latest_version(job.edge_id)
         resume = self._checkpoint(job, base_version)
         train, held, replay = self._samples(job, resume.plan) if resume is not None else self.select(job)
+        added = 0  # frames its scene gained since the job selected its own (training.refresh)
+        if resume is not None and self.cfg.refresh and train:
+            train, held, replay, added = self._refreshed(job, (train, held, replay))
         if resume is not None and not self.ready(train, held):  # its samples were trimmed meanwhile
-            resume = None
+            resume, added = None, 0
             train, held, replay = self.select(job)
         if not self.ready(train, held):
             job.status, job.error = "queued", f"waiting for {self.cfg.min_fresh} labelled frames of the current scene"
@@ -325,6 +341,9 @@ class TrainingWorker:
             return job
         epochs = min(self.cfg.epochs, max_epochs or self.cfg.epochs)
         plan = resume.plan if resume is not None else JobPlan(base_version, epochs, *self._ids(train, held, replay))
+        if added:
+            plan.train, plan.held, plan.replay = self._ids(train, held, replay)
+            plan.score = None  # scored on the frames that judged it before (training.backtrack scores it afresh)
         if resume is not None and max_epochs is not None:  # a budget caps what is left, not the whole plan
             plan.epochs_total = min(plan.epochs_total, plan.epochs_done + max_epochs)
         start = current if resume is None else self._model_from(resume, base_manifest)
@@ -344,6 +363,8 @@ class TrainingWorker:
         curve = LearningCurve(before, plan.epochs_total - plan.epochs_done, cfg.patience)
         best_so_far = None  # a resumed job's best epoch of its earlier claims
         if resume is not None and resume.best_state is not None and plan.best_score is not None:
+            if added:  # its best epoch so far, scored on the held-out frames as they are now
+                plan.best_score = evaluate(self._model(resume.best_state, start), held_frames)
             best_so_far = {"epochs": plan.best_epoch, "state": resume.best_state, "score": plan.best_score}
         scene = train[0].scene_start if train else 0.0  # the scene (edge clock) the job trains for
         result = self._train(job, start, train_frames, held_frames, plan, keeper, curve, cfg, best_so_far, scene)
@@ -375,6 +396,9 @@ class TrainingWorker:
             "scene_start": scene,
         }
         job.metrics |= {f"map50_epoch_{i + 1 + resumed_from}": v for i, v in enumerate(curve.points)}
+        if added:  # training.refresh: this claim took in its scene's newer frames
+            job.metrics["refresh_added"] = float(added)
+            job.metrics["refresh_evaluations"] = float(best_so_far is not None)  # its best epoch, rescored
         if len(preprocess_scores) > 1:  # the starting model scored as each preprocessing would have it
             job.metrics |= {f"map50_start_{mode}": score for mode, score in preprocess_scores.items()}
             # each view but the model's own, and both views of each paired bootstrap once more
@@ -626,6 +650,41 @@ class TrainingWorker:
 
         return pick(plan.train), pick(plan.held), pick(plan.replay)
 
+    def _refreshed(
+        self, job: TrainingJob, selection: Selection
+    ) -> tuple[list[StoredSample], list[StoredSample], list[StoredSample], int]:
+        """A resumed job's samples with the labelled frames its scene gained since it selected them
+        (training.refresh), and how many those are. They are split as split_fresh splits a job's
+        fresh frames and join the job's own: a frame it trained on never judges it, one that judged
+        it never trains it. Replay is topped up to replay_fraction of the training frames."""
+        train, held, replay = selection
+        scene = train[0].scene_start
+        had = {s.sample_id for s in (*train, *held, *replay)}
+        newest = self.store.list_samples(job.edge_id, labelled=True, newest_first=True, limit=self.cfg.max_fresh)
+        new = [s for s in newest if s.scene_start == scene and s.sample_id not in had]
+        if not new:
+            return train, held, replay, 0
+        more_train, more_held = split_fresh(new, self.cfg)
+        train, held = train + more_train, sorted(held + more_held, key=lambda s: s.seq)
+        n_replay = round(len(train) * self.cfg.replay_fraction) - len(replay)
+        if n_replay > 0:
+            taken = had | {s.sample_id for s in new}
+            older = [
+                s
+                for s in self.store.list_samples(job.edge_id, labelled=True, limit=None)
+                if s.sample_id not in taken and s.scene_start != scene
+            ]
+            rng = random.Random(f"{self._seed_key(job)}/refresh/{len(train)}")
+            replay = replay + rng.sample(older, min(n_replay, len(older)))
+        log.info("job %s: %d frames its scene gained join it (%d train, %d held out)",
+                 job.job_id, len(new), len(more_train), len(more_held))  # fmt: skip
+        return train, held, replay, len(new)
+
+    def _scene_frames(self, edge_id: str, scene: float) -> int:
+        """Labelled frames of the edge's scene that started at `scene` (edge clock), up to max_fresh."""
+        newest = self.store.list_samples(edge_id, labelled=True, newest_first=True, limit=self.cfg.max_fresh)
+        return sum(s.scene_start == scene for s in newest)
+
     @staticmethod
     def _ids(*groups: list[StoredSample]) -> list[list[str]]:
         return [[s.sample_id for s in group] for group in groups]
@@ -762,6 +821,10 @@ class TrainingWorker:
                         raise Delivered(other, plan.epochs_done, won, curve.before)
                     why = "" if rate is None else f"its predicted gain per image-epoch beats this job's {rate:.3g}"
                     raise Preempted(job, other, plan.epochs_done, why)
+                if cfg.refresh and self.checkpoints is not None and not scene_left:
+                    had, grown = len(plan.train) + len(plan.held), self._scene_frames(job.edge_id, scene)
+                    if grown >= 2 * had:  # it resumes on all of them (_samples)
+                        raise Refreshing(job, plan.epochs_done, had, grown)
             return not undo
 
         workdir = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=self.workdir))

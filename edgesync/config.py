@@ -486,6 +486,17 @@ class TrainingConfig(Strict):
     # against 70.7 (the resumed epochs did not beat the one it would have sent, which then came
     # 64 s later; BENCHMARKS.md, session 38), so it stays on
     preempt_delivers_rising: bool = True
+    # a job's frames follow its scene: a job that resumes from its checkpoint (pre-empted, taken
+    # over) takes in the labelled frames its edge's scene (the one its fresh frames show) gained
+    # since it selected its own, split as split_fresh splits (those it trained on keep training,
+    # its held-out frames keep judging) with replay topped up to replay_fraction; and a job whose
+    # scene has come to hold twice the frames it trains and is judged on yields the worker at the
+    # next epoch boundary to resume on all of them. A new scene's first job starts on the first dozen
+    # frames of a burst, the same people in the same places; fitted to them, it scores 0.75-0.99 on
+    # held-out frames interleaved with them and 0.39-0.61 on the scene's later frames (four cameras,
+    # session 38). Doubling, as manager.follow_up's, bounds a job's claims by the log of its frames.
+    # Needs checkpoints, which live workers always have (the benchmark gives them to it)
+    refresh: bool = False
     # the profiler (cloud_trainer.profiler) scores held-out frames after every epoch and predicts
     # the job's gain; with patience > 0 it also stops a job once held-out mAP50 has not improved
     # for that many epochs (0: run every epoch)

@@ -139,7 +139,8 @@ class Simulation:
     as the live worker does (the edge's scene changes, the queue, the job itself as running). With
     several cameras and training.preempt_ratio above 0 it also checkpoints every epoch, so that a
     much more valuable job of another camera can pre-empt it at a boundary; the pre-empted job
-    resumes from its checkpoint. One camera has nothing to yield to.
+    resumes from its checkpoint. One camera has nothing to yield to, but with training.refresh a
+    job yields to itself to take in its scene's newer frames, so it checkpoints then too.
     """
 
     def __init__(
@@ -167,6 +168,7 @@ class Simulation:
         self.cameras = {cam.edge_id: Camera(self, cam) for cam in setup.camera_setups()}
         self.labeller = Labeller(self.store, teacher, _ByEdge(self.cameras), batch_size=1, max_wait_s=0)
         preempts = len(self.cameras) > 1 and self.training.preempt_ratio > 0
+        resumes = preempts or self.training.refresh  # a refreshing job yields to itself (worker.Refreshing)
         self._running: _Running | None = None
         self.worker = TrainingWorker(
             self.store,
@@ -176,7 +178,7 @@ class Simulation:
             workdir=workdir,
             clock=self.clock,
             teacher=teacher,
-            checkpoints=JobCheckpoints(workdir / "checkpoints") if preempts else None,
+            checkpoints=JobCheckpoints(workdir / "checkpoints") if resumes else None,
             at_boundary=self._at_boundary,
             admits=self._admits if preempts else None,
         )
@@ -395,7 +397,7 @@ class Simulation:
                 "started": t0,
                 "finished": now,
                 "version": None,
-                "preempted_by": exc.by.job_id,
+                "preempted_by": exc.by.job_id,  # its own with training.refresh (worker.Refreshing)
                 "epochs": float(running.run.epochs_done),
             }
         )
@@ -423,6 +425,7 @@ class Simulation:
         evaluations += "win_rate" in job.metrics  # the paired bootstrap scored the current model once more
         evaluations += int(job.metrics.get("preprocess_evaluations", 0))  # the start scored in other views
         evaluations += int(job.metrics.get("first_evaluations", 0))  # the first model, in each view
+        evaluations += int(job.metrics.get("refresh_evaluations", 0))  # a refreshed job's best epoch, rescored
         duration = costs.training(
             image_epochs,
             held_n,

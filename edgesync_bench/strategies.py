@@ -484,6 +484,17 @@ _variants(
     "a pre-empted job is sent only once its held-out curve stopped rising, else it pauses to resume",
     {"preempt_delivers_rising": False},
 )
+# a job's frames follow its scene (training.refresh): a job resumes on the frames its scene gained
+# since it selected its own, and yields to do so once they have doubled. The manager starts a new
+# scene's job on the first dozen frames of a burst; fitted to them, its model scores 0.75-0.99 on
+# held-out frames interleaved with them and 0.39-0.61 on the scene's later frames (four cameras,
+# session 38), where fifo's job, started later on twice the frames, did better on the stream
+_variants(
+    "refresh",
+    ("edgesync", "manager"),
+    "a job takes in the frames its scene gained whenever it resumes, and yields to resume once they have doubled",
+    {"refresh": True},
+)
 # early stopping (training.patience 2): a job stops once its held-out mAP50 has not improved for
 # 2 epochs, handing the rest of its budget to the next job
 _variants("patience", ORDERS, "jobs stop once held-out mAP50 has not improved for 2 epochs", {"patience": 2})

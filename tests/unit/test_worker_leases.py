@@ -21,7 +21,7 @@ from cloud_trainer.lease import LeaseKeeper, LeaseLost
 from cloud_trainer.registry import ModelRegistry
 from cloud_trainer.state import MemoryStore
 from cloud_trainer.training import FineTuneResult
-from cloud_trainer.worker import Preempted, TrainingWorker
+from cloud_trainer.worker import Preempted, Refreshing, TrainingWorker
 from edgesync.config import TrainingConfig
 from edgesync.student import StudentModel
 from edgesync.types import Detection, EdgeInfo, StoredSample, TrainingJob
@@ -374,6 +374,101 @@ def test_the_profiler_stops_a_job_whose_held_out_score_does_not_improve(setup: S
     assert job.metrics["epochs"] == 2 and job.metrics["heldout_evaluations"] == 2
     assert (job.metrics["map50_epoch_1"], job.metrics["map50_epoch_2"]) == (0.5, 0.5)
     assert job.predicted_gain == 0.0 and job.metrics["queued_gain"] == 0.3  # the profiler's, then the manager's
+
+
+def _scene_grows_in_first_epoch(setup: Setup, n: int, scene_start: float = 0.0) -> None:
+    """During job-1's first epoch n more labelled frames of the edge arrive (of the scene from scene_start)."""
+    real_fine_tune = setup._fine_tune
+    jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))[1].tobytes()
+
+    def frames_arrive(start, train, val, cfg, workdir, *, epochs, on_weights=None, **kw):
+        if not setup.calls:
+            for i in range(10, 10 + n):
+                sample = StoredSample(f"s{i}", EDGE, float(i), float(i), 1, 0.5, i, [], 64, 64, scene_start=scene_start)
+                setup.store.add_sample(sample, jpeg)
+                setup.store.set_labels(EDGE, f"s{i}", [Detection(5, 5, 30, 30, 0, 0.9)])
+        return real_fine_tune(start, train, val, cfg, workdir, epochs=epochs, on_weights=on_weights, **kw)
+
+    worker_module.fine_tune = frames_arrive  # monkeypatch in the fixture restores it
+
+
+def _refreshing_worker(setup: Setup) -> TrainingWorker:
+    worker = setup.worker()
+    worker.cfg = worker.cfg.model_copy(update={"refresh": True})
+    return worker
+
+
+def test_with_refresh_a_job_whose_scene_doubled_yields_and_resumes_on_all_its_frames(setup: Setup) -> None:
+    worker = _refreshing_worker(setup)
+    _scene_grows_in_first_epoch(setup, 10)  # 10 frames selected (8 train, 2 held out), 20 after epoch 1
+    first = worker.process(setup.claim())
+    assert first.status == "queued" and "yields after epoch 1: its scene has 20 labelled frames" in first.error
+    plan = setup.checkpoints.load("job-1").plan
+    assert plan.epochs_done == 1 and len(plan.train) == 8 and len(plan.held) == 2
+
+    resumed = worker.process(setup.claim())
+    assert (resumed.status, resumed.result_version) == ("done", 2)
+    assert [c["train"] for c in setup.calls] == [8, 16]  # the 10 new frames: 8 train, 2 held out
+    assert [c["epochs"] for c in setup.calls] == [EPOCHS, EPOCHS - 1]
+    assert resumed.metrics["refresh_added"] == 10 and resumed.metrics["heldout_samples"] == 4
+    assert resumed.metrics["train_samples"] == 16 and resumed.metrics["epochs"] == EPOCHS
+
+
+def test_a_refreshed_job_never_trains_on_a_frame_that_judged_it_nor_is_judged_on_one_it_trained_on(
+    setup: Setup,
+) -> None:
+    worker = _refreshing_worker(setup)
+    _scene_grows_in_first_epoch(setup, 10)
+    worker.process(setup.claim())
+    before = setup.checkpoints.load("job-1").plan
+    seen = []
+    real_save = setup.checkpoints.save
+
+    def save(job_id, plan, *args, **kw):  # the resumed claim's plan, as it checkpoints it
+        seen.append((list(plan.train), list(plan.held)))
+        real_save(job_id, plan, *args, **kw)
+
+    setup.checkpoints.save = save
+    worker.process(setup.claim())
+    train, held = seen[-1]
+    assert set(before.train) <= set(train) and set(before.held) <= set(held)
+    assert not set(train) & set(held) and len(train) + len(held) == 20
+
+
+@pytest.mark.parametrize("arriving", ["another scene's", "too few"])
+def test_frames_of_another_scene_or_too_few_do_not_make_a_job_yield(setup: Setup, arriving: str) -> None:
+    worker = _refreshing_worker(setup)
+    if arriving == "too few":  # 9 more of its scene: 19, not twice its 10
+        _scene_grows_in_first_epoch(setup, 9)
+    else:  # 10 more of the scene the edge moved on to at t=100: job-1's own scene did not grow
+        _scene_grows_in_first_epoch(setup, 10, scene_start=100.0)
+    job = worker.process(setup.claim())
+    assert (job.status, job.result_version) == ("done", 2) and len(setup.calls) == 1
+    assert "refresh_added" not in job.metrics
+
+
+def test_with_refresh_a_job_pre_empted_by_another_takes_in_its_scene_s_new_frames_when_it_resumes(
+    setup: Setup,
+) -> None:
+    other = setup.second_edge()
+    worker = _refreshing_worker(setup)
+    _drift_in_first_epoch(setup, other)
+    first = worker.process(setup.claim())
+    assert isinstance(first, TrainingJob) and "pre-empted after epoch 1 by job job-2" in first.error
+    jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))[1].tobytes()
+    for i in range(10, 15):  # 5 more: not doubled, but they join when it resumes
+        setup.store.add_sample(StoredSample(f"s{i}", EDGE, float(i), float(i), 1, 0.5, i, [], 64, 64), jpeg)
+        setup.store.set_labels(EDGE, f"s{i}", [Detection(5, 5, 30, 30, 0, 0.9)])
+    assert worker.process(setup.claim()).job_id == "job-2"
+    resumed = worker.process(setup.claim())
+    assert (resumed.job_id, resumed.status) == ("job-1", "done")
+    assert resumed.metrics["refresh_added"] == 5 and setup.calls[-1]["train"] == 8 + 3  # 5 new: 3 train, 2 held
+
+
+def test_refreshing_is_a_pre_emption_the_benchmark_and_the_worker_requeue_alike() -> None:
+    job = TrainingJob("job-1", EDGE, 1.0, 0.0, 1)
+    exc = Refreshing(job, 2, 10, 20)
+    assert isinstance(exc, Preempted) and exc.by is job and "resumes from its checkpoint" in str(exc)
 
 
 def _lockstep(setup: Setup, max_epochs: int = EPOCHS) -> LockstepJob:
