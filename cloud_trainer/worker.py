@@ -425,7 +425,11 @@ class TrainingWorker:
                 job.metrics["queued_gain"] = job.predicted_gain
             job.predicted_gain = curve.first_prediction
         job.achieved_gain = after - before
-        accepted = self._accepts(job, current, candidate, held_frames, before, after)
+        later = self._later_frames(job, train + held, scene) if self.cfg.later_jury else []
+        if len(later) >= self.cfg.min_heldout and any(f.labels for f in later):
+            accepted = self._accepts_later(job, current, candidate, later, before, after)
+        else:
+            accepted = self._accepts(job, current, candidate, held_frames, before, after)
         chosen, score = (candidate, after) if accepted else (None, before)
         if chosen is candidate and base_manifest.model_key == model_key(
             sha256_hex(update.weights), candidate.preprocess
@@ -503,6 +507,38 @@ class TrainingWorker:
         job.error = (
             f"held-out mAP50 {before:.3f} -> {after:.3f}, but it wins on {win_rate:.0%} of paired bootstrap "
             f"resamples of its {len(held)} held-out frames, {self.cfg.accept_confidence:.0%} needed: not registered"
+        )
+        return False
+
+    def _later_frames(self, job: TrainingJob, selected: list[StoredSample], scene: float) -> list[LabelledFrame]:
+        """Labelled frames of the job's scene (from `scene`, edge clock) that arrived after the newest
+        frame it selected (training.later_jury), up to max_fresh of the newest."""
+        last = max(s.seq for s in selected)
+        newest = self.store.list_samples(job.edge_id, labelled=True, newest_first=True, limit=self.cfg.max_fresh)
+        return self._frames([s for s in reversed(newest) if s.scene_start == scene and s.seq > last])
+
+    def _accepts_later(
+        self,
+        job: TrainingJob,
+        current: StudentModel,
+        candidate: StudentModel,
+        later: list[LabelledFrame],
+        before: float,
+        after: float,
+    ) -> bool:
+        """Whether the frames that arrived after the job's window speak for the candidate: not worse
+        than the current model on them, within training.tolerance (training.later_jury)."""
+        current_score, candidate_score = evaluate(current, later), evaluate(candidate, later)
+        job.metrics |= {
+            "later_frames": float(len(later)),  # scored by two models
+            "map50_later_before": current_score,
+            "map50_later_after": candidate_score,
+        }
+        if candidate_score + self.cfg.tolerance >= current_score:
+            return True
+        job.error = (
+            f"held-out mAP50 {before:.3f} -> {after:.3f}, but on the {len(later)} frames of its scene that "
+            f"arrived after its own {current_score:.3f} -> {candidate_score:.3f}: not registered"
         )
         return False
 

@@ -486,6 +486,16 @@ class TrainingConfig(Strict):
     # against 70.7 (the resumed epochs did not beat the one it would have sent, which then came
     # 64 s later; BENCHMARKS.md, session 38), so it stays on
     preempt_delivers_rising: bool = True
+    # what says whether a candidate is registered: with later_jury, the labelled frames of its
+    # scene that arrived after the job selected its own (min_heldout of them at least; with fewer,
+    # the held-out frames as without it). Held-out frames are drawn from the job's own window,
+    # interleaved with its training frames: in a new scene's first burst, the same people in the
+    # same places, a jury that cannot see a model fitted to them. Frames from after the window
+    # are the camera's future as the model will meet it, as forward-chaining validation of a time
+    # series tests on what follows the training window. The held-out frames still pick the epoch
+    # and feed the profiler. Four cameras, session 38: a fog model that scored 0.32 -> 0.75
+    # held-out scored below the clean model it replaced on the stream for the next 20 s
+    later_jury: bool = False
     # a job's frames follow its scene: a job that resumes from its checkpoint (pre-empted, taken
     # over) takes in the labelled frames its edge's scene (the one its fresh frames show) gained
     # since it selected its own, split as split_fresh splits (those it trained on keep training,

@@ -67,7 +67,8 @@ class CostModel:
     ) -> float:
         """Virtual seconds of one job: fine-tuning, validating two models on the held-out frames, and
         the profiler scoring the held-out frames after each of `evaluations` epochs. A job whose
-        edge changed scene meanwhile also scores two models on `new_scene_frames` of the new scene.
+        edge changed scene meanwhile also scores two models on `new_scene_frames` of the new scene;
+        one judged by its scene's later frames (training.later_jury) on those, counted there too.
 
         With distillation, each of `distilled_image_epochs` (all of them when None; fewer when a
         warm-up skipped the teacher) costs its extra too. Re-estimating batch-norm statistics

@@ -434,7 +434,7 @@ class Simulation:
             distill=self.training.distill.mode,
             distilled_image_epochs=job.metrics.get("distill_teacher_images", 0.0),
             recalibration_frames=int(job.metrics.get("recalibration_frames", 0)),
-            new_scene_frames=int(job.metrics.get("new_scene_frames", 0)),
+            new_scene_frames=int(job.metrics.get("new_scene_frames", 0) + job.metrics.get("later_frames", 0)),
             forward_images=int(job.metrics.get("bn_shift_images", 0)),
         )
         # a resumed job reports the epochs of every claim; this claim trained those after resumed_from_epoch

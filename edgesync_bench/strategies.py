@@ -495,6 +495,17 @@ _variants(
     "a job takes in the frames its scene gained whenever it resumes, and yields to resume once they have doubled",
     {"refresh": True},
 )
+# a candidate registered only if the frames of its scene that arrived after the job selected its own
+# do not score it below the current model (training.later_jury): the held-out frames of a new
+# scene's first job, interleaved with its training frames in one burst, cannot see a model fitted
+# to them (a fog model at 0.32 -> 0.75 held-out scored below the clean model it replaced on the
+# stream for the next 20 s: four cameras, session 38)
+_variants(
+    "later",
+    ("edgesync", *ORDERS, "edgesync-refresh", "manager-refresh"),
+    "a candidate is judged on the frames of its scene that arrived after the job selected its own",
+    {"later_jury": True},
+)
 # early stopping (training.patience 2): a job stops once its held-out mAP50 has not improved for
 # 2 epochs, handing the rest of its budget to the next job
 _variants("patience", ORDERS, "jobs stop once held-out mAP50 has not improved for 2 epochs", {"patience": 2})

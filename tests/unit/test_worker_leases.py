@@ -465,6 +465,44 @@ def test_with_refresh_a_job_pre_empted_by_another_takes_in_its_scene_s_new_frame
     assert resumed.metrics["refresh_added"] == 5 and setup.calls[-1]["train"] == 8 + 3  # 5 new: 3 train, 2 held
 
 
+@pytest.mark.parametrize("arriving", [10, 1])
+def test_with_later_jury_frames_after_a_job_s_window_judge_its_candidate(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, arriving: int
+) -> None:
+    """Held-out frames (from the job's window) put the candidate at 0.7 against 0.5; the frames
+    that arrive while it trains put it at 0.3 against 0.6. With min_heldout (2) of those they
+    decide, and it is not registered; one frame is too few, and the held-out frames decide."""
+    late: set[str] = set()
+    base = setup.base.state_dict()["model.0.conv.weight"].float()
+
+    def scores(model, frames):  # the edge's model (as registered, in fp16) or the candidate
+        later = all(f.name in late for f in frames)
+        if torch.allclose(model.state_dict()["model.0.conv.weight"].float(), base, atol=1e-3):
+            return 0.6 if later else 0.5
+        return 0.3 if later else 0.7
+
+    monkeypatch.setattr(worker_module, "evaluate", scores)
+    worker = setup.worker()
+    worker.cfg = worker.cfg.model_copy(update={"later_jury": True, "tolerance": 0.0})
+    _scene_grows_in_first_epoch(setup, arriving)
+    real_fine_tune = worker_module.fine_tune
+
+    def train_and_note_late_frames(*args, **kw):
+        result = real_fine_tune(*args, **kw)
+        late.update(f"{s.seq:08d}" for s in setup.store.list_samples(EDGE, labelled=True) if int(s.sample_id[1:]) >= 10)
+        return result
+
+    worker_module.fine_tune = train_and_note_late_frames
+    job = worker.process(setup.claim())
+    assert job.status == "done"
+    if arriving >= 2:
+        assert not job.result_version and "on the 10 frames of its scene that arrived after" in job.error
+        assert (job.metrics["map50_later_before"], job.metrics["map50_later_after"]) == (0.6, 0.3)
+        assert job.metrics["later_frames"] == 10 and job.metrics["gain"] == pytest.approx(0.2)
+    else:
+        assert job.result_version == 2 and "later_frames" not in job.metrics
+
+
 def test_refreshing_is_a_pre_emption_the_benchmark_and_the_worker_requeue_alike() -> None:
     job = TrainingJob("job-1", EDGE, 1.0, 0.0, 1)
     exc = Refreshing(job, 2, 10, 20)
