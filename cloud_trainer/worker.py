@@ -859,7 +859,7 @@ class TrainingWorker:
                     raise Preempted(job, other, plan.epochs_done, why)
                 if cfg.refresh and self.checkpoints is not None and not scene_left:
                     had, grown = len(plan.train) + len(plan.held), self._scene_frames(job.edge_id, scene)
-                    if grown >= 2 * had:  # it resumes on all of them (_samples)
+                    if grown >= 2 * had:  # it resumes on all of them (_refreshed)
                         raise Refreshing(job, plan.epochs_done, had, grown)
             return not undo
 
