@@ -489,7 +489,8 @@ _variants(
 # scene's job on the first dozen frames of a burst; fitted to them, its model scores 0.75-0.99 on
 # held-out frames interleaved with them and 0.39-0.61 on the scene's later frames (four cameras,
 # session 38), where fifo's job, started later on twice the frames, did better on the stream.
-# Student 9a056888, seed 0, session 39: manager-refresh 71.0 against the manager's 70.7: not the default
+# Student 9a056888, session 39: manager-refresh 71.0 against the manager's 70.7 (seed 0); dev
+# edgesync-refresh 60.0 / 59.2 against 58.8 / 61.9 (seeds 0-1): not the default
 _variants(
     "refresh",
     ("edgesync", "manager"),
