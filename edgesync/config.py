@@ -512,7 +512,7 @@ class TrainingConfig(Strict):
     # Needs checkpoints, which live workers always have (the benchmark gives them to it). Four
     # cameras, Intel student 9a056888, seed 0: 71.0 against the manager's 70.7; one job refreshed
     # (cam-1's night, 17 -> 34 frames after 6 epochs), and its model, 7 s later, did no better on
-    # the stream (night 45.0 against 45.5). Dev, where four jobs refreshed: 60.0 / 59.2 against
+    # the stream (night 45.0 against 45.5). Dev (four of seed 0's jobs refreshed): 60.0 / 59.2 against
     # 58.8 / 61.9 (seeds 0-1, mean -0.8), its models a little later (BENCHMARKS.md, session 39): off
     refresh: bool = False
     # the profiler (cloud_trainer.profiler) scores held-out frames after every epoch and predicts
