@@ -53,7 +53,7 @@ class HotSwapDetector:
         while len(self._spares) < count:
             spare = self.current.copy()
             spare.warmup()
-            self._retire(spare)
+            self.keep_spare(spare)
 
     def take_spare(self) -> StudentModel | None:
         """A model no frame uses any more, now the caller's to load weights into; None if there is none."""
@@ -61,10 +61,8 @@ class HotSwapDetector:
             return self._spares.pop() if self._spares else None
 
     def keep_spare(self, model: StudentModel) -> None:
-        """Take back a spare that take_spare handed out and the caller did not use."""
-        self._retire(model)
-
-    def _retire(self, model: StudentModel) -> None:
+        """Keep model, which no frame uses (a model swapped out, or a spare take_spare handed out and
+        the caller did not use), for take_spare to hand out."""
         with self._lock:
             self._spares.append(model)
 
@@ -86,7 +84,7 @@ class HotSwapDetector:
         with self._lock:
             overtaken, self._staged = self._staged, (model, trained_until, size_bytes, scene_start)
         if overtaken is not None:
-            self._retire(overtaken[0])
+            self.keep_spare(overtaken[0])
 
     def swap_if_ready(self) -> SwapEvent | None:
         """Install the staged model if there is one (call between frames)."""
@@ -100,11 +98,11 @@ class HotSwapDetector:
         if model.version in self.refused or model.version <= self.current.version:
             why = "it was rolled back" if model.version in self.refused else f"already running v{self.current.version}"
             log.info("ignoring staged v%d: %s", model.version, why)
-            self._retire(model)
+            self.keep_spare(model)
             return None
         retired, self.previous, self.current = self.previous, self.current, model
         if retired is not None:
-            self._retire(retired)
+            self.keep_spare(retired)
         now = time.time()
         event = SwapEvent(model.version, self.previous.version, now, now - since if since else 0.0, size, scene_start)
         log.info("swapped in model v%d (was v%d)", model.version, self.previous.version)
@@ -116,5 +114,5 @@ class HotSwapDetector:
             self.refused.add(self.current.version)
             log.warning("rolling back from v%d to v%d", self.current.version, self.previous.version)
             refused, self.current, self.previous = self.current, self.previous, None
-            self._retire(refused)
+            self.keep_spare(refused)
         return self.current.version

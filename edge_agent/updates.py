@@ -120,7 +120,7 @@ class UpdateListener:
         self.received_bytes += len(data)
         source = f"update v{manifest.version}"
         detector = self.detector_ref()
-        spare = None
+        spare = model = None
         try:
             if self.verifier is not None:  # before anything is decoded, saved or loaded
                 self.verifier.verify(manifest, source)
@@ -128,8 +128,6 @@ class UpdateListener:
             spare = detector.take_spare() if detector is not None else None
             model = StudentModel.from_bytes(manifest, weights, source=source, spare=spare, **self.model_kwargs)
         except EdgeSyncError as exc:
-            if spare is not None:  # refused before or while loading into it: it stays a spare
-                detector.keep_spare(spare)
             self.rejected += 1
             self.last_error = str(exc)
             payload = manifest.payload
@@ -138,9 +136,10 @@ class UpdateListener:
                 self._resubscribe = True  # the cloud would build on the same base again
             log.error("refused model update v%d: %s; keeping the current model", manifest.version, exc)
             return None
+        finally:  # refused (before or while loading into it), or built afresh (it did not fit): it stays a spare
+            if spare is not None and model is not spare:
+                detector.keep_spare(spare)
         self._avoid_bases.clear()
-        if spare is not None and model is not spare:  # built afresh (the spare did not fit): it stays a spare
-            detector.keep_spare(spare)
         self.model_store.save(manifest, weights)
         if model is not spare:  # a spare has predicted before: its first frame is not slow
             model.warmup()
