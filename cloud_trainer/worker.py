@@ -514,8 +514,7 @@ class TrainingWorker:
         """Labelled frames of the job's scene (from `scene`, edge clock) that arrived after the newest
         frame it selected (training.later_jury), up to max_fresh of the newest."""
         last = max(s.seq for s in selected)
-        newest = self.store.list_samples(job.edge_id, labelled=True, newest_first=True, limit=self.cfg.max_fresh)
-        return self._frames([s for s in reversed(newest) if s.scene_start == scene and s.seq > last])
+        return self._frames([s for s in reversed(self._scene_samples(job.edge_id, scene)) if s.seq > last])
 
     def _accepts_later(
         self,
@@ -562,8 +561,7 @@ class TrainingWorker:
         evidence is for it), but not over the zoo's pick for the new scene (or another worker's
         model) registered meanwhile; sent, it stays chosen for the scene it trained on.
         """
-        newest = self.store.list_samples(job.edge_id, labelled=True, newest_first=True, limit=self.cfg.max_fresh)
-        frames = self._frames([s for s in newest if s.scene_start == scene])
+        frames = self._frames(self._scene_samples(job.edge_id, scene))
         latest_version = self.registry.latest_version(job.edge_id)
         if len(frames) < self.cfg.min_heldout or not any(f.labels for f in frames):
             job.metrics["new_scene_frames_unjudged"] = float(len(frames))
@@ -696,8 +694,7 @@ class TrainingWorker:
         train, held, replay = selection
         scene = train[0].scene_start
         had = {s.sample_id for s in (*train, *held, *replay)}
-        newest = self.store.list_samples(job.edge_id, labelled=True, newest_first=True, limit=self.cfg.max_fresh)
-        new = [s for s in newest if s.scene_start == scene and s.sample_id not in had]
+        new = [s for s in self._scene_samples(job.edge_id, scene) if s.sample_id not in had]
         if not new:
             return train, held, replay, 0
         more_train, more_held = split_fresh(new, self.cfg)
@@ -716,10 +713,11 @@ class TrainingWorker:
                  job.job_id, len(new), len(more_train), len(more_held))  # fmt: skip
         return train, held, replay, len(new)
 
-    def _scene_frames(self, edge_id: str, scene: float) -> int:
-        """Labelled frames of the edge's scene that started at `scene` (edge clock), up to max_fresh."""
+    def _scene_samples(self, edge_id: str, scene: float) -> list[StoredSample]:
+        """Labelled samples of the edge's scene that started at `scene` (edge clock), newest first,
+        among its newest max_fresh."""
         newest = self.store.list_samples(edge_id, labelled=True, newest_first=True, limit=self.cfg.max_fresh)
-        return sum(s.scene_start == scene for s in newest)
+        return [s for s in newest if s.scene_start == scene]
 
     @staticmethod
     def _ids(*groups: list[StoredSample]) -> list[list[str]]:
@@ -858,7 +856,7 @@ class TrainingWorker:
                     why = "" if rate is None else f"its predicted gain per image-epoch beats this job's {rate:.3g}"
                     raise Preempted(job, other, plan.epochs_done, why)
                 if cfg.refresh and self.checkpoints is not None and not scene_left:
-                    had, grown = len(plan.train) + len(plan.held), self._scene_frames(job.edge_id, scene)
+                    had, grown = len(plan.train) + len(plan.held), len(self._scene_samples(job.edge_id, scene))
                     if grown >= 2 * had:  # it resumes on all of them (_refreshed)
                         raise Refreshing(job, plan.epochs_done, had, grown)
             return not undo
