@@ -362,6 +362,10 @@ class TrainingWorker:
         cfg = self._setting(plan.setting)
         curve = LearningCurve(before, plan.epochs_total - plan.epochs_done, cfg.patience)
         best_so_far = None  # a resumed job's best epoch of its earlier claims
+        if resume is None and cfg.keep == "best" and cfg.start_competes and start.preprocess != current.preprocess:
+            # the view change alone, untrained, as epoch 0 (fine_tune trains a copy of start)
+            best_so_far = {"epochs": 0, "state": start.state_dict(), "score": preprocess_scores[start.preprocess]}
+            plan.best_epoch, plan.best_score = 0, best_so_far["score"]
         if resume is not None and resume.best_state is not None and plan.best_score is not None:
             if added:  # its best epoch so far, scored on the held-out frames as they are now
                 plan.best_score = evaluate(self._model(resume.best_state, start), held_frames)

@@ -525,6 +525,12 @@ class TrainingConfig(Strict):
     # and +2.2 mAP50 over "last" (seeds 0 and 1). The same frames pick the epoch and judge the
     # result, so the held-out gain of a "best" job is optimistic
     keep: Literal["best", "last"] = "best"
+    # with keep "best", a job whose view (`preprocess`) differs from its edge's model's also weighs
+    # the starting model in that view, untrained, as its epoch 0: the view change alone is a
+    # candidate the epochs must beat. A new scene's first job often gains more from auto levels than
+    # from its first epochs, which can fall below it (cam-1's clean job, four cameras, session 39:
+    # 0.91 in auto levels, epoch 1 0.88, epoch 2 0.45, pre-empted and epoch 1 sent)
+    start_competes: bool = False
     # what a "best" job's candidate is judged by against the current model: "heldout" takes the
     # kept epoch's held-out score as it is; "cross-validated" removes the optimism of picking the
     # epoch on the frames that judge it (edgesync.evaluation.best_of_cross_validated: each

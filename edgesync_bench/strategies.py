@@ -510,6 +510,16 @@ _variants(
     "a candidate is judged on the frames of its scene that arrived after the job selected its own",
     {"later_jury": True},
 )
+# the starting model in a job's view, untrained, competes as its epoch 0 (training.start_competes):
+# a job that changes its edge's view keeps the view change alone unless an epoch beats it. Four
+# cameras, Intel student 9a056888, seed 0, session 39: cam-1's clean job scored 0.91 levelled before
+# training and was pre-empted after epoch 2 (0.45), and epoch 1 (0.88) was sent
+_variants(
+    "start",
+    ("edgesync", *ORDERS),
+    "a job that changes its edge's view keeps its untrained start in that view unless an epoch beats it",
+    {"start_competes": True},
+)
 # early stopping (training.patience 2): a job stops once its held-out mAP50 has not improved for
 # 2 epochs, handing the rest of its budget to the next job
 _variants("patience", ORDERS, "jobs stop once held-out mAP50 has not improved for 2 epochs", {"patience": 2})

@@ -207,6 +207,49 @@ def test_keep_best_registers_the_epoch_that_scored_best_on_held_out_frames(
     assert job.achieved_gain == pytest.approx(scores[registered] - 0.5)
 
 
+@pytest.mark.parametrize(
+    ("start_competes", "epochs", "registered", "kept_epoch"),
+    [
+        (True, {1: 0.7, 2: 0.3}, ("current", "auto-levels"), 0.0),  # no epoch beat the view change alone
+        (False, {1: 0.7, 2: 0.3}, ("epoch 1", "auto-levels"), 1.0),  # without it, the best epoch
+        (True, {1: 0.7, 2: 0.9}, ("epoch 2", "auto-levels"), None),  # an epoch that beats it is kept
+    ],
+)
+def test_the_view_change_alone_competes_as_epoch_0(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    start_competes: bool,
+    epochs: dict[int, float],
+    registered: tuple[str, str],
+    kept_epoch: float | None,
+) -> None:
+    """v2 scores 0.5 as it sees frames and 0.8 levelled; a job that trains it levelled keeps its
+    untrained start, levelled, unless an epoch scores above 0.8 (training.start_competes)."""
+    current = _model(2)
+    store, registry = _edge(tmp_path, [_model(1), current], samples=20)
+    by_epoch = {i: _model(10 + i) for i in epochs}
+    names = {current.encode()[1]: "current"} | {m.encode()[1]: f"epoch {i}" for i, m in by_epoch.items()}
+    scores = {("current", "none"): 0.5, ("current", "auto-levels"): 0.8}
+    scores |= {(f"epoch {i}", "auto-levels"): score for i, score in epochs.items()}
+
+    def fake_fine_tune(start, train, val, cfg, workdir, epochs=None, on_weights=None, **kw):
+        assert start.preprocess == "auto-levels"
+        for epoch, weights in by_epoch.items():
+            on_weights(epoch, weights.state_dict())
+        return FineTuneResult(by_epoch[max(by_epoch)].with_preprocess("auto-levels"), len(by_epoch), len(train))
+
+    monkeypatch.setattr(worker_module, "fine_tune", fake_fine_tune)
+    monkeypatch.setattr(worker_module, "evaluate", lambda m, frames: scores[(names[m.encode()[1]], m.preprocess)])
+    monkeypatch.setattr(TrainingWorker, "_win_rate", lambda *a: 0.5)
+    cfg = TrainingConfig(min_heldout=4, epochs=2, fallback_to_first=False, start_competes=start_competes)
+    job = TrainingWorker(store, registry, cfg, "w", workdir=tmp_path).run_job(TrainingJob("job-1", EDGE, 1.0, 0.0, 2))
+
+    manifest, data = registry.load(EDGE, job.result_version)
+    assert (names[StudentModel.from_bytes(manifest, data).encode()[1]], manifest.preprocess) == registered
+    assert job.metrics.get("kept_epoch") == kept_epoch
+    assert job.achieved_gain == pytest.approx(scores[registered] - 0.5)
+
+
 def _scene_change_while_training(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_frames: int, scores: dict, zoo_sends: bool = True
 ):
