@@ -361,7 +361,7 @@ class TrainingWorker:
             plan.setting, plan.epochs_total = chosen.setting.name, chosen.planned_epochs
         cfg = self._setting(plan.setting)
         curve = LearningCurve(before, plan.epochs_total - plan.epochs_done, cfg.patience)
-        best_so_far = None  # a resumed job's best epoch of its earlier claims
+        best_so_far = None  # a resumed job's best epoch of its earlier claims, or a new one's epoch 0
         if resume is None and cfg.keep == "best" and cfg.start_competes and start.preprocess != current.preprocess:
             # the view change alone, untrained, as epoch 0 (fine_tune trains a copy of start)
             best_so_far = {"epochs": 0, "state": start.state_dict(), "score": preprocess_scores[start.preprocess]}
@@ -787,7 +787,8 @@ class TrainingWorker:
         The profiler (curve) may end training early. The result is the last epoch's weights, or
         with cfg.keep "best" the best-scoring epoch's of the whole job: best_so_far is a resumed
         job's best of its earlier claims ({"epochs", "state", "score"}), which the checkpoint
-        keeps. A resumed claim's learning rate goes on from where the job's schedule had got to.
+        keeps, or with cfg.start_competes a new job's untrained start in its new view (epoch 0).
+        A resumed claim's learning rate goes on from where the job's schedule had got to.
         With cfg.backtrack an epoch that scores below the weights it started from is undone, and
         "last" means the last epoch kept. With cfg.judge "cross-validated" the result also says how
         much the kept epoch's held-out score owes to having been picked on those frames.
